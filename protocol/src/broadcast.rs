@@ -1,0 +1,162 @@
+//! The queue of updates waiting to be piggybacked: memberlist's
+//! `TransmitLimitedQueue`.
+//!
+//! One entry per member (a newer fact replaces an older one). Messages take
+//! the least-sent entries first and, among equals, the newest; an entry is
+//! dropped once sent `limit` times, where the limit is λ·⌈log10(N+1)⌉.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::NodeId;
+use crate::wire::{MessageBuilder, Update, encode_value};
+
+#[derive(Clone, Debug)]
+struct Pending {
+    encoded: Vec<u8>,
+    transmits: u32,
+    order: u64,
+}
+
+/// Pending updates, keyed by member, in transmit order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct BroadcastQueue {
+    pending: BTreeMap<NodeId, Pending>,
+    /// (times sent, newest first, member): iteration order is send order.
+    order: BTreeSet<(u32, Reverse<u64>, NodeId)>,
+    next_order: u64,
+}
+
+impl BroadcastQueue {
+    /// Queues `update`, replacing any pending update about the same member.
+    pub(crate) fn push(&mut self, update: &Update) {
+        let id = update.id();
+        self.remove(id);
+        self.next_order += 1;
+        let pending = Pending {
+            encoded: encode_value(update),
+            transmits: 0,
+            order: self.next_order,
+        };
+        self.order.insert((0, Reverse(pending.order), id));
+        self.pending.insert(id, pending);
+    }
+
+    fn remove(&mut self, id: NodeId) {
+        if let Some(old) = self.pending.remove(&id) {
+            self.order.remove(&(old.transmits, Reverse(old.order), id));
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Whether an update about `id` is pending.
+    pub(crate) fn contains(&self, id: NodeId) -> bool {
+        self.pending.contains_key(&id)
+    }
+
+    /// Adds updates to `message` in send order while they fit, counting each
+    /// as sent once, and retires those sent `limit` times. Updates about
+    /// `first` (if any) go in before all others: Lifeguard's "tell the suspect
+    /// it is suspected". Returns how many were added.
+    pub(crate) fn fill(&mut self, message: &mut MessageBuilder, limit: u32, first: Option<NodeId>) -> usize {
+        let mut sent = Vec::new();
+        if let Some(p) = first.and_then(|id| self.pending.get(&id).map(|p| (id, p))) {
+            if message.try_push(&p.1.encoded) {
+                sent.push((p.1.transmits, Reverse(p.1.order), p.0));
+            }
+        }
+        for key in &self.order {
+            if message.remaining() == 0 {
+                break;
+            }
+            if Some(key.2) == first {
+                continue;
+            }
+            if let Some(p) = self.pending.get(&key.2) {
+                if message.try_push(&p.encoded) {
+                    sent.push(*key);
+                }
+            }
+        }
+        for key in &sent {
+            self.order.remove(key);
+            let id = key.2;
+            let Some(p) = self.pending.get_mut(&id) else { continue };
+            p.transmits += 1;
+            if p.transmits >= limit {
+                self.pending.remove(&id);
+            } else {
+                self.order.insert((p.transmits, Reverse(p.order), id));
+            }
+        }
+        sent.len()
+    }
+}
+
+/// λ·⌈log10(N+1)⌉: how many times each update is sent.
+pub(crate) fn retransmit_limit(retransmit_mult: u32, live_members: usize) -> u32 {
+    let n = live_members as f64 + 1.0;
+    // Truncation is intended: the value is a small positive count.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let scale = n.log10().ceil().max(1.0) as u32;
+    retransmit_mult.saturating_mul(scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Body, decode};
+
+    fn suspect(index: u64, incarnation: u32) -> Update {
+        Update::Suspect {
+            id: NodeId::from_index(index),
+            generation: 1,
+            incarnation,
+            by: NodeId::from_index(0),
+        }
+    }
+
+    fn drain(queue: &mut BroadcastQueue, limit: u32, first: Option<NodeId>) -> Vec<Update> {
+        let mut builder = MessageBuilder::new(0, NodeId::from_index(0), &Body::Gossip, 1_400);
+        queue.fill(&mut builder, limit, first);
+        decode(&builder.finish(), 0).expect("decodes").updates
+    }
+
+    #[test]
+    fn least_sent_then_newest_first_and_retired_at_limit() {
+        let mut queue = BroadcastQueue::default();
+        queue.push(&suspect(1, 0));
+        queue.push(&suspect(2, 0));
+        assert_eq!(drain(&mut queue, 2, None), vec![suspect(2, 0), suspect(1, 0)]);
+        queue.push(&suspect(3, 0));
+        assert_eq!(drain(&mut queue, 2, None), vec![suspect(3, 0), suspect(2, 0), suspect(1, 0)]);
+        assert_eq!(drain(&mut queue, 2, None), vec![suspect(3, 0)]);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn newer_fact_replaces_pending_one_and_first_goes_first() {
+        let mut queue = BroadcastQueue::default();
+        queue.push(&suspect(1, 0));
+        queue.push(&suspect(2, 0));
+        queue.push(&suspect(1, 1));
+        assert_eq!(queue.len(), 2);
+        let first = Some(NodeId::from_index(2));
+        assert_eq!(drain(&mut queue, 5, first), vec![suspect(2, 0), suspect(1, 1)]);
+    }
+
+    #[test]
+    fn retransmit_limit_grows_with_log_n() {
+        assert_eq!(retransmit_limit(4, 1), 4);
+        assert_eq!(retransmit_limit(4, 9), 4);
+        assert_eq!(retransmit_limit(4, 10), 8);
+        assert_eq!(retransmit_limit(4, 1_000), 16);
+    }
+}

@@ -1,0 +1,235 @@
+//! A small deterministic cluster for tests: a handful of [`Membership`]
+//! instances, a virtual clock, and a network that delays, drops and
+//! partitions by rule. (The full simulator, with fault schedules and checks,
+//! is `shoal-sim`; this is the in-crate harness its rules are proven on.)
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::{Address, Config, Event, Identity, Instant, Membership, Metadata, NodeId, State};
+
+pub(crate) fn addr(index: usize) -> Address {
+    Address::new(format!("sim:{index}")).expect("short address")
+}
+
+fn index_of(addr: &Address) -> usize {
+    addr.as_str()
+        .strip_prefix("sim:")
+        .and_then(|s| s.parse().ok())
+        .expect("harness addresses are sim:<index>")
+}
+
+pub(crate) fn id(index: usize) -> NodeId {
+    NodeId::from_index(index as u64)
+}
+
+pub(crate) fn identity(index: usize, generation: u64) -> Identity {
+    Identity {
+        id: id(index),
+        generation,
+        meta: Metadata::new(format!("n{index}"), addr(index)),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Datagram {
+    from: usize,
+    to: usize,
+    payload: Vec<u8>,
+}
+
+/// N nodes on a virtual network with a fixed one-way latency.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    pub(crate) now: Instant,
+    pub(crate) config: Config,
+    /// `None` while crashed.
+    pub(crate) nodes: Vec<Option<Membership>>,
+    in_flight: BinaryHeap<Reverse<(Instant, u64, Datagram)>>,
+    sent: u64,
+    latency: Duration,
+    loss: f64,
+    /// Directed links that drop everything.
+    cut: BTreeSet<(usize, usize)>,
+    rng: ChaCha8Rng,
+    seed: u64,
+    /// Every event, stamped with time and node.
+    pub(crate) events: Vec<(Instant, usize, Event)>,
+}
+
+impl Cluster {
+    pub(crate) fn new(n: usize, config: Config, seed: u64) -> Cluster {
+        let nodes = (0..n)
+            .map(|i| Some(Membership::new(config.clone(), identity(i, 1), seed ^ (i as u64) << 32, Instant::ZERO).expect("valid")))
+            .collect();
+        Cluster {
+            now: Instant::ZERO,
+            config,
+            nodes,
+            in_flight: BinaryHeap::new(),
+            sent: 0,
+            latency: Duration::from_millis(1),
+            loss: 0.0,
+            cut: BTreeSet::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            seed,
+            events: Vec::new(),
+        }
+    }
+
+    pub(crate) fn node(&self, i: usize) -> &Membership {
+        self.nodes[i].as_ref().expect("node is running")
+    }
+
+    /// Every node but `seed` joins through `seed`.
+    pub(crate) fn join_all_via(&mut self, seed: usize) {
+        for i in 0..self.nodes.len() {
+            if i != seed {
+                if let Some(node) = self.nodes[i].as_mut() {
+                    node.join(self.now, [addr(seed)]);
+                }
+                self.drain(i);
+            }
+        }
+    }
+
+    pub(crate) fn set_loss(&mut self, loss: f64) {
+        self.loss = loss;
+    }
+
+    /// Drops everything between the two groups, both ways.
+    pub(crate) fn partition(&mut self, a: &[usize], b: &[usize]) {
+        for &x in a {
+            for &y in b {
+                self.cut.insert((x, y));
+                self.cut.insert((y, x));
+            }
+        }
+    }
+
+    /// Drops everything from `from` to `to` (one way).
+    pub(crate) fn cut_one_way(&mut self, from: usize, to: usize) {
+        self.cut.insert((from, to));
+    }
+
+    pub(crate) fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    /// The node stops: no messages, no timers, state lost.
+    pub(crate) fn crash(&mut self, i: usize) {
+        self.nodes[i] = None;
+    }
+
+    /// The node starts again with empty state and a new generation, and
+    /// rejoins through `seed`.
+    pub(crate) fn restart(&mut self, i: usize, generation: u64, seed: usize) {
+        let node = Membership::new(self.config.clone(), identity(i, generation), self.seed ^ generation, self.now)
+            .expect("valid");
+        self.nodes[i] = Some(node);
+        if let Some(node) = self.nodes[i].as_mut() {
+            node.join(self.now, [addr(seed)]);
+        }
+        self.drain(i);
+    }
+
+    fn drain(&mut self, i: usize) {
+        let Some(node) = self.nodes[i].as_mut() else { return };
+        while let Some(event) = node.poll_event() {
+            self.events.push((self.now, i, event));
+        }
+        while let Some(transmit) = node.poll_transmit() {
+            let to = index_of(&transmit.addr);
+            if self.cut.contains(&(i, to)) || (self.loss > 0.0 && self.rng.random::<f64>() < self.loss) {
+                continue;
+            }
+            self.sent += 1;
+            let datagram = Datagram {
+                from: i,
+                to,
+                payload: transmit.payload,
+            };
+            self.in_flight.push(Reverse((self.now + self.latency, self.sent, datagram)));
+        }
+    }
+
+    fn next_timer(&self) -> Option<(Instant, usize)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, node)| Some((node.as_ref()?.poll_timeout()?, i)))
+            .min()
+    }
+
+    /// Runs until `deadline`, delivering messages and firing timers in time
+    /// order (messages first on ties).
+    pub(crate) fn run_until(&mut self, deadline: Instant) {
+        loop {
+            let message_at = self.in_flight.peek().map(|Reverse((at, _, _))| *at);
+            let timer = self.next_timer();
+            let next = match (message_at, timer) {
+                (Some(m), Some((t, _))) => m.min(t),
+                (Some(m), None) => m,
+                (None, Some((t, _))) => t,
+                (None, None) => break,
+            };
+            if next > deadline {
+                break;
+            }
+            self.now = next;
+            if message_at == Some(next) {
+                let Some(Reverse((_, _, datagram))) = self.in_flight.pop() else { break };
+                let from = addr(datagram.from);
+                if let Some(node) = self.nodes[datagram.to].as_mut() {
+                    node.handle_message(self.now, &from, &datagram.payload);
+                }
+                self.drain(datagram.to);
+            } else if let Some((_, i)) = timer {
+                if let Some(node) = self.nodes[i].as_mut() {
+                    node.handle_timeout(self.now);
+                }
+                self.drain(i);
+            }
+        }
+        self.now = deadline;
+    }
+
+    pub(crate) fn run_for(&mut self, duration: Duration) {
+        self.run_until(self.now + duration);
+    }
+
+    /// What node `viewer` believes about node `subject`.
+    pub(crate) fn view(&self, viewer: usize, subject: usize) -> Option<State> {
+        Some(self.nodes[viewer].as_ref()?.member(id(subject))?.state)
+    }
+
+    /// Whether every running node sees every running node Alive.
+    pub(crate) fn converged(&self) -> bool {
+        let running: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].is_some()).collect();
+        running
+            .iter()
+            .all(|&a| running.iter().all(|&b| self.view(a, b) == Some(State::Alive)))
+    }
+
+    /// Runs in steps of `step` until `done` holds, for at most `limit`;
+    /// returns the time it took.
+    pub(crate) fn run_until_true(
+        &mut self,
+        step: Duration,
+        limit: Duration,
+        done: impl Fn(&Cluster) -> bool,
+    ) -> Option<Duration> {
+        let start = self.now;
+        while self.now.saturating_since(start) <= limit {
+            if done(self) {
+                return Some(self.now.saturating_since(start));
+            }
+            self.run_for(step);
+        }
+        None
+    }
+}

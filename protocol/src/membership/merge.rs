@@ -1,0 +1,281 @@
+//! Applying membership facts: the merge (take the greater version), the
+//! suspicion lifecycle, and refuting facts about this node.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use tracing::{debug, info, warn};
+
+use super::{Event, Membership};
+use crate::member::{Member, State, Version};
+use crate::suspicion::Suspicion;
+use crate::timer::Timer;
+use crate::wire::Update;
+use crate::{Instant, NodeId};
+
+/// Where a fact came from, which decides whether it is passed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// Piggybacked gossip, or this node's own conclusion: new facts spread.
+    Gossip,
+    /// An anti-entropy entry: facts about members we knew spread (they are
+    /// news, e.g. a refutation after a partition heals); first sightings do
+    /// not, since the member announces itself and re-gossiping a whole
+    /// membership list after a join would flood the cluster.
+    Sync,
+}
+
+impl Membership {
+    /// Applies one fact received in a message.
+    pub(super) fn apply(&mut self, now: Instant, update: Update, from_sync: bool) {
+        let source = if from_sync { Source::Sync } else { Source::Gossip };
+        self.apply_from(now, update, source);
+    }
+
+    /// Applies a fact this node concluded itself (a failed probe, an expired
+    /// suspicion).
+    pub(super) fn apply_local(&mut self, now: Instant, update: Update) {
+        self.apply_from(now, update, Source::Gossip);
+    }
+
+    fn apply_from(&mut self, now: Instant, update: Update, source: Source) {
+        let id = update.id();
+        if id == self.id {
+            self.apply_about_self(now, &update);
+            return;
+        }
+        let version = Version::of(&update);
+        let Some(current) = self.members.get(id) else {
+            // Only an Alive fact carries the metadata needed to know a member.
+            if let Update::Alive { meta, .. } = &update {
+                if meta.validate().is_err() {
+                    self.counters.invalid_metadata += 1;
+                    return;
+                }
+                self.learn(now, &update, source);
+            } else {
+                self.counters.updates_ignored += 1;
+            }
+            return;
+        };
+        match version.cmp(&current.version()) {
+            Ordering::Less => self.counters.updates_ignored += 1,
+            Ordering::Equal => {
+                if let Update::Suspect { by, .. } = update {
+                    self.confirm_suspicion(id, by, &update);
+                } else {
+                    self.counters.updates_ignored += 1;
+                }
+            }
+            Ordering::Greater => {
+                if let Update::Alive { meta, .. } = &update {
+                    if meta.validate().is_err() {
+                        self.counters.invalid_metadata += 1;
+                        return;
+                    }
+                }
+                self.transition(now, &update);
+                self.broadcasts.push(&update);
+            }
+        }
+    }
+
+    /// First sighting of a member.
+    fn learn(&mut self, now: Instant, update: &Update, source: Source) {
+        let Update::Alive {
+            id,
+            generation,
+            incarnation,
+            meta,
+        } = update
+        else {
+            return;
+        };
+        self.counters.updates_applied += 1;
+        self.members.upsert(Member {
+            id: *id,
+            generation: *generation,
+            incarnation: *incarnation,
+            state: State::Alive,
+            meta: Arc::clone(meta),
+            state_since: now,
+        });
+        self.add_to_probe_order(*id);
+        info!(member = %id, name = %meta.name, "member up");
+        self.events.push_back(Event::MemberUp { id: *id });
+        if source == Source::Gossip {
+            self.broadcasts.push(update);
+        }
+    }
+
+    /// A known member moves to a newer version.
+    fn transition(&mut self, now: Instant, update: &Update) {
+        let id = update.id();
+        let Some(mut member) = self.members.get(id).cloned() else {
+            return;
+        };
+        self.counters.updates_applied += 1;
+        let before = member.clone();
+        let version = Version::of(update);
+        member.generation = version.generation;
+        member.incarnation = version.incarnation;
+        member.state = match update {
+            Update::Alive { meta, .. } => {
+                member.meta = Arc::clone(meta);
+                State::Alive
+            }
+            Update::Suspect { .. } => State::Suspect,
+            Update::Dead { .. } => State::Dead,
+            Update::Left { .. } => State::Left,
+        };
+        if member.state != before.state {
+            member.state_since = now;
+        }
+        let (state, generation, incarnation) = (member.state, member.generation, member.incarnation);
+        self.members.upsert(member);
+        if !before.state.is_live() && state.is_live() {
+            self.add_to_probe_order(id);
+        }
+
+        if state != State::Suspect {
+            self.suspicions.remove(&id);
+        }
+        match state {
+            State::Alive => {
+                let restarted = generation > before.generation;
+                if !before.state.is_live() || restarted {
+                    info!(member = %id, generation, "member up");
+                    self.events.push_back(Event::MemberUp { id });
+                } else if before.state == State::Suspect {
+                    self.counters.suspicions_refuted += 1;
+                    info!(member = %id, incarnation, "suspicion refuted");
+                    self.events.push_back(Event::MemberAlive { id });
+                }
+                let same_run = !restarted && before.state.is_live();
+                if same_run && self.members.get(id).is_some_and(|m| m.meta != before.meta) {
+                    self.events.push_back(Event::MetadataChanged { id });
+                }
+            }
+            State::Suspect => {
+                if !before.state.is_live() {
+                    self.events.push_back(Event::MemberUp { id });
+                }
+                let Update::Suspect { by, .. } = *update else {
+                    return;
+                };
+                let suspicion = Suspicion::new(
+                    &self.config,
+                    self.members.live_count(),
+                    generation,
+                    incarnation,
+                    by,
+                    now,
+                );
+                let deadline = suspicion.deadline;
+                self.suspicions.insert(id, suspicion);
+                self.timers.set(deadline, Timer::Suspicion { id, deadline });
+                info!(member = %id, %by, until = %deadline, "member suspect");
+                self.events.push_back(Event::MemberSuspect { id });
+            }
+            State::Dead => {
+                warn!(member = %id, "member down");
+                self.events.push_back(Event::MemberDown { id });
+            }
+            State::Left => {
+                info!(member = %id, "member left");
+                self.events.push_back(Event::MemberLeft { id });
+            }
+        }
+    }
+
+    /// Another member independently suspects `id`: Lifeguard shortens the
+    /// suspicion, and the confirmation is passed on.
+    fn confirm_suspicion(&mut self, id: NodeId, by: NodeId, update: &Update) {
+        let Some(suspicion) = self.suspicions.get_mut(&id) else {
+            self.counters.updates_ignored += 1;
+            return;
+        };
+        if !suspicion.confirm(by) {
+            self.counters.updates_ignored += 1;
+            return;
+        }
+        let deadline = suspicion.deadline;
+        debug!(member = %id, %by, confirmations = suspicion.confirmations(), until = %deadline, "suspicion confirmed");
+        self.counters.updates_applied += 1;
+        self.timers.set(deadline, Timer::Suspicion { id, deadline });
+        self.broadcasts.push(update);
+    }
+
+    pub(super) fn on_suspicion_timeout(&mut self, now: Instant, id: NodeId, deadline: Instant, late: bool) {
+        let Some(suspicion) = self.suspicions.get_mut(&id) else {
+            return;
+        };
+        if suspicion.deadline != deadline {
+            return;
+        }
+        if late {
+            // We were stalled: a refutation may be waiting in our inbox.
+            // Give it one protocol period before accusing anyone.
+            let deadline = now + self.config.probe_interval;
+            suspicion.deadline = deadline;
+            self.timers.set(deadline, Timer::Suspicion { id, deadline });
+            return;
+        }
+        let (generation, incarnation) = (suspicion.generation, suspicion.incarnation);
+        self.suspicions.remove(&id);
+        let still_suspect = self
+            .members
+            .get(id)
+            .is_some_and(|m| m.state == State::Suspect && m.generation == generation && m.incarnation == incarnation);
+        if !still_suspect {
+            return;
+        }
+        self.counters.declared_dead += 1;
+        let dead = Update::Dead {
+            id,
+            generation,
+            incarnation,
+            by: self.id,
+        };
+        self.apply_local(now, dead);
+    }
+
+    /// A fact about this node. Accusations at our current incarnation are
+    /// refuted by publishing a higher one (SWIM's refutation); facts about an
+    /// older generation are about a previous run and ignored.
+    fn apply_about_self(&mut self, now: Instant, update: &Update) {
+        let version = Version::of(update);
+        match version.generation.cmp(&self.generation) {
+            Ordering::Less => {
+                self.counters.updates_ignored += 1;
+                return;
+            }
+            Ordering::Greater => {
+                self.counters.identity_conflicts += 1;
+                warn!(generation = version.generation, "another process claims this node's id with a newer generation");
+                return;
+            }
+            Ordering::Equal => {}
+        }
+        let accusation = match update {
+            Update::Alive { incarnation, .. } => *incarnation > self.incarnation,
+            Update::Left { .. } if self.leaving => false,
+            Update::Suspect { incarnation, .. } | Update::Dead { incarnation, .. } | Update::Left { incarnation, .. } => {
+                *incarnation >= self.incarnation
+            }
+        };
+        if !accusation || self.leaving {
+            self.counters.updates_ignored += 1;
+            return;
+        }
+        self.incarnation = version.incarnation.saturating_add(1);
+        self.counters.self_refutes += 1;
+        // Lifeguard: being accused is a hint that we are the slow one.
+        self.health.worsen(1);
+        info!(incarnation = self.incarnation, "refuting suspicion of this node");
+        self.events.push_back(Event::SelfRefuted {
+            incarnation: self.incarnation,
+        });
+        self.publish_self(now);
+    }
+}

@@ -1,0 +1,460 @@
+//! The membership state machine: SWIM with Lifeguard, dissemination and
+//! anti-entropy, driven from outside.
+//!
+//! Like quinn-proto's `Connection`, [`Membership`] has four kinds of method:
+//! getters; `handle_*` for inputs (a message arrived, time passed); commands
+//! ([`Membership::join`], [`Membership::leave`], [`Membership::set_metadata`]);
+//! and `poll_*` for outputs. After every input or command the driver drains
+//! [`Membership::poll_transmit`] and [`Membership::poll_event`], then sleeps
+//! until [`Membership::poll_timeout`] and calls [`Membership::handle_timeout`].
+
+mod merge;
+mod probe;
+mod sync;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tracing::{debug, trace};
+
+use crate::broadcast::{BroadcastQueue, retransmit_limit};
+use crate::counters::Counters;
+use crate::health::LocalHealth;
+use crate::member::{Member, MemberTable, State};
+use crate::suspicion::Suspicion;
+use crate::timer::{Timer, Timers};
+use crate::wire::{self, Body, DecodeError, MessageBuilder, Update};
+use crate::{Address, Config, ConfigError, Instant, Metadata, MetadataError, NodeId};
+
+/// Who this node is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Stable across restarts.
+    pub id: NodeId,
+    /// Must increase on every restart of the process (the node persists a
+    /// counter in its data dir), so peers tell the new run from the old.
+    pub generation: u64,
+    /// What this node says about itself.
+    pub meta: Metadata,
+}
+
+/// Something the driver may want to act on. Query [`Membership::member`] for
+/// details.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A member became Alive: first seen, back from Dead or Left, or
+    /// restarted with a new generation.
+    MemberUp { id: NodeId },
+    /// A member is suspected.
+    MemberSuspect { id: NodeId },
+    /// A suspected member refuted the suspicion.
+    MemberAlive { id: NodeId },
+    /// A member was declared Dead.
+    MemberDown { id: NodeId },
+    /// A member left gracefully.
+    MemberLeft { id: NodeId },
+    /// A live member published new metadata.
+    MetadataChanged { id: NodeId },
+    /// This node was suspected or declared dead, and refuted it.
+    SelfRefuted { incarnation: u32 },
+}
+
+/// Bytes to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The member the bytes are for, when known (not for a bootstrap address).
+    pub to: Option<NodeId>,
+    /// Where to send them.
+    pub addr: Address,
+    /// One encoded message.
+    pub payload: Vec<u8>,
+}
+
+/// Why a [`Membership`] could not be created or a command was refused.
+/// Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The metadata breaks a bound.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+}
+
+/// The probe in flight this protocol period.
+#[derive(Clone, Debug)]
+struct Probe {
+    seq: u32,
+    target: NodeId,
+    sent_at: Instant,
+    acked: bool,
+    relays_asked: u32,
+    nacks: u32,
+}
+
+/// A probe this node is relaying for another (an indirect probe).
+#[derive(Clone, Debug)]
+struct Relay {
+    origin: NodeId,
+    origin_addr: Address,
+    origin_seq: u32,
+}
+
+/// Most indirect probes relayed at once; more requests are dropped.
+const MAX_RELAYS: usize = 256;
+
+/// One member's view of the cluster, and the protocol that keeps it current.
+#[derive(Debug)]
+pub struct Membership {
+    config: Config,
+    id: NodeId,
+    generation: u64,
+    incarnation: u32,
+    meta: Arc<Metadata>,
+    leaving: bool,
+    members: MemberTable,
+    rng: ChaCha8Rng,
+    timers: Timers,
+    broadcasts: BroadcastQueue,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    /// Randomised round-robin order of probe targets, and the next index.
+    probe_order: Vec<NodeId>,
+    probe_next: usize,
+    probe: Option<Probe>,
+    relays: BTreeMap<u32, Relay>,
+    suspicions: BTreeMap<NodeId, Suspicion>,
+    seeds: Vec<Address>,
+    health: LocalHealth,
+    next_seq: u32,
+    counters: Counters,
+}
+
+impl Membership {
+    /// A node that knows only itself, with its timers starting at `now`.
+    /// Every random choice it makes comes from `seed`.
+    pub fn new(config: Config, identity: Identity, seed: u64, now: Instant) -> Result<Membership, Error> {
+        let config = config.validate()?;
+        identity.meta.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut timers = Timers::default();
+        // Random phases, so nodes started together do not probe in lockstep.
+        let mut phase = |period: Duration| now + period.mul_f64(rng.random::<f64>());
+        timers.set(phase(config.probe_interval), Timer::ProbeTick);
+        timers.set(phase(config.gossip_interval), Timer::GossipTick);
+        timers.set(phase(config.push_pull_interval), Timer::PushPullTick);
+        timers.set(phase(config.reconnect_interval), Timer::ReconnectTick);
+        let mut membership = Membership {
+            health: LocalHealth::new(config.max_local_health),
+            config,
+            id: identity.id,
+            generation: identity.generation,
+            incarnation: 0,
+            meta: Arc::new(identity.meta),
+            leaving: false,
+            members: MemberTable::default(),
+            rng,
+            timers,
+            broadcasts: BroadcastQueue::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            probe_order: Vec::new(),
+            probe_next: 0,
+            probe: None,
+            relays: BTreeMap::new(),
+            suspicions: BTreeMap::new(),
+            seeds: Vec::new(),
+            next_seq: 0,
+            counters: Counters::default(),
+        };
+        membership.publish_self(now);
+        Ok(membership)
+    }
+
+    // ---- getters ----
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// This node's generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// This node's current incarnation.
+    pub fn incarnation(&self) -> u32 {
+        self.incarnation
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Every known member, this node included, in a stable order.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter()
+    }
+
+    /// What this node knows of `id`.
+    pub fn member(&self, id: NodeId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    /// Alive plus Suspect members, this node included.
+    pub fn live_members(&self) -> usize {
+        self.members.live_count()
+    }
+
+    /// The local health score: 0 is healthy; timeouts stretch by score + 1.
+    pub fn local_health(&self) -> u32 {
+        self.health.score()
+    }
+
+    /// Updates still waiting to be gossiped. After [`Membership::leave`], the
+    /// driver may wait for this to reach zero (with a time bound) before
+    /// exiting, so peers hear of the leave rather than detect a failure.
+    pub fn pending_broadcasts(&self) -> usize {
+        self.broadcasts.len()
+    }
+
+    /// Everything this node has counted.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    // ---- commands ----
+
+    /// Contacts `seeds` with a push-pull exchange, and remembers them: they are
+    /// retried whenever no live member has their address, so a node that was
+    /// cut off finds its way back.
+    pub fn join(&mut self, now: Instant, seeds: impl IntoIterator<Item = Address>) {
+        if self.leaving {
+            self.leaving = false;
+            self.incarnation += 1;
+            self.publish_self(now);
+        }
+        for seed in seeds {
+            if !self.seeds.contains(&seed) {
+                self.seeds.push(seed);
+            }
+        }
+        for seed in self.seeds.clone() {
+            self.start_sync(None, seed, true);
+        }
+    }
+
+    /// Leaves gracefully: peers will see this node as Left, not Dead. The node
+    /// stops probing; it keeps gossiping until its leave has been sent.
+    pub fn leave(&mut self, now: Instant) {
+        if self.leaving {
+            return;
+        }
+        self.leaving = true;
+        let left = Update::Left {
+            id: self.id,
+            generation: self.generation,
+            incarnation: self.incarnation,
+        };
+        self.set_self_state(now, State::Left);
+        self.broadcasts.push(&left);
+        self.gossip_round(now);
+    }
+
+    /// Publishes new metadata (it spreads like any update).
+    pub fn set_metadata(&mut self, now: Instant, meta: Metadata) -> Result<(), MetadataError> {
+        meta.validate()?;
+        self.meta = Arc::new(meta);
+        self.incarnation += 1;
+        self.publish_self(now);
+        Ok(())
+    }
+
+    // ---- inputs ----
+
+    /// Handles one message that arrived from transport address `from`.
+    /// Undecodable messages are dropped and counted; nothing else changes.
+    pub fn handle_message(&mut self, now: Instant, from: &Address, bytes: &[u8]) {
+        let message = match wire::decode(bytes, self.config.cluster_id) {
+            Ok(message) => message,
+            Err(error) => {
+                match error {
+                    DecodeError::Cluster { .. } => self.counters.wrong_cluster += 1,
+                    DecodeError::Version { .. } => self.counters.wrong_version += 1,
+                    _ => self.counters.decode_failures += 1,
+                }
+                debug!(%from, %error, "dropped message");
+                return;
+            }
+        };
+        let len = bytes.len() as u64;
+        self.counters.messages_in.add(&message.body, 1);
+        self.counters.bytes_in.add(&message.body, len);
+        if message.from == self.id {
+            self.counters.misdirected += 1;
+            return;
+        }
+        trace!(from = %message.from, body = ?message.body, updates = message.updates.len(), "recv");
+        let from_sync = matches!(message.body, Body::Sync(_));
+        for update in message.updates {
+            self.apply(now, update, from_sync);
+        }
+        match message.body {
+            Body::Ping { seq, target } => self.on_ping(message.from, from, seq, target),
+            Body::Ack { seq } => self.on_ack(now, message.from, seq),
+            Body::PingReq {
+                seq,
+                target,
+                target_addr,
+            } => self.on_ping_req(now, message.from, from, seq, target, target_addr),
+            Body::Nack { seq } => self.on_nack(seq),
+            Body::Gossip => {}
+            Body::Sync(sync) => self.on_sync(message.from, from, &sync),
+        }
+    }
+
+    /// Acts on every timer due at `now`. Calling it early or twice is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut stalled = false;
+        while let Some((deadline, timer)) = self.timers.pop_due(now) {
+            // A timer far past its deadline means this node was not running
+            // (paused, starved): Lifeguard treats that as a sign of its own ill
+            // health, and what it observed meanwhile as inconclusive.
+            let late = now.saturating_since(deadline) > self.config.probe_timeout;
+            if late && !stalled {
+                stalled = true;
+                self.counters.late_timers += 1;
+                self.health.worsen(1);
+                debug!(late_by = ?now.saturating_since(deadline), "timers fired late; local health worsened");
+            }
+            match timer {
+                Timer::ProbeTick => self.on_probe_tick(now, late),
+                Timer::ProbeTimeout { seq } => self.on_probe_timeout(seq),
+                Timer::RelayTimeout { seq } => self.on_relay_timeout(seq),
+                Timer::Suspicion { id, deadline } => self.on_suspicion_timeout(now, id, deadline, late),
+                Timer::GossipTick => {
+                    self.timers.set(now + self.config.gossip_interval, Timer::GossipTick);
+                    self.gossip_round(now);
+                }
+                Timer::PushPullTick => self.on_push_pull_tick(now),
+                Timer::ReconnectTick => self.on_reconnect_tick(now),
+            }
+        }
+    }
+
+    // ---- outputs ----
+
+    /// The next message to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Membership::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    // ---- shared helpers ----
+
+    fn next_seq(&mut self) -> u32 {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq
+    }
+
+    fn retransmit_limit(&self) -> u32 {
+        retransmit_limit(self.config.retransmit_mult, self.members.live_count())
+    }
+
+    /// This node's own entry, as peers should see it.
+    fn self_member(&self, now: Instant, state: State) -> Member {
+        Member {
+            id: self.id,
+            generation: self.generation,
+            incarnation: self.incarnation,
+            state,
+            meta: Arc::clone(&self.meta),
+            state_since: now,
+        }
+    }
+
+    fn set_self_state(&mut self, now: Instant, state: State) {
+        self.members.upsert(self.self_member(now, state));
+    }
+
+    /// Records this node Alive at its current incarnation and gossips it.
+    fn publish_self(&mut self, now: Instant) {
+        self.set_self_state(now, State::Alive);
+        self.broadcasts.push(&Update::Alive {
+            id: self.id,
+            generation: self.generation,
+            incarnation: self.incarnation,
+            meta: Arc::clone(&self.meta),
+        });
+    }
+
+    /// Queues a message piggybacking as many pending updates as fit,
+    /// updates about `first` before the rest.
+    fn send_with_gossip(&mut self, to: Option<NodeId>, addr: Address, body: Body, first: Option<NodeId>) -> usize {
+        let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.datagram_budget);
+        let limit = self.retransmit_limit();
+        let added = self.broadcasts.fill(&mut builder, limit, first);
+        self.queue_transmit(to, addr, &body, builder.finish());
+        added
+    }
+
+    fn queue_transmit(&mut self, to: Option<NodeId>, addr: Address, body: &Body, payload: Vec<u8>) {
+        self.counters.messages_out.add(body, 1);
+        self.counters.bytes_out.add(body, payload.len() as u64);
+        trace!(to = ?to.map(|id| id.to_string()), %addr, ?body, len = payload.len(), "send");
+        self.transmits.push_back(Transmit { to, addr, payload });
+    }
+
+    fn addr_of(&self, id: NodeId) -> Option<Address> {
+        self.members.get(id)?.meta.primary_addr().cloned()
+    }
+
+    /// Up to `count` distinct random members other than this node for which
+    /// `eligible` holds, drawn from the probe order (which holds every member
+    /// that was live at its last shuffle).
+    fn random_members(&mut self, count: usize, eligible: impl Fn(&Member) -> bool) -> Vec<NodeId> {
+        let own = self.id;
+        let ok = |id: &NodeId| *id != own && self.members.get(*id).is_some_and(&eligible);
+        let mut chosen = Vec::with_capacity(count);
+        if self.probe_order.len() <= 4 * count.max(1) {
+            let mut candidates: Vec<NodeId> = self.probe_order.iter().copied().filter(ok).collect();
+            candidates.sort_unstable();
+            candidates.dedup();
+            while chosen.len() < count && !candidates.is_empty() {
+                let index = self.rng.random_range(0..candidates.len());
+                chosen.push(candidates.swap_remove(index));
+            }
+            return chosen;
+        }
+        for _ in 0..4 * count {
+            if chosen.len() == count {
+                break;
+            }
+            let id = self.probe_order[self.rng.random_range(0..self.probe_order.len())];
+            if ok(&id) && !chosen.contains(&id) {
+                chosen.push(id);
+            }
+        }
+        chosen
+    }
+}
+
+#[cfg(test)]
+mod scenario_tests;
+#[cfg(test)]
+mod unit_tests;

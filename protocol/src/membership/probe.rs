@@ -1,0 +1,296 @@
+//! Failure detection (probes, indirect probes, Lifeguard's nacks) and the
+//! periodic rounds: gossip, push-pull, reconnect.
+
+use rand::Rng;
+use rand::seq::SliceRandom;
+use tracing::debug;
+
+use super::{MAX_RELAYS, Membership, Probe, Relay};
+use crate::member::State;
+use crate::timer::Timer;
+use crate::wire::{Body, Update};
+use crate::{Address, Instant, NodeId};
+
+impl Membership {
+    pub(super) fn on_probe_tick(&mut self, now: Instant, late: bool) {
+        if let Some(probe) = self.probe.take() {
+            self.finish_probe(now, probe, late);
+        }
+        let interval = self.health.scale(self.config.probe_interval);
+        self.timers.set(now + interval, Timer::ProbeTick);
+        if self.leaving {
+            return;
+        }
+        let Some((target, addr)) = self.next_probe_target() else {
+            return;
+        };
+        let seq = self.next_seq();
+        let suspected = self.members.get(target).is_some_and(|m| m.state == State::Suspect);
+        if suspected && !self.broadcasts.contains(target) {
+            // Lifeguard: tell the suspect it is suspected, so it can refute
+            // at once rather than wait for gossip to reach it.
+            if let Some(member) = self.members.get(target) {
+                let update = Update::Suspect {
+                    id: target,
+                    generation: member.generation,
+                    incarnation: member.incarnation,
+                    by: self.id,
+                };
+                self.broadcasts.push(&update);
+            }
+        }
+        self.send_with_gossip(Some(target), addr, Body::Ping { seq, target }, Some(target));
+        self.counters.probes += 1;
+        self.probe = Some(Probe {
+            seq,
+            target,
+            sent_at: now,
+            acked: false,
+            relays_asked: 0,
+            nacks: 0,
+        });
+        let timeout = self.health.scale(self.config.probe_timeout);
+        self.timers.set(now + timeout, Timer::ProbeTimeout { seq });
+    }
+
+    /// The protocol period ended: an unanswered probe makes its target
+    /// suspect, unless this node itself was stalled.
+    fn finish_probe(&mut self, now: Instant, probe: Probe, late: bool) {
+        if probe.acked || late {
+            return;
+        }
+        // Lifeguard: relays that did not even nack suggest the fault is ours.
+        let missed_nacks = probe.relays_asked.saturating_sub(probe.nacks);
+        self.health.worsen(if probe.relays_asked == 0 { 1 } else { missed_nacks });
+        let Some(member) = self.members.get(probe.target) else {
+            return;
+        };
+        if !member.state.is_live() {
+            return;
+        }
+        if member.state == State::Alive {
+            self.counters.suspicions_raised += 1;
+            debug!(member = %probe.target, "probe failed; suspecting");
+        }
+        let update = Update::Suspect {
+            id: probe.target,
+            generation: member.generation,
+            incarnation: member.incarnation,
+            by: self.id,
+        };
+        self.apply_local(now, update);
+    }
+
+    /// The next member in the randomised round-robin, reshuffling at the end
+    /// of each pass (SWIM's "round-robin probe target selection").
+    fn next_probe_target(&mut self) -> Option<(NodeId, Address)> {
+        for _ in 0..2 {
+            while self.probe_next < self.probe_order.len() {
+                let id = self.probe_order[self.probe_next];
+                self.probe_next += 1;
+                let live = self.members.get(id).is_some_and(|m| m.state.is_live());
+                if let (true, Some(addr)) = (live && id != self.id, self.addr_of(id)) {
+                    return Some((id, addr));
+                }
+            }
+            self.reshuffle_probe_order();
+        }
+        None
+    }
+
+    fn reshuffle_probe_order(&mut self) {
+        let own = self.id;
+        self.probe_order = self
+            .members
+            .iter()
+            .filter(|m| m.id != own && m.state.is_live())
+            .map(|m| m.id)
+            .collect();
+        self.probe_order.shuffle(&mut self.rng);
+        self.probe_next = 0;
+    }
+
+    /// A new member joins the current pass at a random position still ahead.
+    pub(super) fn add_to_probe_order(&mut self, id: NodeId) {
+        let at = self.rng.random_range(self.probe_next..=self.probe_order.len());
+        self.probe_order.insert(at, id);
+    }
+
+    pub(super) fn on_probe_timeout(&mut self, seq: u32) {
+        let Some(probe) = self.probe.as_ref().filter(|p| p.seq == seq && !p.acked) else {
+            return;
+        };
+        let target = probe.target;
+        let Some(target_addr) = self.addr_of(target) else {
+            return;
+        };
+        let relays = self.random_members(self.config.indirect_checks, |m| m.state == State::Alive && m.id != target);
+        for relay in &relays {
+            if let Some(addr) = self.addr_of(*relay) {
+                let body = Body::PingReq {
+                    seq,
+                    target,
+                    target_addr: target_addr.clone(),
+                };
+                self.send_with_gossip(Some(*relay), addr, body, None);
+            }
+        }
+        self.counters.indirect_probes += relays.len() as u64;
+        if let Some(probe) = self.probe.as_mut() {
+            probe.relays_asked = u32::try_from(relays.len()).unwrap_or(u32::MAX);
+        }
+    }
+
+    pub(super) fn on_ping(&mut self, from: NodeId, from_addr: &Address, seq: u32, target: NodeId) {
+        if target != self.id {
+            self.counters.misdirected += 1;
+            return;
+        }
+        self.send_with_gossip(Some(from), from_addr.clone(), Body::Ack { seq }, Some(from));
+    }
+
+    pub(super) fn on_ack(&mut self, now: Instant, from: NodeId, seq: u32) {
+        if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq && !p.acked) {
+            probe.acked = true;
+            if from == probe.target {
+                let rtt = now.saturating_since(probe.sent_at);
+                self.counters.probe_rtt.record(u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX));
+            }
+            self.counters.probes_acked += 1;
+            self.health.improve();
+            return;
+        }
+        if let Some(relay) = self.relays.remove(&seq) {
+            let body = Body::Ack { seq: relay.origin_seq };
+            self.send_with_gossip(Some(relay.origin), relay.origin_addr, body, None);
+        }
+    }
+
+    pub(super) fn on_ping_req(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        from_addr: &Address,
+        seq: u32,
+        target: NodeId,
+        target_addr: Address,
+    ) {
+        if self.relays.len() >= MAX_RELAYS || target == self.id {
+            return;
+        }
+        let relay_seq = self.next_seq();
+        self.relays.insert(
+            relay_seq,
+            Relay {
+                origin: from,
+                origin_addr: from_addr.clone(),
+                origin_seq: seq,
+            },
+        );
+        self.counters.relayed_probes += 1;
+        let body = Body::Ping { seq: relay_seq, target };
+        self.send_with_gossip(Some(target), target_addr, body, Some(target));
+        self.timers
+            .set(now + self.config.probe_timeout, Timer::RelayTimeout { seq: relay_seq });
+    }
+
+    pub(super) fn on_relay_timeout(&mut self, seq: u32) {
+        if let Some(relay) = self.relays.remove(&seq) {
+            let body = Body::Nack { seq: relay.origin_seq };
+            self.send_with_gossip(Some(relay.origin), relay.origin_addr, body, None);
+        }
+    }
+
+    pub(super) fn on_nack(&mut self, seq: u32) {
+        if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
+            probe.nacks += 1;
+            self.counters.nacks_received += 1;
+        }
+    }
+
+    /// Sends pending updates to a few random members, and to members declared
+    /// Dead recently (so a falsely accused one hears of it and refutes).
+    pub(super) fn gossip_round(&mut self, now: Instant) {
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        let recent = self.config.gossip_to_the_dead;
+        let targets = self.random_members(self.config.gossip_fanout, |m| {
+            m.state.is_live() || (m.state == State::Dead && now.saturating_since(m.state_since) < recent)
+        });
+        for target in targets {
+            if self.broadcasts.is_empty() {
+                break;
+            }
+            if let Some(addr) = self.addr_of(target) {
+                self.send_with_gossip(Some(target), addr, Body::Gossip, None);
+            }
+        }
+    }
+
+    pub(super) fn on_push_pull_tick(&mut self, now: Instant) {
+        // memberlist's scaling: past 32 members, exchange less often, so the
+        // cluster-wide rate grows like N·log N rather than N².
+        let n = self.members.live_count().max(1) as f64;
+        let scale = if n <= 32.0 { 1.0 } else { (n.log2() - 32f64.log2()).ceil() + 1.0 };
+        self.timers
+            .set(now + self.config.push_pull_interval.mul_f64(scale), Timer::PushPullTick);
+        if self.leaving {
+            return;
+        }
+        if let Some(peer) = self.random_members(1, |m| m.state == State::Alive).pop() {
+            if let Some(addr) = self.addr_of(peer) {
+                self.start_sync(Some(peer), addr, false);
+            }
+        }
+    }
+
+    /// Forgets long-dead members, then tries to reach one random Dead member
+    /// and one bootstrap address that no live member has: the way back
+    /// together after a partition heals.
+    pub(super) fn on_reconnect_tick(&mut self, now: Instant) {
+        self.timers.set(now + self.config.reconnect_interval, Timer::ReconnectTick);
+        self.reap(now);
+        if self.leaving {
+            return;
+        }
+        let dead: Vec<NodeId> = if self.members.gone_count() > 0 {
+            self.members.iter().filter(|m| m.state == State::Dead).map(|m| m.id).collect()
+        } else {
+            Vec::new()
+        };
+        if !dead.is_empty() {
+            let id = dead[self.rng.random_range(0..dead.len())];
+            if let Some(addr) = self.addr_of(id) {
+                self.start_sync(Some(id), addr, true);
+            }
+        }
+        let unreached: Vec<Address> = self
+            .seeds
+            .iter()
+            .filter(|seed| !self.members.is_live_address(seed))
+            .cloned()
+            .collect();
+        if !unreached.is_empty() {
+            let seed = unreached[self.rng.random_range(0..unreached.len())].clone();
+            self.start_sync(None, seed, true);
+        }
+    }
+
+    fn reap(&mut self, now: Instant) {
+        if self.members.gone_count() == 0 {
+            return;
+        }
+        let retention = self.config.dead_retention;
+        let expired: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|m| !m.state.is_live() && m.id != self.id && now.saturating_since(m.state_since) >= retention)
+            .map(|m| m.id)
+            .collect();
+        for id in expired {
+            debug!(member = %id, "forgetting member after dead_retention");
+            self.members.remove(id);
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Whole-cluster behaviour on the in-crate harness: join, crash, partition
+//! and heal, determinism. Seeds are constants so every failure replays.
+
+use std::time::Duration;
+
+use crate::harness::Cluster;
+use crate::{Config, Event, State};
+
+const SEED: u64 = 0x5eed_0001;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn ten_nodes_joining_through_one_seed_all_see_each_other() {
+    let mut cluster = Cluster::new(10, Config::lan(), SEED);
+    cluster.join_all_via(0);
+    let took = cluster.run_until_true(Duration::from_millis(100), secs(10), Cluster::converged);
+    let took = took.expect("10 nodes converge within 10 s");
+    assert!(took <= secs(3), "converged in {took:?}");
+    eprintln!("join converged in {took:?}");
+    for i in 0..10 {
+        assert_eq!(cluster.node(i).live_members(), 10);
+    }
+}
+
+#[test]
+fn a_crashed_node_is_dead_at_all_others_within_the_bound() {
+    let config = Config::lan();
+    let mut cluster = Cluster::new(10, config.clone(), SEED);
+    cluster.join_all_via(0);
+    cluster.run_for(secs(5));
+    assert!(cluster.converged());
+
+    cluster.crash(7);
+    let crashed_at = cluster.now;
+    let all_dead = |c: &Cluster| (0..10).filter(|&i| i != 7).all(|i| c.view(i, 7) == Some(State::Dead));
+    let took = cluster
+        .run_until_true(Duration::from_millis(100), secs(60), all_dead)
+        .expect("everyone declares the crashed node Dead");
+    // Bound: the target is probed within ~2 periods by someone (a pass
+    // visits it at most once per n-1 periods per prober), suspicion lasts at
+    // most max = 6·4·1 s = 24 s (with 2 expected confirmations it shrinks to
+    // 4 s), then gossip spreads in a few 200 ms rounds.
+    let (_, max) = crate::suspicion::bounds(&config, 10);
+    let bound = max + config.probe_interval * 3 + secs(2);
+    assert!(took <= bound, "all saw Dead after {took:?}, bound {bound:?}");
+    eprintln!("crash known to all after {took:?}");
+    // And no one else was declared dead.
+    let false_downs = cluster
+        .events
+        .iter()
+        .filter(|(at, _, e)| *at >= crashed_at && matches!(e, Event::MemberDown { id } if *id != crate::harness::id(7)))
+        .count();
+    assert_eq!(false_downs, 0);
+}
+
+#[test]
+fn a_split_longer_than_the_dead_timeout_heals_by_itself() {
+    let mut cluster = Cluster::new(10, Config::lan(), SEED);
+    cluster.join_all_via(0);
+    cluster.run_for(secs(5));
+    assert!(cluster.converged());
+
+    let (a, b): (Vec<usize>, Vec<usize>) = (0..10).partition(|&i| i < 5);
+    cluster.partition(&a, &b);
+    cluster.run_for(secs(60));
+    for &x in &a {
+        for &y in &b {
+            assert_eq!(cluster.view(x, y), Some(State::Dead), "{x} sees {y}");
+            assert_eq!(cluster.view(y, x), Some(State::Dead), "{y} sees {x}");
+        }
+    }
+
+    cluster.heal();
+    let took = cluster
+        .run_until_true(Duration::from_millis(250), secs(120), Cluster::converged)
+        .expect("the two sides find each other again with no operator");
+    // Reconnect attempts run every reconnect_interval (10 s); one success
+    // starts the refutations, which then spread by gossip.
+    assert!(took <= secs(45), "healed in {took:?}");
+    eprintln!("healed in {took:?}");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_events_twice() {
+    let run = |seed| {
+        let mut cluster = Cluster::new(8, Config::lan(), seed);
+        cluster.set_loss(0.05);
+        cluster.join_all_via(0);
+        cluster.run_for(secs(10));
+        cluster.crash(3);
+        cluster.run_for(secs(40));
+        cluster.events
+    };
+    let first = run(SEED);
+    assert!(first.len() > 50, "the run does something: {} events", first.len());
+    assert_eq!(first, run(SEED));
+    assert_ne!(first, run(SEED + 1), "a different seed gives a different run");
+}
+
+#[test]
+fn no_healthy_member_is_declared_dead_under_five_percent_loss() {
+    let mut cluster = Cluster::new(10, Config::lan(), SEED);
+    cluster.join_all_via(0);
+    cluster.run_for(secs(5));
+    cluster.set_loss(0.05);
+    cluster.run_for(secs(300));
+    let downs = cluster.events.iter().filter(|(_, _, e)| matches!(e, Event::MemberDown { .. })).count();
+    assert_eq!(downs, 0, "false Dead declarations under 5% loss");
+    cluster.set_loss(0.0);
+    cluster.run_for(secs(5));
+    assert!(cluster.converged());
+}
+
+#[test]
+fn a_node_whose_inbound_link_is_cut_one_way_is_suspected_then_refutes_after_repair() {
+    let mut cluster = Cluster::new(5, Config::lan(), SEED);
+    cluster.join_all_via(0);
+    cluster.run_for(secs(5));
+    // Node 4 hears nothing from anyone; it can still talk.
+    for i in 0..4 {
+        cluster.cut_one_way(i, 4);
+    }
+    cluster.run_for(secs(60));
+    assert!((0..4).all(|i| cluster.view(i, 4) == Some(State::Dead)));
+    cluster.heal();
+    let took = cluster.run_until_true(Duration::from_millis(250), secs(60), Cluster::converged);
+    assert!(took.is_some(), "node 4 comes back after the link is repaired");
+}

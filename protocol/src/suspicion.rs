@@ -1,0 +1,125 @@
+//! Lifeguard's suspicion timeout: long when a suspicion is fresh, shrinking
+//! as independent members confirm it.
+//!
+//! With N live members and protocol period T:
+//!
+//! ```text
+//! min = suspicion_mult · max(1, log10 N) · T
+//! max = suspicion_max_timeout_mult · min
+//! k   = suspicion_mult − 2 confirmations expected (0 if N − 2 < k)
+//! timeout(c) = max(min, max − (max − min) · log(c + 1) / log(k + 1))
+//! ```
+//!
+//! (memberlist's `suspicion.go`). The deadline counts from when the suspicion
+//! started, so a confirmation can make it due at once.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::{Config, Instant, NodeId};
+
+/// A running suspicion of one member at one (generation, incarnation).
+#[derive(Clone, Debug)]
+pub(crate) struct Suspicion {
+    pub(crate) generation: u64,
+    pub(crate) incarnation: u32,
+    started: Instant,
+    min: Duration,
+    max: Duration,
+    expected: u32,
+    confirmations: BTreeSet<NodeId>,
+    /// When the member is declared Dead unless it refutes first.
+    pub(crate) deadline: Instant,
+}
+
+impl Suspicion {
+    /// A suspicion raised by `by` at `now`, among `live_members`.
+    pub(crate) fn new(
+        config: &Config,
+        live_members: usize,
+        generation: u64,
+        incarnation: u32,
+        by: NodeId,
+        now: Instant,
+    ) -> Suspicion {
+        let (min, max) = bounds(config, live_members);
+        let expected = config.suspicion_mult.saturating_sub(2);
+        let expected = if (live_members.saturating_sub(2) as u64) < u64::from(expected) {
+            0
+        } else {
+            expected
+        };
+        let mut suspicion = Suspicion {
+            generation,
+            incarnation,
+            started: now,
+            min,
+            max,
+            expected,
+            confirmations: BTreeSet::from([by]),
+            deadline: now,
+        };
+        suspicion.deadline = now + suspicion.timeout();
+        suspicion
+    }
+
+    /// Independent confirmations beyond the first suspicion.
+    pub(crate) fn confirmations(&self) -> u32 {
+        u32::try_from(self.confirmations.len().saturating_sub(1)).unwrap_or(u32::MAX)
+    }
+
+    /// The timeout for the confirmations seen so far.
+    pub(crate) fn timeout(&self) -> Duration {
+        timeout(self.min, self.max, self.expected, self.confirmations())
+    }
+
+    /// Records that `by` also suspects the member. Returns whether this was a
+    /// new, counted confirmation (and so the deadline may have moved closer).
+    pub(crate) fn confirm(&mut self, by: NodeId) -> bool {
+        if self.confirmations() >= self.expected || !self.confirmations.insert(by) {
+            return false;
+        }
+        self.deadline = self.started + self.timeout();
+        true
+    }
+}
+
+/// (min, max) suspicion timeout for `live_members`.
+pub(crate) fn bounds(config: &Config, live_members: usize) -> (Duration, Duration) {
+    let node_scale = (live_members.max(1) as f64).log10().max(1.0);
+    let min = config.probe_interval.mul_f64(f64::from(config.suspicion_mult) * node_scale);
+    let max = min.saturating_mul(config.suspicion_max_timeout_mult);
+    (min, max)
+}
+
+/// The timeout after `confirmations` of `expected` confirmations.
+pub(crate) fn timeout(min: Duration, max: Duration, expected: u32, confirmations: u32) -> Duration {
+    if expected == 0 {
+        return min;
+    }
+    let fraction = f64::from(confirmations + 1).ln() / f64::from(expected + 1).ln();
+    let shrunk = max.as_secs_f64() - (max - min).as_secs_f64() * fraction;
+    Duration::from_secs_f64(shrunk.max(min.as_secs_f64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_follow_log10_n() {
+        let config = Config::lan();
+        assert_eq!(bounds(&config, 5), (Duration::from_secs(4), Duration::from_secs(24)));
+        assert_eq!(bounds(&config, 1_000).0, Duration::from_secs(12));
+    }
+
+    #[test]
+    fn timeout_shrinks_from_max_to_min_with_confirmations() {
+        let (min, max) = (Duration::from_secs(4), Duration::from_secs(24));
+        let secs = |c| timeout(min, max, 2, c).as_secs_f64();
+        assert!((secs(0) - 24.0).abs() < 1e-9);
+        assert!((secs(1) - (24.0 - 20.0 * 2f64.ln() / 3f64.ln())).abs() < 1e-6);
+        assert!((secs(2) - 4.0).abs() < 1e-9);
+        assert!((secs(5) - 4.0).abs() < 1e-9, "never below min");
+    }
+}
