@@ -1,0 +1,425 @@
+//! Exact outputs and timers for each protocol rule, on hand-driven nodes.
+//!
+//! Only probes run on their own here: gossip, push-pull and reconnect
+//! rounds are an hour apart, so every message a test sees is one it caused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Event, Membership};
+use crate::harness::{addr, id, identity};
+use crate::wire::{self, Body, Message, Update};
+use crate::{Config, Instant, State};
+
+const HOUR: Duration = Duration::from_secs(3_600);
+const MS: Duration = Duration::from_millis(1);
+
+fn config() -> Config {
+    Config {
+        gossip_interval: HOUR,
+        push_pull_interval: HOUR,
+        reconnect_interval: HOUR,
+        ..Config::lan()
+    }
+}
+
+/// Nodes 0..n, each already knowing all the others (as if gossip had run),
+/// with their queues drained.
+fn mesh(n: usize) -> Vec<Membership> {
+    let mut nodes: Vec<Membership> = (0..n)
+        .map(|i| Membership::new(config(), identity(i, 1), 100 + i as u64, Instant::ZERO).expect("valid"))
+        .collect();
+    for a in 0..n {
+        for b in 0..n {
+            if a != b {
+                let alive = alive(&nodes[b]);
+                deliver_updates(&mut nodes[a], b, vec![alive]);
+            }
+        }
+    }
+    for node in &mut nodes {
+        drain_events(node);
+        while node.poll_transmit().is_some() {}
+        node.broadcasts = Default::default();
+    }
+    nodes
+}
+
+fn alive(node: &Membership) -> Update {
+    Update::Alive {
+        id: node.id,
+        generation: node.generation,
+        incarnation: node.incarnation,
+        meta: Arc::clone(&node.meta),
+    }
+}
+
+fn deliver_updates(to: &mut Membership, from: usize, updates: Vec<Update>) {
+    let message = Message {
+        from: id(from),
+        body: Body::Gossip,
+        updates,
+    };
+    to.handle_message(Instant::ZERO, &addr(from), &wire::encode(0, &message));
+}
+
+/// Every queued transmit, decoded, as (destination index, message).
+fn sent(node: &mut Membership) -> Vec<(usize, Message, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let Some(t) = node.poll_transmit() {
+        let to: usize = t.addr.as_str()[4..].parse().expect("sim address");
+        let message = wire::decode(&t.payload, 0).expect("own messages decode");
+        out.push((to, message, t.payload));
+    }
+    out
+}
+
+fn bodies(node: &mut Membership) -> Vec<(usize, Body)> {
+    sent(node).into_iter().map(|(to, m, _)| (to, m.body)).collect()
+}
+
+fn drain_events(node: &mut Membership) -> Vec<Event> {
+    std::iter::from_fn(|| node.poll_event()).collect()
+}
+
+/// Fires `node`'s timers up to its next probe, returning when it probed.
+fn run_to_probe(node: &mut Membership) -> Instant {
+    let at = node.poll_timeout().expect("a probe tick is always pending");
+    node.handle_timeout(at);
+    at
+}
+
+#[test]
+fn probe_is_acked_and_no_indirect_probe_follows() {
+    let mut nodes = mesh(2);
+    let t = run_to_probe(&mut nodes[0]);
+    let out = sent(&mut nodes[0]);
+    assert_eq!(out.len(), 1);
+    let (to, ping, payload) = &out[0];
+    assert_eq!((*to, &ping.body), (1, &Body::Ping { seq: 1, target: id(1) }));
+    let timeout = config().probe_timeout;
+    assert_eq!(nodes[0].poll_timeout(), Some(t + timeout), "ack timer armed");
+
+    nodes[1].handle_message(t + MS, &addr(0), payload);
+    let reply = sent(&mut nodes[1]);
+    assert_eq!(reply.len(), 1);
+    assert_eq!((reply[0].0, &reply[0].1.body), (0, &Body::Ack { seq: 1 }));
+
+    nodes[0].handle_message(t + MS * 2, &addr(1), &reply[0].2);
+    nodes[0].handle_timeout(t + timeout);
+    assert_eq!(bodies(&mut nodes[0]), vec![], "acked: nothing more to send");
+    assert_eq!(nodes[0].poll_timeout(), Some(t + config().probe_interval), "next probe one period later");
+    let counters = nodes[0].counters();
+    assert_eq!((counters.probes, counters.probes_acked, counters.indirect_probes), (1, 1, 0));
+    assert_eq!(counters.probe_rtt.buckets[2], 1, "2 ms round trip in the 1..5 ms bucket");
+}
+
+#[test]
+fn indirect_probe_through_a_relay_when_the_direct_path_drops() {
+    let mut nodes = mesh(3);
+    let t = run_to_probe(&mut nodes[0]);
+    let ping = sent(&mut nodes[0]);
+    let Body::Ping { seq, target } = ping[0].1.body else {
+        panic!("expected a ping, got {:?}", ping[0].1.body)
+    };
+    let target_index = ping[0].0;
+    let relay_index = 3 - target_index; // the other one of {1, 2}
+    // The direct ping is lost. At the ack timeout, node 0 asks the relay.
+    let timeout = config().probe_timeout;
+    nodes[0].handle_timeout(t + timeout);
+    let asks = sent(&mut nodes[0]);
+    assert_eq!(asks.len(), 1);
+    assert_eq!(
+        (asks[0].0, &asks[0].1.body),
+        (
+            relay_index,
+            &Body::PingReq {
+                seq,
+                target,
+                target_addr: addr(target_index)
+            }
+        )
+    );
+
+    // The relay pings the target with a sequence number of its own...
+    nodes[relay_index].handle_message(t + timeout + MS, &addr(0), &asks[0].2);
+    let relayed = sent(&mut nodes[relay_index]);
+    assert_eq!(relayed.len(), 1);
+    assert_eq!(relayed[0].0, target_index);
+    let Body::Ping { seq: relay_seq, target: relay_target } = relayed[0].1.body else {
+        panic!("relay must ping the target")
+    };
+    assert_eq!(relay_target, target);
+    // ...the target acks the relay, and the relay acks node 0 with node 0's seq.
+    nodes[target_index].handle_message(t + timeout + MS * 2, &addr(relay_index), &relayed[0].2);
+    let ack = sent(&mut nodes[target_index]);
+    assert_eq!((ack[0].0, &ack[0].1.body), (relay_index, &Body::Ack { seq: relay_seq }));
+    nodes[relay_index].handle_message(t + timeout + MS * 3, &addr(target_index), &ack[0].2);
+    let forwarded = sent(&mut nodes[relay_index]);
+    assert_eq!((forwarded[0].0, &forwarded[0].1.body), (0, &Body::Ack { seq }));
+    nodes[0].handle_message(t + timeout + MS * 4, &addr(relay_index), &forwarded[0].2);
+
+    // The period ends with the target still Alive.
+    nodes[0].handle_timeout(t + config().probe_interval);
+    assert_eq!(nodes[0].member(target).map(|m| m.state), Some(State::Alive));
+    assert_eq!(drain_events(&mut nodes[0]), vec![]);
+    assert_eq!(nodes[0].counters().indirect_probes, 1);
+    assert_eq!(nodes[relay_index].counters().relayed_probes, 1);
+}
+
+/// Node 0 probes its first target, which is unreachable; the relay nacks.
+/// Returns (target index, time the suspicion started).
+fn fail_one_probe(nodes: &mut [Membership]) -> (usize, Instant) {
+    let t = run_to_probe(&mut nodes[0]);
+    let target_index = sent(&mut nodes[0])[0].0;
+    nodes[0].handle_timeout(t + config().probe_timeout);
+    for (relay, message, payload) in sent(&mut nodes[0]) {
+        assert!(matches!(message.body, Body::PingReq { .. }));
+        nodes[relay].handle_message(t + config().probe_timeout, &addr(0), &payload);
+        let _ping_to_dead_target = sent(&mut nodes[relay]);
+        nodes[relay].handle_timeout(t + config().probe_timeout * 2);
+        // (The relay's own probe may also fall in this window.)
+        let nacks: Vec<_> = sent(&mut nodes[relay])
+            .into_iter()
+            .filter(|(_, m, _)| matches!(m.body, Body::Nack { .. }))
+            .collect();
+        assert_eq!(nacks.len(), 1, "the relay nacks");
+        assert_eq!(nacks[0].0, 0);
+        nodes[0].handle_message(t + config().probe_timeout * 2, &addr(relay), &nacks[0].2);
+    }
+    let end = t + config().probe_interval;
+    nodes[0].handle_timeout(end);
+    (target_index, end)
+}
+
+#[test]
+fn an_unanswered_probe_makes_the_target_suspect_then_dead() {
+    let mut nodes = mesh(3);
+    let (target_index, start) = fail_one_probe(&mut nodes);
+    let target = id(target_index);
+    assert_eq!(drain_events(&mut nodes[0]), vec![Event::MemberSuspect { id: target }]);
+    assert_eq!(nodes[0].counters().nacks_received, 1);
+    assert_eq!(nodes[0].local_health(), 0, "the relay nacked: the fault is not ours");
+    // N = 3: too few members to expect confirmations, so the timeout is the
+    // minimum, 4·max(1, log10 3)·1 s = 4 s.
+    assert_eq!(nodes[0].suspicions[&target].deadline, start + Duration::from_secs(4));
+
+    let deadline = start + Duration::from_secs(4);
+    let mut t = start;
+    while let Some(next) = nodes[0].poll_timeout().filter(|&next| next < deadline) {
+        t = next;
+        nodes[0].handle_timeout(t);
+    }
+    assert!(t < deadline);
+    assert_eq!(nodes[0].member(target).map(|m| m.state), Some(State::Suspect));
+    nodes[0].handle_timeout(deadline);
+    assert_eq!(nodes[0].member(target).map(|m| m.state), Some(State::Dead));
+    assert!(drain_events(&mut nodes[0]).contains(&Event::MemberDown { id: target }));
+    assert_eq!(nodes[0].counters().declared_dead, 1);
+}
+
+#[test]
+fn a_suspect_refutes_with_a_higher_incarnation() {
+    let mut nodes = mesh(3);
+    let (target_index, start) = fail_one_probe(&mut nodes);
+    drain_events(&mut nodes[0]);
+    let target = id(target_index);
+    // The buddy system: node 0's next probe of the suspect carries the
+    // suspicion first, so the suspect learns of it directly.
+    let suspicion = Update::Suspect {
+        id: target,
+        generation: 1,
+        incarnation: 0,
+        by: id(0),
+    };
+    let mut ping_payload = None;
+    let mut t = start;
+    while ping_payload.is_none() {
+        t = run_to_probe(&mut nodes[0]);
+        for (to, message, payload) in sent(&mut nodes[0]) {
+            if to == target_index && matches!(message.body, Body::Ping { .. }) {
+                assert_eq!(message.updates.first(), Some(&suspicion), "suspicion rides first");
+                ping_payload = Some(payload);
+            }
+        }
+    }
+    let payload = ping_payload.unwrap_or_default();
+    nodes[target_index].handle_message(t, &addr(0), &payload);
+    // (Node 0 may meanwhile suspect the other node too: its probes here go
+    // nowhere; that news rides along.)
+    let events = drain_events(&mut nodes[target_index]);
+    assert_eq!(events.first(), Some(&Event::SelfRefuted { incarnation: 1 }));
+    assert_eq!(nodes[target_index].local_health(), 1, "being accused worsens local health");
+    let ack = sent(&mut nodes[target_index]);
+    let refutation = Update::Alive {
+        id: target,
+        generation: 1,
+        incarnation: 1,
+        meta: Arc::clone(&nodes[target_index].meta),
+    };
+    assert!(ack[0].1.updates.contains(&refutation));
+    drain_events(&mut nodes[0]);
+    nodes[0].handle_message(t, &addr(target_index), &ack[0].2);
+    assert_eq!(drain_events(&mut nodes[0]), vec![Event::MemberAlive { id: target }]);
+    assert_eq!(nodes[0].member(target).map(|m| (m.state, m.incarnation)), Some((State::Alive, 1)));
+    assert!(!nodes[0].suspicions.contains_key(&target), "suspicion cancelled");
+    assert_eq!(nodes[0].counters().suspicions_refuted, 1);
+}
+
+#[test]
+fn leave_is_seen_as_left_not_dead_and_stops_probing() {
+    let mut nodes = mesh(3);
+    nodes[1].leave(Instant::ZERO);
+    let out = sent(&mut nodes[1]);
+    let left = Update::Left {
+        id: id(1),
+        generation: 1,
+        incarnation: 0,
+    };
+    assert_eq!(out.len(), 2, "the leave goes straight to both peers");
+    for (to, message, payload) in out {
+        assert_eq!((message.body.clone(), message.updates.clone()), (Body::Gossip, vec![left.clone()]));
+        nodes[to].handle_message(Instant::ZERO, &addr(1), &payload);
+        assert_eq!(drain_events(&mut nodes[to]), vec![Event::MemberLeft { id: id(1) }]);
+        assert_eq!(nodes[to].member(id(1)).map(|m| m.state), Some(State::Left));
+    }
+    for _ in 0..3 {
+        run_to_probe(&mut nodes[1]);
+        assert!(bodies(&mut nodes[1]).iter().all(|(_, b)| !matches!(b, Body::Ping { .. })));
+    }
+}
+
+#[test]
+fn a_restarted_node_is_known_by_its_new_generation_and_old_suspicions_lapse() {
+    let mut nodes = mesh(3);
+    let (target_index, start) = fail_one_probe(&mut nodes);
+    drain_events(&mut nodes[0]);
+    let target = id(target_index);
+    // The target restarts with empty state and generation 2, and rejoins.
+    let mut restarted = Membership::new(config(), identity(target_index, 2), 7, start).expect("valid");
+    restarted.join(start, [addr(0)]);
+    let hello = sent(&mut restarted);
+    assert_eq!(hello.len(), 1);
+    assert!(matches!(hello[0].1.body, Body::Sync(_)));
+    nodes[0].handle_message(start, &addr(target_index), &hello[0].2);
+    assert_eq!(drain_events(&mut nodes[0]), vec![Event::MemberUp { id: target }]);
+    let member = nodes[0].member(target).cloned();
+    assert_eq!(member.map(|m| (m.state, m.generation, m.incarnation)), Some((State::Alive, 2, 0)));
+    // The reply carries node 0's view back to the newcomer.
+    let reply: Vec<_> = sent(&mut nodes[0])
+        .into_iter()
+        .filter(|(_, m, _)| matches!(m.body, Body::Sync(_)))
+        .collect();
+    assert_eq!(reply.len(), 1);
+    assert_eq!(reply[0].0, target_index);
+    restarted.handle_message(start, &addr(0), &reply[0].2);
+    assert_eq!(restarted.live_members(), 3);
+    drain_events(&mut restarted);
+    // The old suspicion (generation 1) expires harmlessly.
+    nodes[0].handle_timeout(start + Duration::from_secs(30));
+    assert_eq!(nodes[0].member(target).map(|m| m.state), Some(State::Alive));
+    assert!(!drain_events(&mut nodes[0]).contains(&Event::MemberDown { id: target }));
+    // Facts about the old run are ignored by the new one.
+    let stale = Update::Dead {
+        id: target,
+        generation: 1,
+        incarnation: 5,
+        by: id(0),
+    };
+    deliver_updates(&mut restarted, 0, vec![stale]);
+    assert_eq!(drain_events(&mut restarted), vec![]);
+    assert_eq!(restarted.incarnation(), 0);
+}
+
+#[test]
+fn local_health_stretches_probe_interval_and_timeout() {
+    let mut nodes = mesh(3);
+    // Everything node 0 sends is lost: its probe fails and its relay never
+    // nacks, which Lifeguard reads as "the fault is mine".
+    let t = run_to_probe(&mut nodes[0]);
+    sent(&mut nodes[0]);
+    let base = config();
+    nodes[0].handle_timeout(t + base.probe_timeout);
+    assert_eq!(sent(&mut nodes[0]).len(), 1, "one relay asked");
+    let end = t + base.probe_interval;
+    nodes[0].handle_timeout(end);
+    assert_eq!(nodes[0].local_health(), 1);
+    sent(&mut nodes[0]);
+    // Score 1: the next probe's ack timeout and the period both double.
+    assert_eq!(nodes[0].poll_timeout(), Some(end + base.probe_timeout * 2));
+    nodes[0].handle_timeout(end + base.probe_timeout * 2);
+    sent(&mut nodes[0]);
+    assert_eq!(nodes[0].poll_timeout(), Some(end + base.probe_interval * 2));
+    // Bounded by max_local_health.
+    nodes[0].health.worsen(100);
+    assert_eq!(nodes[0].local_health(), base.max_local_health);
+}
+
+#[test]
+fn a_late_timer_worsens_health_and_makes_the_probe_inconclusive() {
+    let mut nodes = mesh(2);
+    let t = run_to_probe(&mut nodes[0]);
+    sent(&mut nodes[0]);
+    // The node stalls for 3 s: its timers fire long after their deadlines.
+    nodes[0].handle_timeout(t + Duration::from_secs(3));
+    assert_eq!(nodes[0].counters().late_timers, 1);
+    assert_eq!(nodes[0].local_health(), 1);
+    assert_eq!(nodes[0].member(id(1)).map(|m| m.state), Some(State::Alive), "no accusation from a stalled node");
+}
+
+#[test]
+fn suspicion_timeout_shrinks_as_independent_confirmations_arrive() {
+    let mut nodes = mesh(5);
+    let target = id(4);
+    let suspect_by = |by: usize| Update::Suspect {
+        id: target,
+        generation: 1,
+        incarnation: 0,
+        by: id(by),
+    };
+    let start = Instant::ZERO;
+    deliver_updates(&mut nodes[0], 1, vec![suspect_by(1)]);
+    // N = 5: min = 4 s, max = 6·4 = 24 s, expecting k = 4 − 2 = 2 confirmations.
+    assert_eq!(nodes[0].suspicions[&target].deadline, start + Duration::from_secs(24));
+    deliver_updates(&mut nodes[0], 2, vec![suspect_by(2)]);
+    let one = 24.0 - 20.0 * 2f64.ln() / 3f64.ln();
+    assert_eq!(nodes[0].suspicions[&target].deadline, start + Duration::from_secs_f64(one));
+    deliver_updates(&mut nodes[0], 2, vec![suspect_by(2)]);
+    assert_eq!(
+        nodes[0].suspicions[&target].deadline,
+        start + Duration::from_secs_f64(one),
+        "a repeated confirmer does not count twice"
+    );
+    deliver_updates(&mut nodes[0], 3, vec![suspect_by(3)]);
+    assert_eq!(nodes[0].suspicions[&target].deadline, start + Duration::from_secs(4));
+    // Each new confirmation is passed on.
+    assert_eq!(nodes[0].pending_broadcasts(), 1);
+    nodes[0].handle_timeout(start + Duration::from_secs(4));
+    assert_eq!(nodes[0].member(target).map(|m| m.state), Some(State::Dead));
+}
+
+#[test]
+fn messages_from_another_cluster_or_garbage_are_dropped_and_counted() {
+    let mut nodes = mesh(2);
+    let before = nodes[0].member(id(1)).cloned();
+    let message = Message {
+        from: id(1),
+        body: Body::Gossip,
+        updates: vec![Update::Dead {
+            id: id(1),
+            generation: 1,
+            incarnation: 9,
+            by: id(1),
+        }],
+    };
+    nodes[0].handle_message(Instant::ZERO, &addr(1), &wire::encode(0xbad, &message));
+    let mut bad_version = wire::encode(0, &message);
+    bad_version[4] = 99;
+    nodes[0].handle_message(Instant::ZERO, &addr(1), &bad_version);
+    nodes[0].handle_message(Instant::ZERO, &addr(1), b"GET / HTTP/1.1\r\n");
+    let good = wire::encode(0, &message);
+    nodes[0].handle_message(Instant::ZERO, &addr(1), &good[..good.len() - 3]);
+    let counters = nodes[0].counters();
+    assert_eq!((counters.wrong_cluster, counters.wrong_version, counters.decode_failures), (1, 1, 2));
+    assert_eq!(nodes[0].member(id(1)).cloned(), before, "nothing changed");
+}
