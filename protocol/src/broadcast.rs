@@ -33,11 +33,7 @@ impl BroadcastQueue {
         let id = update.id();
         self.remove(id);
         self.next_order += 1;
-        let pending = Pending {
-            encoded: encode_value(update),
-            transmits: 0,
-            order: self.next_order,
-        };
+        let pending = Pending { encoded: encode_value(update), transmits: 0, order: self.next_order };
         self.order.insert((0, Reverse(pending.order), id));
         self.pending.insert(id, pending);
     }
@@ -115,12 +111,7 @@ mod tests {
     use crate::wire::{Body, decode};
 
     fn suspect(index: u64, incarnation: u32) -> Update {
-        Update::Suspect {
-            id: NodeId::from_index(index),
-            generation: 1,
-            incarnation,
-            by: NodeId::from_index(0),
-        }
+        Update::Suspect { id: NodeId::from_index(index), generation: 1, incarnation, by: NodeId::from_index(0) }
     }
 
     fn drain(queue: &mut BroadcastQueue, limit: u32, first: Option<NodeId>) -> Vec<Update> {
@@ -150,6 +141,41 @@ mod tests {
         assert_eq!(queue.len(), 2);
         let first = Some(NodeId::from_index(2));
         assert_eq!(drain(&mut queue, 5, first), vec![suspect(2, 0), suspect(1, 1)]);
+    }
+
+    proptest::proptest! {
+        /// Whatever the mix of update sizes and the budget, a packed message
+        /// never exceeds the budget, decodes, and carries only queued updates.
+        #[test]
+        fn packing_never_exceeds_the_budget(
+            sizes in proptest::collection::vec(0usize..400, 0..60),
+            budget in crate::Config::MIN_DATAGRAM_BUDGET..4_096usize,
+            body_seq in proptest::prelude::any::<u32>(),
+        ) {
+            let mut queue = BroadcastQueue::default();
+            let mut queued = Vec::new();
+            for (i, size) in sizes.iter().enumerate() {
+                let mut meta = crate::Metadata::new("n", crate::Address::new("sim:0").expect("valid"));
+                meta.name = "x".repeat(*size);
+                let update = Update::Alive {
+                    id: NodeId::from_index(i as u64),
+                    generation: 1,
+                    incarnation: 0,
+                    meta: std::sync::Arc::new(meta),
+                };
+                queue.push(&update);
+                queued.push(update);
+            }
+            let body = Body::Ping { seq: body_seq, target: NodeId::from_index(9) };
+            let mut builder = MessageBuilder::new(u64::MAX, NodeId::from_index(1), &body, budget);
+            let added = queue.fill(&mut builder, 3, None);
+            let bytes = builder.finish();
+            proptest::prop_assert!(bytes.len() <= budget, "{} > {}", bytes.len(), budget);
+            let message = decode(&bytes, u64::MAX).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            proptest::prop_assert_eq!(message.updates.len(), added);
+            proptest::prop_assert!(message.updates.iter().all(|u| queued.contains(u)));
+            proptest::prop_assert!(sizes.is_empty() || added > 0 || sizes.iter().all(|s| *s > 300));
+        }
     }
 
     #[test]

@@ -70,12 +70,7 @@ pub enum ConfigError {
     ProbeTimeoutTooLong { timeout: Duration, interval: Duration },
     /// A budget is outside what the wire format supports.
     #[error("config field `{field}` is {value} bytes; it must be between {min} and {max}")]
-    Budget {
-        field: &'static str,
-        value: usize,
-        min: usize,
-        max: usize,
-    },
+    Budget { field: &'static str, value: usize, min: usize, max: usize },
 }
 
 impl Config {
@@ -208,25 +203,13 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_field() {
-        let config = Config {
-            gossip_fanout: 0,
-            ..Config::lan()
-        };
+        let config = Config { gossip_fanout: 0, ..Config::lan() };
         assert_eq!(config.validate(), Err(ConfigError::Zero { field: "gossip_fanout" }));
 
-        let config = Config {
-            probe_timeout: Duration::from_secs(2),
-            ..Config::lan()
-        };
+        let config = Config { probe_timeout: Duration::from_secs(2), ..Config::lan() };
         assert!(matches!(config.validate(), Err(ConfigError::ProbeTimeoutTooLong { .. })));
 
-        let config = Config {
-            datagram_budget: 100,
-            ..Config::lan()
-        };
-        assert!(matches!(
-            config.validate(),
-            Err(ConfigError::Budget { field: "datagram_budget", .. })
-        ));
+        let config = Config { datagram_budget: 100, ..Config::lan() };
+        assert!(matches!(config.validate(), Err(ConfigError::Budget { field: "datagram_budget", .. })));
     }
 }

@@ -62,10 +62,7 @@ impl RttHistogram {
     pub const BOUNDS_MICROS: [u64; 8] = [500, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000, 2_000_000];
 
     pub(crate) fn record(&mut self, micros: u64) {
-        let slot = Self::BOUNDS_MICROS
-            .iter()
-            .position(|&bound| micros <= bound)
-            .unwrap_or(Self::BOUNDS_MICROS.len());
+        let slot = Self::BOUNDS_MICROS.iter().position(|&bound| micros <= bound).unwrap_or(Self::BOUNDS_MICROS.len());
         self.buckets[slot] += 1;
         self.sum_micros = self.sum_micros.saturating_add(micros);
     }

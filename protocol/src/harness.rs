@@ -17,10 +17,7 @@ pub(crate) fn addr(index: usize) -> Address {
 }
 
 fn index_of(addr: &Address) -> usize {
-    addr.as_str()
-        .strip_prefix("sim:")
-        .and_then(|s| s.parse().ok())
-        .expect("harness addresses are sim:<index>")
+    addr.as_str().strip_prefix("sim:").and_then(|s| s.parse().ok()).expect("harness addresses are sim:<index>")
 }
 
 pub(crate) fn id(index: usize) -> NodeId {
@@ -28,11 +25,7 @@ pub(crate) fn id(index: usize) -> NodeId {
 }
 
 pub(crate) fn identity(index: usize, generation: u64) -> Identity {
-    Identity {
-        id: id(index),
-        generation,
-        meta: Metadata::new(format!("n{index}"), addr(index)),
-    }
+    Identity { id: id(index), generation, meta: Metadata::new(format!("n{index}"), addr(index)) }
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -46,7 +39,7 @@ struct Datagram {
 #[derive(Debug)]
 pub(crate) struct Cluster {
     pub(crate) now: Instant,
-    pub(crate) config: Config,
+    config: Config,
     /// `None` while crashed.
     pub(crate) nodes: Vec<Option<Membership>>,
     in_flight: BinaryHeap<Reverse<(Instant, u64, Datagram)>>,
@@ -64,7 +57,12 @@ pub(crate) struct Cluster {
 impl Cluster {
     pub(crate) fn new(n: usize, config: Config, seed: u64) -> Cluster {
         let nodes = (0..n)
-            .map(|i| Some(Membership::new(config.clone(), identity(i, 1), seed ^ (i as u64) << 32, Instant::ZERO).expect("valid")))
+            .map(|i| {
+                Some(
+                    Membership::new(config.clone(), identity(i, 1), seed ^ (i as u64) << 32, Instant::ZERO)
+                        .expect("valid"),
+                )
+            })
             .collect();
         Cluster {
             now: Instant::ZERO,
@@ -148,21 +146,13 @@ impl Cluster {
                 continue;
             }
             self.sent += 1;
-            let datagram = Datagram {
-                from: i,
-                to,
-                payload: transmit.payload,
-            };
+            let datagram = Datagram { from: i, to, payload: transmit.payload };
             self.in_flight.push(Reverse((self.now + self.latency, self.sent, datagram)));
         }
     }
 
     fn next_timer(&self) -> Option<(Instant, usize)> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, node)| Some((node.as_ref()?.poll_timeout()?, i)))
-            .min()
+        self.nodes.iter().enumerate().filter_map(|(i, node)| Some((node.as_ref()?.poll_timeout()?, i))).min()
     }
 
     /// Runs until `deadline`, delivering messages and firing timers in time
@@ -210,9 +200,7 @@ impl Cluster {
     /// Whether every running node sees every running node Alive.
     pub(crate) fn converged(&self) -> bool {
         let running: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].is_some()).collect();
-        running
-            .iter()
-            .all(|&a| running.iter().all(|&b| self.view(a, b) == Some(State::Alive)))
+        running.iter().all(|&a| running.iter().all(|&b| self.view(a, b) == Some(State::Alive)))
     }
 
     /// Runs in steps of `step` until `done` holds, for at most `limit`;

@@ -25,11 +25,13 @@ pub(crate) fn mix64(mut z: u64) -> u64 {
 mod tests {
     use super::*;
 
+    const PINNED_SHOAL: u64 = 0xc850_2eec_72c2_57f4;
+
     #[test]
     fn known_values_never_change() {
         // Pinned: a change here breaks anti-entropy between old and new builds.
         assert_eq!(stable_hash64(b""), mix64(0xcbf2_9ce4_8422_2325));
-        assert_eq!(stable_hash64(b"shoal"), 0x3e6a_2b0c_9f7e_4d3b_u64.wrapping_mul(0) + stable_hash64(b"shoal"));
+        assert_eq!(stable_hash64(b"shoal"), PINNED_SHOAL);
         assert_ne!(stable_hash64(b"a"), stable_hash64(b"b"));
     }
 }

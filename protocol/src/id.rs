@@ -61,10 +61,7 @@ impl Address {
     pub fn new(address: impl Into<String>) -> Result<Address, crate::MetadataError> {
         let address = address.into();
         if address.is_empty() || address.len() > Address::MAX_LEN {
-            return Err(crate::MetadataError::AddressLength {
-                len: address.len(),
-                max: Address::MAX_LEN,
-            });
+            return Err(crate::MetadataError::AddressLength { len: address.len(), max: Address::MAX_LEN });
         }
         Ok(Address(address))
     }

@@ -56,27 +56,15 @@ pub(crate) struct Version {
 
 impl Version {
     pub(crate) fn new(generation: u64, incarnation: u32, state: State) -> Version {
-        Version {
-            generation,
-            incarnation,
-            rank: state.rank(),
-        }
+        Version { generation, incarnation, rank: state.rank() }
     }
 
     pub(crate) fn of(update: &Update) -> Version {
         match *update {
-            Update::Alive {
-                generation, incarnation, ..
-            } => Version::new(generation, incarnation, State::Alive),
-            Update::Suspect {
-                generation, incarnation, ..
-            } => Version::new(generation, incarnation, State::Suspect),
-            Update::Dead {
-                generation, incarnation, ..
-            } => Version::new(generation, incarnation, State::Dead),
-            Update::Left {
-                generation, incarnation, ..
-            } => Version::new(generation, incarnation, State::Left),
+            Update::Alive { generation, incarnation, .. } => Version::new(generation, incarnation, State::Alive),
+            Update::Suspect { generation, incarnation, .. } => Version::new(generation, incarnation, State::Suspect),
+            Update::Dead { generation, incarnation, .. } => Version::new(generation, incarnation, State::Dead),
+            Update::Left { generation, incarnation, .. } => Version::new(generation, incarnation, State::Left),
         }
     }
 }
@@ -116,31 +104,13 @@ impl Member {
     /// never knew it does not first see it come up.
     pub(crate) fn facts(&self, by: NodeId) -> impl Iterator<Item = Update> {
         let (id, generation, incarnation) = (self.id, self.generation, self.incarnation);
-        let alive = (self.state.is_live()).then(|| Update::Alive {
-            id,
-            generation,
-            incarnation,
-            meta: Arc::clone(&self.meta),
-        });
+        let alive =
+            (self.state.is_live()).then(|| Update::Alive { id, generation, incarnation, meta: Arc::clone(&self.meta) });
         let other = match self.state {
             State::Alive => None,
-            State::Suspect => Some(Update::Suspect {
-                id,
-                generation,
-                incarnation,
-                by,
-            }),
-            State::Dead => Some(Update::Dead {
-                id,
-                generation,
-                incarnation,
-                by,
-            }),
-            State::Left => Some(Update::Left {
-                id,
-                generation,
-                incarnation,
-            }),
+            State::Suspect => Some(Update::Suspect { id, generation, incarnation, by }),
+            State::Dead => Some(Update::Dead { id, generation, incarnation, by }),
+            State::Left => Some(Update::Left { id, generation, incarnation }),
         };
         alive.into_iter().chain(other)
     }
@@ -233,17 +203,9 @@ impl MemberTable {
 
     /// Members whose key lies in `range`, in key order.
     pub(crate) fn in_range(&self, range: KeyRange) -> impl Iterator<Item = &Member> {
-        let lower = Slot {
-            key: range.start(),
-            id: NodeId([0; 16]),
-        };
-        let upper = Slot {
-            key: range.end(),
-            id: NodeId([0xff; 16]),
-        };
-        self.members
-            .range((Bound::Included(lower), Bound::Included(upper)))
-            .map(|(_, member)| member)
+        let lower = Slot { key: range.start(), id: NodeId([0; 16]) };
+        let upper = Slot { key: range.end(), id: NodeId([0xff; 16]) };
+        self.members.range((Bound::Included(lower), Bound::Included(upper))).map(|(_, member)| member)
     }
 
     /// Our summary of `range`.
@@ -297,10 +259,7 @@ mod tests {
         table.upsert(member(7, 1, State::Suspect));
         table.upsert(member(8, 0, State::Dead));
         assert!(table.remove(NodeId::from_index(9)).is_some());
-        let recomputed = table
-            .iter()
-            .filter(|m| m.state.is_live())
-            .fold(0, |h, m| h ^ m.entry_hash());
+        let recomputed = table.iter().filter(|m| m.state.is_live()).fold(0, |h, m| h ^ m.entry_hash());
         let root = table.digest(KeyRange::ROOT);
         assert_eq!((root.hash, root.count), (recomputed, 48));
         assert_eq!(table.live_count(), 48);

@@ -67,26 +67,16 @@ impl Metadata {
 
     /// Metadata with just a name and one address.
     pub fn new(name: impl Into<String>, addr: Address) -> Metadata {
-        Metadata {
-            name: name.into(),
-            addrs: vec![addr],
-            ..Metadata::default()
-        }
+        Metadata { name: name.into(), addrs: vec![addr], ..Metadata::default() }
     }
 
     /// Checks every bound; the protocol refuses metadata that fails it.
     pub fn validate(&self) -> Result<(), MetadataError> {
         if self.name.is_empty() || self.name.len() > Self::MAX_NAME_LEN {
-            return Err(MetadataError::NameLength {
-                len: self.name.len(),
-                max: Self::MAX_NAME_LEN,
-            });
+            return Err(MetadataError::NameLength { len: self.name.len(), max: Self::MAX_NAME_LEN });
         }
         if self.addrs.is_empty() || self.addrs.len() > Self::MAX_ADDRS {
-            return Err(MetadataError::AddressCount {
-                count: self.addrs.len(),
-                max: Self::MAX_ADDRS,
-            });
+            return Err(MetadataError::AddressCount { count: self.addrs.len(), max: Self::MAX_ADDRS });
         }
         for addr in &self.addrs {
             Address::new(addr.as_str())?;
@@ -94,18 +84,12 @@ impl Metadata {
         for key in self.labels.keys() {
             let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/');
             if key.is_empty() || key.len() > Self::MAX_LABEL_KEY_LEN || !key.chars().all(valid_char) {
-                return Err(MetadataError::LabelKey {
-                    key: key.clone(),
-                    max: Self::MAX_LABEL_KEY_LEN,
-                });
+                return Err(MetadataError::LabelKey { key: key.clone(), max: Self::MAX_LABEL_KEY_LEN });
             }
         }
         let len = crate::wire::encoded_len(self);
         if len > Self::MAX_ENCODED_LEN {
-            return Err(MetadataError::TooLarge {
-                len,
-                max: Self::MAX_ENCODED_LEN,
-            });
+            return Err(MetadataError::TooLarge { len, max: Self::MAX_ENCODED_LEN });
         }
         Ok(())
     }

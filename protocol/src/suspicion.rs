@@ -44,11 +44,7 @@ impl Suspicion {
     ) -> Suspicion {
         let (min, max) = bounds(config, live_members);
         let expected = config.suspicion_mult.saturating_sub(2);
-        let expected = if (live_members.saturating_sub(2) as u64) < u64::from(expected) {
-            0
-        } else {
-            expected
-        };
+        let expected = if (live_members.saturating_sub(2) as u64) < u64::from(expected) { 0 } else { expected };
         let mut suspicion = Suspicion {
             generation,
             incarnation,

@@ -78,14 +78,8 @@ mod tests {
     fn arithmetic_saturates_instead_of_wrapping() {
         let late = Instant::from_micros(u64::MAX - 1);
         assert_eq!(late + Duration::from_secs(1), Instant::from_micros(u64::MAX));
-        assert_eq!(
-            Instant::ZERO.saturating_since(Instant::from_millis(5)),
-            Duration::ZERO
-        );
-        assert_eq!(
-            Instant::from_millis(1500).saturating_since(Instant::from_millis(500)),
-            Duration::from_secs(1)
-        );
+        assert_eq!(Instant::ZERO.saturating_since(Instant::from_millis(5)), Duration::ZERO);
+        assert_eq!(Instant::from_millis(1500).saturating_since(Instant::from_millis(500)), Duration::from_secs(1));
     }
 
     #[test]

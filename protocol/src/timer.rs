@@ -12,11 +12,18 @@ pub(crate) enum Timer {
     /// Finish the current probe, start the next.
     ProbeTick,
     /// The direct ack for probe `seq` is overdue: probe indirectly.
-    ProbeTimeout { seq: u32 },
+    ProbeTimeout {
+        seq: u32,
+    },
     /// The target of relayed probe `seq` has not answered: nack the asker.
-    RelayTimeout { seq: u32 },
+    RelayTimeout {
+        seq: u32,
+    },
     /// The suspicion of `id` set to expire at `deadline` is due.
-    Suspicion { id: NodeId, deadline: Instant },
+    Suspicion {
+        id: NodeId,
+        deadline: Instant,
+    },
     GossipTick,
     PushPullTick,
     ReconnectTick,

@@ -66,41 +66,23 @@ pub enum Body {
 pub enum Update {
     /// The member (this generation, this incarnation) is alive, and describes
     /// itself thus.
-    Alive {
-        id: NodeId,
-        generation: u64,
-        incarnation: u32,
-        meta: Arc<Metadata>,
-    },
+    Alive { id: NodeId, generation: u64, incarnation: u32, meta: Arc<Metadata> },
     /// `by` could not reach the member.
-    Suspect {
-        id: NodeId,
-        generation: u64,
-        incarnation: u32,
-        by: NodeId,
-    },
+    Suspect { id: NodeId, generation: u64, incarnation: u32, by: NodeId },
     /// `by` declared the member failed after its suspicion timed out.
-    Dead {
-        id: NodeId,
-        generation: u64,
-        incarnation: u32,
-        by: NodeId,
-    },
+    Dead { id: NodeId, generation: u64, incarnation: u32, by: NodeId },
     /// The member left gracefully.
-    Left {
-        id: NodeId,
-        generation: u64,
-        incarnation: u32,
-    },
+    Left { id: NodeId, generation: u64, incarnation: u32 },
 }
 
 impl Update {
     /// The member this update is about.
     pub fn id(&self) -> NodeId {
         match self {
-            Update::Alive { id, .. } | Update::Suspect { id, .. } | Update::Dead { id, .. } | Update::Left { id, .. } => {
-                *id
-            }
+            Update::Alive { id, .. }
+            | Update::Suspect { id, .. }
+            | Update::Dead { id, .. }
+            | Update::Left { id, .. } => *id,
         }
     }
 }
@@ -175,10 +157,7 @@ impl KeyRange {
         let depth = self.depth + 1;
         let shift = 64 - 4 * u32::from(depth);
         let start = self.start();
-        Some((0..16u64).map(move |i| KeyRange {
-            depth,
-            prefix: start | (i << shift),
-        }))
+        Some((0..16u64).map(move |i| KeyRange { depth, prefix: start | (i << shift) }))
     }
 }
 
@@ -220,10 +199,7 @@ pub fn decode(bytes: &[u8], cluster_id: u64) -> Result<Message, DecodeError> {
         return Err(DecodeError::TooShort { len: bytes.len() });
     }
     if bytes.len() > Config::MAX_MESSAGE_LEN {
-        return Err(DecodeError::TooLong {
-            len: bytes.len(),
-            max: Config::MAX_MESSAGE_LEN,
-        });
+        return Err(DecodeError::TooLong { len: bytes.len(), max: Config::MAX_MESSAGE_LEN });
     }
     let (magic, rest) = bytes.split_at(MAGIC.len());
     if magic != MAGIC {
@@ -242,9 +218,7 @@ pub fn decode(bytes: &[u8], cluster_id: u64) -> Result<Message, DecodeError> {
     let rest = &rest[used..];
     let (message, used): (Message, usize) = bincode::serde::decode_from_slice(rest, wire_config())?;
     if used != rest.len() {
-        return Err(DecodeError::TrailingBytes {
-            extra: rest.len() - used,
-        });
+        return Err(DecodeError::TrailingBytes { extra: rest.len() - used });
     }
     if let Body::Sync(sync) = &message.body {
         if sync.ranges.len() > MAX_SYNC_RANGES || sync.want.len() > MAX_SYNC_RANGES {
@@ -299,12 +273,7 @@ impl MessageBuilder {
         head.extend_from_slice(&encode_value(&cluster_id));
         head.extend_from_slice(&encode_value(&from));
         head.extend_from_slice(&encode_value(body));
-        MessageBuilder {
-            head,
-            updates: Vec::new(),
-            count: 0,
-            budget,
-        }
+        MessageBuilder { head, updates: Vec::new(), count: 0, budget }
     }
 
     /// Bytes the message would take with one more update of `len` bytes.

@@ -27,32 +27,32 @@ enum Source {
 
 impl Membership {
     /// Applies one fact received in a message.
-    pub(super) fn apply(&mut self, now: Instant, update: Update, from_sync: bool) {
+    pub(super) fn apply(&mut self, now: Instant, update: &Update, from_sync: bool) {
         let source = if from_sync { Source::Sync } else { Source::Gossip };
         self.apply_from(now, update, source);
     }
 
     /// Applies a fact this node concluded itself (a failed probe, an expired
     /// suspicion).
-    pub(super) fn apply_local(&mut self, now: Instant, update: Update) {
+    pub(super) fn apply_local(&mut self, now: Instant, update: &Update) {
         self.apply_from(now, update, Source::Gossip);
     }
 
-    fn apply_from(&mut self, now: Instant, update: Update, source: Source) {
+    fn apply_from(&mut self, now: Instant, update: &Update, source: Source) {
         let id = update.id();
         if id == self.id {
-            self.apply_about_self(now, &update);
+            self.apply_about_self(now, update);
             return;
         }
-        let version = Version::of(&update);
+        let version = Version::of(update);
         let Some(current) = self.members.get(id) else {
             // Only an Alive fact carries the metadata needed to know a member.
-            if let Update::Alive { meta, .. } = &update {
+            if let Update::Alive { meta, .. } = update {
                 if meta.validate().is_err() {
                     self.counters.invalid_metadata += 1;
                     return;
                 }
-                self.learn(now, &update, source);
+                self.learn(now, update, source);
             } else {
                 self.counters.updates_ignored += 1;
             }
@@ -61,34 +61,28 @@ impl Membership {
         match version.cmp(&current.version()) {
             Ordering::Less => self.counters.updates_ignored += 1,
             Ordering::Equal => {
-                if let Update::Suspect { by, .. } = update {
-                    self.confirm_suspicion(id, by, &update);
+                if let Update::Suspect { by, .. } = *update {
+                    self.confirm_suspicion(id, by, update);
                 } else {
                     self.counters.updates_ignored += 1;
                 }
             }
             Ordering::Greater => {
-                if let Update::Alive { meta, .. } = &update {
+                if let Update::Alive { meta, .. } = update {
                     if meta.validate().is_err() {
                         self.counters.invalid_metadata += 1;
                         return;
                     }
                 }
-                self.transition(now, &update);
-                self.broadcasts.push(&update);
+                self.transition(now, update);
+                self.broadcasts.push(update);
             }
         }
     }
 
     /// First sighting of a member.
     fn learn(&mut self, now: Instant, update: &Update, source: Source) {
-        let Update::Alive {
-            id,
-            generation,
-            incarnation,
-            meta,
-        } = update
-        else {
+        let Update::Alive { id, generation, incarnation, meta } = update else {
             return;
         };
         self.counters.updates_applied += 1;
@@ -163,14 +157,8 @@ impl Membership {
                 let Update::Suspect { by, .. } = *update else {
                     return;
                 };
-                let suspicion = Suspicion::new(
-                    &self.config,
-                    self.members.live_count(),
-                    generation,
-                    incarnation,
-                    by,
-                    now,
-                );
+                let suspicion =
+                    Suspicion::new(&self.config, self.members.live_count(), generation, incarnation, by, now);
                 let deadline = suspicion.deadline;
                 self.suspicions.insert(id, suspicion);
                 self.timers.set(deadline, Timer::Suspicion { id, deadline });
@@ -231,13 +219,8 @@ impl Membership {
             return;
         }
         self.counters.declared_dead += 1;
-        let dead = Update::Dead {
-            id,
-            generation,
-            incarnation,
-            by: self.id,
-        };
-        self.apply_local(now, dead);
+        let dead = Update::Dead { id, generation, incarnation, by: self.id };
+        self.apply_local(now, &dead);
     }
 
     /// A fact about this node. Accusations at our current incarnation are
@@ -260,9 +243,9 @@ impl Membership {
         let accusation = match update {
             Update::Alive { incarnation, .. } => *incarnation > self.incarnation,
             Update::Left { .. } if self.leaving => false,
-            Update::Suspect { incarnation, .. } | Update::Dead { incarnation, .. } | Update::Left { incarnation, .. } => {
-                *incarnation >= self.incarnation
-            }
+            Update::Suspect { incarnation, .. }
+            | Update::Dead { incarnation, .. }
+            | Update::Left { incarnation, .. } => *incarnation >= self.incarnation,
         };
         if !accusation || self.leaving {
             self.counters.updates_ignored += 1;
@@ -273,9 +256,7 @@ impl Membership {
         // Lifeguard: being accused is a hint that we are the slow one.
         self.health.worsen(1);
         info!(incarnation = self.incarnation, "refuting suspicion of this node");
-        self.events.push_back(Event::SelfRefuted {
-            incarnation: self.incarnation,
-        });
+        self.events.push_back(Event::SelfRefuted { incarnation: self.incarnation });
         self.publish_self(now);
     }
 }

@@ -86,7 +86,7 @@ pub enum Error {
 }
 
 /// The probe in flight this protocol period.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Probe {
     seq: u32,
     target: NodeId,
@@ -257,11 +257,7 @@ impl Membership {
             return;
         }
         self.leaving = true;
-        let left = Update::Left {
-            id: self.id,
-            generation: self.generation,
-            incarnation: self.incarnation,
-        };
+        let left = Update::Left { id: self.id, generation: self.generation, incarnation: self.incarnation };
         self.set_self_state(now, State::Left);
         self.broadcasts.push(&left);
         self.gossip_round(now);
@@ -302,17 +298,15 @@ impl Membership {
         }
         trace!(from = %message.from, body = ?message.body, updates = message.updates.len(), "recv");
         let from_sync = matches!(message.body, Body::Sync(_));
-        for update in message.updates {
+        for update in &message.updates {
             self.apply(now, update, from_sync);
         }
         match message.body {
             Body::Ping { seq, target } => self.on_ping(message.from, from, seq, target),
             Body::Ack { seq } => self.on_ack(now, message.from, seq),
-            Body::PingReq {
-                seq,
-                target,
-                target_addr,
-            } => self.on_ping_req(now, message.from, from, seq, target, target_addr),
+            Body::PingReq { seq, target, target_addr } => {
+                self.on_ping_req(now, message.from, from, seq, target, target_addr)
+            }
             Body::Nack { seq } => self.on_nack(seq),
             Body::Gossip => {}
             Body::Sync(sync) => self.on_sync(message.from, from, &sync),
@@ -405,11 +399,11 @@ impl Membership {
 
     /// Queues a message piggybacking as many pending updates as fit,
     /// updates about `first` before the rest.
-    fn send_with_gossip(&mut self, to: Option<NodeId>, addr: Address, body: Body, first: Option<NodeId>) -> usize {
-        let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.datagram_budget);
+    fn send_with_gossip(&mut self, to: Option<NodeId>, addr: Address, body: &Body, first: Option<NodeId>) -> usize {
+        let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, body, self.config.datagram_budget);
         let limit = self.retransmit_limit();
         let added = self.broadcasts.fill(&mut builder, limit, first);
-        self.queue_transmit(to, addr, &body, builder.finish());
+        self.queue_transmit(to, addr, body, builder.finish());
         added
     }
 

@@ -39,16 +39,9 @@ impl Membership {
                 self.broadcasts.push(&update);
             }
         }
-        self.send_with_gossip(Some(target), addr, Body::Ping { seq, target }, Some(target));
+        self.send_with_gossip(Some(target), addr, &Body::Ping { seq, target }, Some(target));
         self.counters.probes += 1;
-        self.probe = Some(Probe {
-            seq,
-            target,
-            sent_at: now,
-            acked: false,
-            relays_asked: 0,
-            nacks: 0,
-        });
+        self.probe = Some(Probe { seq, target, sent_at: now, acked: false, relays_asked: 0, nacks: 0 });
         let timeout = self.health.scale(self.config.probe_timeout);
         self.timers.set(now + timeout, Timer::ProbeTimeout { seq });
     }
@@ -78,7 +71,7 @@ impl Membership {
             incarnation: member.incarnation,
             by: self.id,
         };
-        self.apply_local(now, update);
+        self.apply_local(now, &update);
     }
 
     /// The next member in the randomised round-robin, reshuffling at the end
@@ -100,12 +93,7 @@ impl Membership {
 
     fn reshuffle_probe_order(&mut self) {
         let own = self.id;
-        self.probe_order = self
-            .members
-            .iter()
-            .filter(|m| m.id != own && m.state.is_live())
-            .map(|m| m.id)
-            .collect();
+        self.probe_order = self.members.iter().filter(|m| m.id != own && m.state.is_live()).map(|m| m.id).collect();
         self.probe_order.shuffle(&mut self.rng);
         self.probe_next = 0;
     }
@@ -127,12 +115,8 @@ impl Membership {
         let relays = self.random_members(self.config.indirect_checks, |m| m.state == State::Alive && m.id != target);
         for relay in &relays {
             if let Some(addr) = self.addr_of(*relay) {
-                let body = Body::PingReq {
-                    seq,
-                    target,
-                    target_addr: target_addr.clone(),
-                };
-                self.send_with_gossip(Some(*relay), addr, body, None);
+                let body = Body::PingReq { seq, target, target_addr: target_addr.clone() };
+                self.send_with_gossip(Some(*relay), addr, &body, None);
             }
         }
         self.counters.indirect_probes += relays.len() as u64;
@@ -146,7 +130,7 @@ impl Membership {
             self.counters.misdirected += 1;
             return;
         }
-        self.send_with_gossip(Some(from), from_addr.clone(), Body::Ack { seq }, Some(from));
+        self.send_with_gossip(Some(from), from_addr.clone(), &Body::Ack { seq }, Some(from));
     }
 
     pub(super) fn on_ack(&mut self, now: Instant, from: NodeId, seq: u32) {
@@ -162,7 +146,7 @@ impl Membership {
         }
         if let Some(relay) = self.relays.remove(&seq) {
             let body = Body::Ack { seq: relay.origin_seq };
-            self.send_with_gossip(Some(relay.origin), relay.origin_addr, body, None);
+            self.send_with_gossip(Some(relay.origin), relay.origin_addr, &body, None);
         }
     }
 
@@ -179,25 +163,17 @@ impl Membership {
             return;
         }
         let relay_seq = self.next_seq();
-        self.relays.insert(
-            relay_seq,
-            Relay {
-                origin: from,
-                origin_addr: from_addr.clone(),
-                origin_seq: seq,
-            },
-        );
+        self.relays.insert(relay_seq, Relay { origin: from, origin_addr: from_addr.clone(), origin_seq: seq });
         self.counters.relayed_probes += 1;
         let body = Body::Ping { seq: relay_seq, target };
-        self.send_with_gossip(Some(target), target_addr, body, Some(target));
-        self.timers
-            .set(now + self.config.probe_timeout, Timer::RelayTimeout { seq: relay_seq });
+        self.send_with_gossip(Some(target), target_addr, &body, Some(target));
+        self.timers.set(now + self.config.probe_timeout, Timer::RelayTimeout { seq: relay_seq });
     }
 
     pub(super) fn on_relay_timeout(&mut self, seq: u32) {
         if let Some(relay) = self.relays.remove(&seq) {
             let body = Body::Nack { seq: relay.origin_seq };
-            self.send_with_gossip(Some(relay.origin), relay.origin_addr, body, None);
+            self.send_with_gossip(Some(relay.origin), relay.origin_addr, &body, None);
         }
     }
 
@@ -223,7 +199,7 @@ impl Membership {
                 break;
             }
             if let Some(addr) = self.addr_of(target) {
-                self.send_with_gossip(Some(target), addr, Body::Gossip, None);
+                self.send_with_gossip(Some(target), addr, &Body::Gossip, None);
             }
         }
     }
@@ -233,8 +209,7 @@ impl Membership {
         // cluster-wide rate grows like N·log N rather than N².
         let n = self.members.live_count().max(1) as f64;
         let scale = if n <= 32.0 { 1.0 } else { (n.log2() - 32f64.log2()).ceil() + 1.0 };
-        self.timers
-            .set(now + self.config.push_pull_interval.mul_f64(scale), Timer::PushPullTick);
+        self.timers.set(now + self.config.push_pull_interval.mul_f64(scale), Timer::PushPullTick);
         if self.leaving {
             return;
         }
@@ -265,12 +240,8 @@ impl Membership {
                 self.start_sync(Some(id), addr, true);
             }
         }
-        let unreached: Vec<Address> = self
-            .seeds
-            .iter()
-            .filter(|seed| !self.members.is_live_address(seed))
-            .cloned()
-            .collect();
+        let unreached: Vec<Address> =
+            self.seeds.iter().filter(|seed| !self.members.is_live_address(seed)).cloned().collect();
         if !unreached.is_empty() {
             let seed = unreached[self.rng.random_range(0..unreached.len())].clone();
             self.start_sync(None, seed, true);

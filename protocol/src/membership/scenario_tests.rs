@@ -1,5 +1,7 @@
 //! Whole-cluster behaviour on the in-crate harness: join, crash, partition
 //! and heal, determinism. Seeds are constants so every failure replays.
+//! Each test prints the time it measured (`--nocapture` shows them).
+#![allow(clippy::print_stderr)]
 
 use std::time::Duration;
 
@@ -128,4 +130,21 @@ fn a_node_whose_inbound_link_is_cut_one_way_is_suspected_then_refutes_after_repa
     cluster.heal();
     let took = cluster.run_until_true(Duration::from_millis(250), secs(60), Cluster::converged);
     assert!(took.is_some(), "node 4 comes back after the link is repaired");
+}
+
+#[test]
+fn a_crashed_node_restarted_with_a_new_generation_is_alive_everywhere() {
+    let mut cluster = Cluster::new(6, Config::lan(), SEED);
+    cluster.join_all_via(0);
+    cluster.run_for(secs(5));
+    cluster.crash(4);
+    cluster.run_for(secs(2));
+    cluster.restart(4, 2, 0);
+    let new_run_everywhere =
+        |c: &Cluster| (0..6).all(|i| c.node(i).member(crate::harness::id(4)).is_some_and(|m| m.generation == 2));
+    let took = cluster
+        .run_until_true(Duration::from_millis(100), secs(10), |c| new_run_everywhere(c) && c.converged())
+        .expect("the new run is known and alive everywhere");
+    eprintln!("restart known everywhere after {took:?}");
+    assert_eq!(cluster.node(4).live_members(), 6);
 }

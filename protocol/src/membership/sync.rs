@@ -25,11 +25,7 @@ impl Membership {
     /// node's own entry (so a seed learns of a joiner at once).
     pub(super) fn start_sync(&mut self, to: Option<NodeId>, addr: Address, introduce: bool) {
         self.counters.syncs_started += 1;
-        let body = Body::Sync(Sync {
-            round: 0,
-            ranges: vec![self.members.digest(KeyRange::ROOT)],
-            want: Vec::new(),
-        });
+        let body = Body::Sync(Sync { round: 0, ranges: vec![self.members.digest(KeyRange::ROOT)], want: Vec::new() });
         let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.sync_budget);
         if introduce {
             if let Some(me) = self.members.get(self.id) {
@@ -81,11 +77,7 @@ impl Membership {
         if entries.is_empty() && compare.is_empty() && want.is_empty() {
             return;
         }
-        let body = Body::Sync(Sync {
-            round,
-            ranges: compare,
-            want,
-        });
+        let body = Body::Sync(Sync { round, ranges: compare, want });
         let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.sync_budget);
         for entry in &entries {
             if !builder.try_push(entry) {
@@ -105,10 +97,7 @@ impl Membership {
         want: &[KeyRange],
     ) -> (Vec<Vec<u8>>, Vec<KeyRange>) {
         let digest_len = encoded_len(&RangeDigest {
-            range: KeyRange {
-                depth: KeyRange::MAX_DEPTH,
-                prefix: u64::MAX,
-            },
+            range: KeyRange { depth: KeyRange::MAX_DEPTH, prefix: u64::MAX },
             hash: u64::MAX,
             count: u32::MAX,
         });

@@ -15,12 +15,7 @@ const HOUR: Duration = Duration::from_secs(3_600);
 const MS: Duration = Duration::from_millis(1);
 
 fn config() -> Config {
-    Config {
-        gossip_interval: HOUR,
-        push_pull_interval: HOUR,
-        reconnect_interval: HOUR,
-        ..Config::lan()
-    }
+    Config { gossip_interval: HOUR, push_pull_interval: HOUR, reconnect_interval: HOUR, ..Config::lan() }
 }
 
 /// Nodes 0..n, each already knowing all the others (as if gossip had run),
@@ -55,11 +50,7 @@ fn alive(node: &Membership) -> Update {
 }
 
 fn deliver_updates(to: &mut Membership, from: usize, updates: Vec<Update>) {
-    let message = Message {
-        from: id(from),
-        body: Body::Gossip,
-        updates,
-    };
+    let message = Message { from: id(from), body: Body::Gossip, updates };
     to.handle_message(Instant::ZERO, &addr(from), &wire::encode(0, &message));
 }
 
@@ -119,9 +110,7 @@ fn indirect_probe_through_a_relay_when_the_direct_path_drops() {
     let mut nodes = mesh(3);
     let t = run_to_probe(&mut nodes[0]);
     let ping = sent(&mut nodes[0]);
-    let Body::Ping { seq, target } = ping[0].1.body else {
-        panic!("expected a ping, got {:?}", ping[0].1.body)
-    };
+    let Body::Ping { seq, target } = ping[0].1.body else { panic!("expected a ping, got {:?}", ping[0].1.body) };
     let target_index = ping[0].0;
     let relay_index = 3 - target_index; // the other one of {1, 2}
     // The direct ping is lost. At the ack timeout, node 0 asks the relay.
@@ -131,14 +120,7 @@ fn indirect_probe_through_a_relay_when_the_direct_path_drops() {
     assert_eq!(asks.len(), 1);
     assert_eq!(
         (asks[0].0, &asks[0].1.body),
-        (
-            relay_index,
-            &Body::PingReq {
-                seq,
-                target,
-                target_addr: addr(target_index)
-            }
-        )
+        (relay_index, &Body::PingReq { seq, target, target_addr: addr(target_index) })
     );
 
     // The relay pings the target with a sequence number of its own...
@@ -179,10 +161,8 @@ fn fail_one_probe(nodes: &mut [Membership]) -> (usize, Instant) {
         let _ping_to_dead_target = sent(&mut nodes[relay]);
         nodes[relay].handle_timeout(t + config().probe_timeout * 2);
         // (The relay's own probe may also fall in this window.)
-        let nacks: Vec<_> = sent(&mut nodes[relay])
-            .into_iter()
-            .filter(|(_, m, _)| matches!(m.body, Body::Nack { .. }))
-            .collect();
+        let nacks: Vec<_> =
+            sent(&mut nodes[relay]).into_iter().filter(|(_, m, _)| matches!(m.body, Body::Nack { .. })).collect();
         assert_eq!(nacks.len(), 1, "the relay nacks");
         assert_eq!(nacks[0].0, 0);
         nodes[0].handle_message(t + config().probe_timeout * 2, &addr(relay), &nacks[0].2);
@@ -226,12 +206,7 @@ fn a_suspect_refutes_with_a_higher_incarnation() {
     let target = id(target_index);
     // The buddy system: node 0's next probe of the suspect carries the
     // suspicion first, so the suspect learns of it directly.
-    let suspicion = Update::Suspect {
-        id: target,
-        generation: 1,
-        incarnation: 0,
-        by: id(0),
-    };
+    let suspicion = Update::Suspect { id: target, generation: 1, incarnation: 0, by: id(0) };
     let mut ping_payload = None;
     let mut t = start;
     while ping_payload.is_none() {
@@ -251,12 +226,8 @@ fn a_suspect_refutes_with_a_higher_incarnation() {
     assert_eq!(events.first(), Some(&Event::SelfRefuted { incarnation: 1 }));
     assert_eq!(nodes[target_index].local_health(), 1, "being accused worsens local health");
     let ack = sent(&mut nodes[target_index]);
-    let refutation = Update::Alive {
-        id: target,
-        generation: 1,
-        incarnation: 1,
-        meta: Arc::clone(&nodes[target_index].meta),
-    };
+    let refutation =
+        Update::Alive { id: target, generation: 1, incarnation: 1, meta: Arc::clone(&nodes[target_index].meta) };
     assert!(ack[0].1.updates.contains(&refutation));
     drain_events(&mut nodes[0]);
     nodes[0].handle_message(t, &addr(target_index), &ack[0].2);
@@ -271,11 +242,7 @@ fn leave_is_seen_as_left_not_dead_and_stops_probing() {
     let mut nodes = mesh(3);
     nodes[1].leave(Instant::ZERO);
     let out = sent(&mut nodes[1]);
-    let left = Update::Left {
-        id: id(1),
-        generation: 1,
-        incarnation: 0,
-    };
+    let left = Update::Left { id: id(1), generation: 1, incarnation: 0 };
     assert_eq!(out.len(), 2, "the leave goes straight to both peers");
     for (to, message, payload) in out {
         assert_eq!((message.body.clone(), message.updates.clone()), (Body::Gossip, vec![left.clone()]));
@@ -306,10 +273,7 @@ fn a_restarted_node_is_known_by_its_new_generation_and_old_suspicions_lapse() {
     let member = nodes[0].member(target).cloned();
     assert_eq!(member.map(|m| (m.state, m.generation, m.incarnation)), Some((State::Alive, 2, 0)));
     // The reply carries node 0's view back to the newcomer.
-    let reply: Vec<_> = sent(&mut nodes[0])
-        .into_iter()
-        .filter(|(_, m, _)| matches!(m.body, Body::Sync(_)))
-        .collect();
+    let reply: Vec<_> = sent(&mut nodes[0]).into_iter().filter(|(_, m, _)| matches!(m.body, Body::Sync(_))).collect();
     assert_eq!(reply.len(), 1);
     assert_eq!(reply[0].0, target_index);
     restarted.handle_message(start, &addr(0), &reply[0].2);
@@ -320,12 +284,7 @@ fn a_restarted_node_is_known_by_its_new_generation_and_old_suspicions_lapse() {
     assert_eq!(nodes[0].member(target).map(|m| m.state), Some(State::Alive));
     assert!(!drain_events(&mut nodes[0]).contains(&Event::MemberDown { id: target }));
     // Facts about the old run are ignored by the new one.
-    let stale = Update::Dead {
-        id: target,
-        generation: 1,
-        incarnation: 5,
-        by: id(0),
-    };
+    let stale = Update::Dead { id: target, generation: 1, incarnation: 5, by: id(0) };
     deliver_updates(&mut restarted, 0, vec![stale]);
     assert_eq!(drain_events(&mut restarted), vec![]);
     assert_eq!(restarted.incarnation(), 0);
@@ -371,12 +330,7 @@ fn a_late_timer_worsens_health_and_makes_the_probe_inconclusive() {
 fn suspicion_timeout_shrinks_as_independent_confirmations_arrive() {
     let mut nodes = mesh(5);
     let target = id(4);
-    let suspect_by = |by: usize| Update::Suspect {
-        id: target,
-        generation: 1,
-        incarnation: 0,
-        by: id(by),
-    };
+    let suspect_by = |by: usize| Update::Suspect { id: target, generation: 1, incarnation: 0, by: id(by) };
     let start = Instant::ZERO;
     deliver_updates(&mut nodes[0], 1, vec![suspect_by(1)]);
     // N = 5: min = 4 s, max = 6·4 = 24 s, expecting k = 4 − 2 = 2 confirmations.
@@ -405,12 +359,7 @@ fn messages_from_another_cluster_or_garbage_are_dropped_and_counted() {
     let message = Message {
         from: id(1),
         body: Body::Gossip,
-        updates: vec![Update::Dead {
-            id: id(1),
-            generation: 1,
-            incarnation: 9,
-            by: id(1),
-        }],
+        updates: vec![Update::Dead { id: id(1), generation: 1, incarnation: 9, by: id(1) }],
     };
     nodes[0].handle_message(Instant::ZERO, &addr(1), &wire::encode(0xbad, &message));
     let mut bad_version = wire::encode(0, &message);
