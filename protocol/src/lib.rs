@@ -50,6 +50,6 @@ pub use counters::{ByKind, Counters, RttHistogram};
 pub use hash::stable_hash64;
 pub use id::{Address, NodeId};
 pub use member::{Member, State};
-pub use membership::{Error, Event, Identity, Membership, Transmit};
+pub use membership::{Bug, Error, Event, Identity, Membership, Transmit};
 pub use metadata::{Capacity, Metadata, MetadataError};
 pub use time::Instant;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 
-use super::{Event, Membership};
+use super::{Bug, Event, Membership};
 use crate::member::{Member, State, Version};
 use crate::suspicion::Suspicion;
 use crate::timer::Timer;
@@ -247,7 +247,7 @@ impl Membership {
             | Update::Dead { incarnation, .. }
             | Update::Left { incarnation, .. } => *incarnation >= self.incarnation,
         };
-        if !accusation || self.leaving {
+        if !accusation || self.leaving || self.has_bug(Bug::IgnoreRefutations) {
             self.counters.updates_ignored += 1;
             return;
         }

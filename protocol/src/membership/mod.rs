@@ -104,6 +104,18 @@ struct Relay {
     origin_seq: u32,
 }
 
+/// A deliberate defect, for proving that the simulator's checks can fail.
+/// Only [`Membership::inject_bug`] (feature `bug-injection`) sets one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bug {
+    /// The node never refutes suspicion of itself, so healthy members that
+    /// miss a probe get declared Dead.
+    IgnoreRefutations,
+    /// The node never starts or answers anti-entropy, so the two sides of a
+    /// long partition may never find each other again.
+    NoAntiEntropy,
+}
+
 /// Most indirect probes relayed at once; more requests are dropped.
 const MAX_RELAYS: usize = 256;
 
@@ -132,6 +144,8 @@ pub struct Membership {
     health: LocalHealth,
     next_seq: u32,
     counters: Counters,
+    /// Always `None` unless the `bug-injection` feature set it.
+    bug: Option<Bug>,
 }
 
 impl Membership {
@@ -170,6 +184,7 @@ impl Membership {
             seeds: Vec::new(),
             next_seq: 0,
             counters: Counters::default(),
+            bug: None,
         };
         membership.publish_self(now);
         Ok(membership)
@@ -270,6 +285,16 @@ impl Membership {
         self.incarnation += 1;
         self.publish_self(now);
         Ok(())
+    }
+
+    /// Breaks this node on purpose (see [`Bug`]). Test builds only.
+    #[cfg(feature = "bug-injection")]
+    pub fn inject_bug(&mut self, bug: Bug) {
+        self.bug = Some(bug);
+    }
+
+    fn has_bug(&self, bug: Bug) -> bool {
+        self.bug == Some(bug)
     }
 
     // ---- inputs ----

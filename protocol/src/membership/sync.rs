@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use super::Membership;
+use super::{Bug, Membership};
 use crate::wire::{Body, KeyRange, MAX_SYNC_RANGES, MessageBuilder, RangeDigest, Sync, encode_value, encoded_len};
 use crate::{Address, NodeId};
 
@@ -24,6 +24,9 @@ impl Membership {
     /// Opens an exchange with the root summary and, if `introduce`, this
     /// node's own entry (so a seed learns of a joiner at once).
     pub(super) fn start_sync(&mut self, to: Option<NodeId>, addr: Address, introduce: bool) {
+        if self.has_bug(Bug::NoAntiEntropy) {
+            return;
+        }
         self.counters.syncs_started += 1;
         let body = Body::Sync(Sync { round: 0, ranges: vec![self.members.digest(KeyRange::ROOT)], want: Vec::new() });
         let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.sync_budget);
@@ -39,6 +42,9 @@ impl Membership {
 
     /// One step of an exchange (the peer's entries are already applied).
     pub(super) fn on_sync(&mut self, from: NodeId, from_addr: &Address, sync: &Sync) {
+        if self.has_bug(Bug::NoAntiEntropy) {
+            return;
+        }
         let mut serve: Vec<KeyRange> = sync.want.clone();
         let mut want = Vec::new();
         let mut compare = Vec::new();
