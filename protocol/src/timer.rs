@@ -25,7 +25,11 @@ pub(crate) enum Timer {
         deadline: Instant,
     },
     GossipTick,
-    PushPullTick,
+    /// The push-pull exchange planned for `at` is due (a later plan, made
+    /// when views were found to differ, supersedes it).
+    PushPullTick {
+        at: Instant,
+    },
     ReconnectTick,
 }
 

@@ -116,6 +116,10 @@ pub enum Bug {
     NoAntiEntropy,
 }
 
+/// Push-pull rounds kept about one period apart after the last exchange
+/// that found a difference.
+const SYNC_HURRY_ROUNDS: u8 = 3;
+
 /// Most indirect probes relayed at once; more requests are dropped.
 const MAX_RELAYS: usize = 256;
 
@@ -138,6 +142,12 @@ pub struct Membership {
     probe_order: Vec<NodeId>,
     probe_next: usize,
     probe: Option<Probe>,
+    /// When the next push-pull exchange starts.
+    next_push_pull: Instant,
+    /// Whether an exchange found differing views since the last push-pull.
+    sync_differed: bool,
+    /// Hurried push-pull rounds left before falling back to the slow pace.
+    sync_hurry_rounds: u8,
     relays: BTreeMap<u32, Relay>,
     suspicions: BTreeMap<NodeId, Suspicion>,
     seeds: Vec<Address>,
@@ -160,7 +170,8 @@ impl Membership {
         let mut phase = |period: Duration| now + period.mul_f64(rng.random::<f64>());
         timers.set(phase(config.probe_interval), Timer::ProbeTick);
         timers.set(phase(config.gossip_interval), Timer::GossipTick);
-        timers.set(phase(config.push_pull_interval), Timer::PushPullTick);
+        let first_push_pull = phase(config.push_pull_interval);
+        timers.set(first_push_pull, Timer::PushPullTick { at: first_push_pull });
         timers.set(phase(config.reconnect_interval), Timer::ReconnectTick);
         let mut membership = Membership {
             health: LocalHealth::new(config.max_local_health),
@@ -179,6 +190,9 @@ impl Membership {
             probe_order: Vec::new(),
             probe_next: 0,
             probe: None,
+            next_push_pull: first_push_pull,
+            sync_differed: false,
+            sync_hurry_rounds: 0,
             relays: BTreeMap::new(),
             suspicions: BTreeMap::new(),
             seeds: Vec::new(),
@@ -323,8 +337,16 @@ impl Membership {
         }
         trace!(from = %message.from, body = ?message.body, updates = message.updates.len(), "recv");
         let from_sync = matches!(message.body, Body::Sync(_));
+        let applied_before = self.counters.updates_applied;
         for update in &message.updates {
+            // A member introducing itself (a join) is news to spread, even
+            // when it arrives in an anti-entropy message.
+            let from_sync = from_sync && update.id() != message.from;
             self.apply(now, update, from_sync);
+        }
+        if from_sync && self.counters.updates_applied > applied_before {
+            // A peer knew something we did not; others may not know it either.
+            self.hurry_push_pull(now);
         }
         match message.body {
             Body::Ping { seq, target } => self.on_ping(message.from, from, seq, target),
@@ -334,7 +356,7 @@ impl Membership {
             }
             Body::Nack { seq } => self.on_nack(seq),
             Body::Gossip => {}
-            Body::Sync(sync) => self.on_sync(message.from, from, &sync),
+            Body::Sync(sync) => self.on_sync(now, message.from, from, &sync),
         }
     }
 
@@ -361,7 +383,11 @@ impl Membership {
                     self.timers.set(now + self.config.gossip_interval, Timer::GossipTick);
                     self.gossip_round(now);
                 }
-                Timer::PushPullTick => self.on_push_pull_tick(now),
+                Timer::PushPullTick { at } => {
+                    if at == self.next_push_pull {
+                        self.on_push_pull_tick(now);
+                    }
+                }
                 Timer::ReconnectTick => self.on_reconnect_tick(now),
             }
         }

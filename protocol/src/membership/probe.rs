@@ -5,7 +5,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use tracing::debug;
 
-use super::{MAX_RELAYS, Membership, Probe, Relay};
+use super::{MAX_RELAYS, Membership, Probe, Relay, SYNC_HURRY_ROUNDS};
 use crate::member::State;
 use crate::timer::Timer;
 use crate::wire::{Body, Update};
@@ -204,12 +204,22 @@ impl Membership {
         }
     }
 
+    /// Starts a push-pull exchange with one random live member, and plans
+    /// the next: about one protocol period away while recent exchanges keep
+    /// finding differences, the full `push_pull_interval` once they stop.
+    /// (Unlike memberlist's, the interval does not grow with N: an exchange
+    /// between agreeing views costs one small message, whatever N.)
     pub(super) fn on_push_pull_tick(&mut self, now: Instant) {
-        // memberlist's scaling: past 32 members, exchange less often, so the
-        // cluster-wide rate grows like N·log N rather than N².
-        let n = self.members.live_count().max(1) as f64;
-        let scale = if n <= 32.0 { 1.0 } else { (n.log2() - 32f64.log2()).ceil() + 1.0 };
-        self.timers.set(now + self.config.push_pull_interval.mul_f64(scale), Timer::PushPullTick);
+        if std::mem::take(&mut self.sync_differed) {
+            self.sync_hurry_rounds = SYNC_HURRY_ROUNDS;
+        }
+        let next = if self.sync_hurry_rounds > 0 {
+            self.sync_hurry_rounds -= 1;
+            self.soon(now)
+        } else {
+            now + self.config.push_pull_interval
+        };
+        self.plan_push_pull(next);
         if self.leaving {
             return;
         }
@@ -218,6 +228,28 @@ impl Membership {
                 self.start_sync(Some(peer), addr, false);
             }
         }
+    }
+
+    /// An exchange found that views differ: exchange again soon. Views that
+    /// differ thus keep anti-entropy running as an epidemic (log2 N rounds
+    /// to reach everyone) until a few rounds in a row find nothing new.
+    pub(super) fn hurry_push_pull(&mut self, now: Instant) {
+        self.sync_differed = true;
+        let soon = self.soon(now);
+        if soon < self.next_push_pull {
+            self.plan_push_pull(soon);
+        }
+    }
+
+    /// About one protocol period from now, jittered so hurried nodes do not
+    /// move in lockstep.
+    fn soon(&mut self, now: Instant) -> Instant {
+        now + self.config.probe_interval.mul_f64(0.5 + self.rng.random::<f64>())
+    }
+
+    fn plan_push_pull(&mut self, at: Instant) {
+        self.next_push_pull = at;
+        self.timers.set(at, Timer::PushPullTick { at });
     }
 
     /// Forgets long-dead members, then tries to reach one random Dead member

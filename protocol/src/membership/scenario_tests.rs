@@ -148,3 +148,46 @@ fn a_crashed_node_restarted_with_a_new_generation_is_alive_everywhere() {
     eprintln!("restart known everywhere after {took:?}");
     assert_eq!(cluster.node(4).live_members(), 6);
 }
+
+/// A larger run for a person to read (`cargo test --release -p shoal-protocol
+/// scale -- --ignored --nocapture`); the simulator measures this properly.
+#[test]
+#[ignore = "slow; prints numbers rather than asserting tight bounds"]
+fn scale_run_prints_join_detection_and_bandwidth() {
+    let n: usize = std::env::var("SHOAL_SCALE_N").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    let mut cluster = Cluster::new(n, Config::lan(), SEED);
+    cluster.set_loss(0.01);
+    cluster.join_all_via(0);
+    let mut took = None;
+    for second in 0..300 {
+        let pairs: usize = (0..n).map(|i| cluster.node(i).live_members()).sum();
+        let syncs: u64 = (0..n).map(|i| cluster.node(i).counters().messages_out.sync).sum();
+        let gossip: u64 = (0..n).map(|i| cluster.node(i).counters().messages_out.gossip).sum();
+        if std::env::var("SHOAL_SCALE_VERBOSE").is_ok() {
+            eprintln!("t={second}s known pairs {pairs}/{} syncs {syncs} gossips {gossip}", n * n);
+        }
+        if cluster.converged() {
+            took = Some(secs(second));
+            break;
+        }
+        cluster.run_for(secs(1));
+    }
+    eprintln!("N={n}: join converged after {took:?}");
+    let bytes_before: u64 = (0..n).map(|i| cluster.node(i).counters().bytes_out.total()).sum();
+    cluster.run_for(secs(60));
+    let bytes_after: u64 = (0..n).map(|i| cluster.node(i).counters().bytes_out.total()).sum();
+    eprintln!("N={n}: steady state {} bytes/node/s out", (bytes_after - bytes_before) / 60 / n as u64);
+    cluster.crash(n / 2);
+    let victim = n / 2;
+    let first = |c: &Cluster| (0..n).any(|i| i != victim && c.view(i, victim) == Some(State::Suspect));
+    let t_first = cluster.run_until_true(Duration::from_millis(100), secs(60), first);
+    let all_dead = |c: &Cluster| (0..n).filter(|&i| i != victim).all(|i| c.view(i, victim) == Some(State::Dead));
+    let t_all = cluster.run_until_true(Duration::from_millis(250), secs(200), all_dead);
+    eprintln!("N={n}: crash first suspected after {t_first:?}, then Dead at all after a further {t_all:?}");
+    let downs = cluster
+        .events
+        .iter()
+        .filter(|(_, _, e)| matches!(e, Event::MemberDown { id } if *id != crate::harness::id(victim)))
+        .count();
+    eprintln!("N={n}: false Dead declarations: {downs}");
+}

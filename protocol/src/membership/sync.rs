@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use super::{Bug, Membership};
 use crate::wire::{Body, KeyRange, MAX_SYNC_RANGES, MessageBuilder, RangeDigest, Sync, encode_value, encoded_len};
-use crate::{Address, NodeId};
+use crate::{Address, Instant, NodeId};
 
 /// Below this many live entries (both sides together) in a differing range,
 /// the entries are exchanged rather than the range split.
@@ -41,7 +41,7 @@ impl Membership {
     }
 
     /// One step of an exchange (the peer's entries are already applied).
-    pub(super) fn on_sync(&mut self, from: NodeId, from_addr: &Address, sync: &Sync) {
+    pub(super) fn on_sync(&mut self, now: Instant, from: NodeId, from_addr: &Address, sync: &Sync) {
         if self.has_bug(Bug::NoAntiEntropy) {
             return;
         }
@@ -83,6 +83,7 @@ impl Membership {
         if entries.is_empty() && compare.is_empty() && want.is_empty() {
             return;
         }
+        self.hurry_push_pull(now);
         let body = Body::Sync(Sync { round, ranges: compare, want });
         let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.sync_budget);
         for entry in &entries {
