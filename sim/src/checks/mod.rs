@@ -1,0 +1,80 @@
+//! The checks: one invariant per module, evaluated as the run goes.
+//!
+//! Safety checks look at every protocol event as it happens
+//! ([`Check::on_event`]); liveness checks look every simulated 100 ms
+//! ([`Check::on_tick`]) once the faults have healed, and must see the mesh
+//! get there within a bound. Each check ends with an [`Outcome`].
+//!
+//! | module            | kind     | invariant |
+//! |-------------------|----------|-----------|
+//! | [`no_false_dead`] | safety   | no healthy, reachable member is declared Dead (beyond the allowed count) |
+//! | [`convergence`]   | liveness | after faults heal, every running node sees exactly the running nodes Alive, within c·log2(N) periods |
+//! | [`detection`]     | liveness | a crashed node is known Dead by every running node within a bound |
+//! | [`mtu`]           | safety   | no datagram exceeds the MTU (anti-entropy streams excepted) |
+//!
+//! Workload checks (issue 5: replicas, catalog, placement) slot in as more
+//! modules here: implement [`Check`], add the module, and push it in
+//! [`standard`]. They see the same [`World`].
+
+pub mod convergence;
+pub mod detection;
+pub mod mtu;
+pub mod no_false_dead;
+
+use serde::Serialize;
+use shoal_protocol::Event;
+
+use crate::Verdict;
+use crate::scenario::Scenario;
+use crate::sim::World;
+use crate::stats::Summary;
+
+/// What one check concluded.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    /// The check's name (its module).
+    pub name: &'static str,
+    /// Pass, fail, or not enough run to tell.
+    pub verdict: Verdict,
+    /// One line a person reads.
+    pub detail: String,
+    /// Measurements, by name (seconds for times).
+    pub summaries: Vec<(&'static str, Summary)>,
+    /// Counts, by name.
+    pub counts: Vec<(&'static str, u64)>,
+}
+
+/// One invariant.
+pub trait Check: std::fmt::Debug {
+    /// Its name (the module's).
+    fn name(&self) -> &'static str;
+    /// `viewer` emitted `event`; the world is as it is right after.
+    fn on_event(&mut self, _world: &World, _viewer: usize, _event: &Event) {}
+    /// `node` just crashed (the world still shows it as it was).
+    fn on_crash(&mut self, _world: &World, _node: usize) {}
+    /// `node` just (re)started with a new generation.
+    fn on_start(&mut self, _world: &World, _node: usize) {}
+    /// Every simulated 100 ms.
+    fn on_tick(&mut self, _world: &World) {}
+    /// The run is over.
+    fn finish(&mut self, world: &World) -> Outcome;
+}
+
+/// The checks every run has.
+pub fn standard(scenario: &Scenario, world: &World) -> Vec<Box<dyn Check>> {
+    vec![
+        Box::new(no_false_dead::NoFalseDead::new(scenario, world)),
+        Box::new(convergence::Convergence::new(scenario, world)),
+        Box::new(detection::Detection::new(scenario, world)),
+        Box::new(mtu::Mtu),
+    ]
+}
+
+/// `c · log2(N)` protocol periods plus the longest suspicion timeout: how
+/// long the mesh may take to converge after the last fault heals.
+pub fn convergence_bound_micros(scenario: &Scenario, world: &World) -> u64 {
+    let n = scenario.nodes.max(2) as f64;
+    let period = world.config.probe_interval.as_micros() as f64;
+    let periods = scenario.checks.converge_c * n.log2() * period;
+    world.suspicion_max_micros() + periods as u64
+}

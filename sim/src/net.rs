@@ -1,0 +1,297 @@
+//! The network model: latency from a distribution, loss, duplication,
+//! reordering, a bounded uplink per node, the MTU, and the link rules that
+//! faults install (cuts, holds, loss bursts).
+//!
+//! Datagrams (probes, acks, gossip) are subject to all of it and must fit the
+//! MTU. Anti-entropy messages (`Body::Sync`) travel over a reliable stream in
+//! the real node: here they are never lost, duplicated or held to the MTU, but
+//! they still take time, queue behind the uplink, and cannot cross a cut.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::units::Dur;
+
+/// A one-way latency distribution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Latency {
+    /// Always `value`.
+    Constant {
+        /// The latency.
+        value: Dur,
+    },
+    /// Uniform in `[min, max]`.
+    Uniform {
+        /// Lower bound.
+        min: Dur,
+        /// Upper bound.
+        max: Dur,
+    },
+    /// `base` plus an exponential tail with mean `mean`.
+    Exponential {
+        /// The floor.
+        base: Dur,
+        /// Mean of the tail.
+        mean: Dur,
+    },
+    /// `base` plus a Pareto tail (long tail): scale `scale`, shape `shape`.
+    Pareto {
+        /// The floor.
+        base: Dur,
+        /// Pareto scale (x_m).
+        scale: Dur,
+        /// Pareto shape (alpha); smaller is heavier.
+        shape: f64,
+    },
+}
+
+impl Default for Latency {
+    fn default() -> Latency {
+        Latency::Uniform { min: Dur::millis(1), max: Dur::millis(5) }
+    }
+}
+
+/// Longest latency any draw returns (a long tail is capped here).
+pub const MAX_LATENCY_MICROS: u64 = 10_000_000;
+
+impl Latency {
+    /// One draw, in microseconds.
+    pub fn sample(&self, rng: &mut ChaCha8Rng) -> u64 {
+        let micros = match self {
+            Latency::Constant { value } => value.micros(),
+            Latency::Uniform { min, max } => {
+                let (lo, hi) = (min.micros(), max.micros().max(min.micros()));
+                if lo == hi { lo } else { rng.random_range(lo..=hi) }
+            }
+            Latency::Exponential { base, mean } => {
+                let u: f64 = rng.random::<f64>();
+                base.micros() + (-(1.0 - u).ln() * mean.micros() as f64) as u64
+            }
+            Latency::Pareto { base, scale, shape } => {
+                let u: f64 = rng.random::<f64>();
+                let x = scale.micros() as f64 / (1.0 - u).powf(1.0 / shape.max(0.01));
+                base.micros() + (x.min(MAX_LATENCY_MICROS as f64)) as u64
+            }
+        };
+        micros.min(MAX_LATENCY_MICROS)
+    }
+}
+
+fn default_mtu() -> usize {
+    1_400
+}
+
+fn default_queue_limit() -> Dur {
+    Dur::millis(200)
+}
+
+fn default_reorder_delay() -> Dur {
+    Dur::millis(20)
+}
+
+/// The network every link shares, before faults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// One-way latency.
+    #[serde(default)]
+    pub latency: Latency,
+    /// Probability a datagram is lost.
+    #[serde(default)]
+    pub loss: f64,
+    /// Probability a datagram is delivered twice.
+    #[serde(default)]
+    pub duplicate: f64,
+    /// Probability a datagram is held back by up to `reorder_delay` extra, so
+    /// later ones overtake it.
+    #[serde(default)]
+    pub reorder: f64,
+    /// The most extra delay a reordered datagram gets.
+    #[serde(default = "default_reorder_delay")]
+    pub reorder_delay: Dur,
+    /// Each node's uplink, bytes per second; `None` for unbounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<u64>,
+    /// With a bounded uplink: a datagram that would wait longer than this in
+    /// the queue is dropped (tail drop).
+    #[serde(default = "default_queue_limit")]
+    pub queue_limit: Dur,
+    /// Largest datagram, bytes. Larger ones (other than anti-entropy, which
+    /// rides a stream) are dropped and fail the `mtu` check.
+    #[serde(default = "default_mtu")]
+    pub mtu: usize,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> NetworkSpec {
+        NetworkSpec {
+            latency: Latency::default(),
+            loss: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            reorder_delay: default_reorder_delay(),
+            bandwidth: None,
+            queue_limit: default_queue_limit(),
+            mtu: default_mtu(),
+        }
+    }
+}
+
+/// What a link rule does to the messages it matches.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RuleKind {
+    /// Drops messages between nodes of different (non-zero) groups; with
+    /// `oneway`, only from group 1 to group 2.
+    Cut {
+        /// Group of each node; 0 is "not part of this cut".
+        group: Vec<u16>,
+        /// Only group 1 → group 2 is cut.
+        oneway: bool,
+    },
+    /// Holds messages to or from the marked nodes until the rule is lifted.
+    Hold {
+        /// Marked nodes.
+        nodes: Vec<bool>,
+    },
+    /// Loses datagrams to or from the marked nodes (all, if `None`).
+    Loss {
+        /// Marked nodes.
+        nodes: Option<Vec<bool>>,
+        /// Probability.
+        rate: f64,
+    },
+}
+
+/// What the active rules decide for one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it.
+    Pass,
+    /// Drop it (a cut).
+    Cut,
+    /// Hold it, under rule `usize`.
+    Hold(usize),
+    /// Lose it (a loss rule fired).
+    Lost,
+}
+
+/// A rule installed by an active fault.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// The fault instance that installed it.
+    pub fault: usize,
+    /// What it does.
+    pub kind: RuleKind,
+}
+
+impl RuleKind {
+    fn decide(&self, from: usize, to: usize, reliable: bool, rng: &mut ChaCha8Rng) -> Option<bool> {
+        match self {
+            RuleKind::Cut { group, oneway } => {
+                let (a, b) = (group[from], group[to]);
+                let cut = if *oneway { a == 1 && b == 2 } else { a != 0 && b != 0 && a != b };
+                cut.then_some(false)
+            }
+            RuleKind::Hold { nodes } => (nodes[from] || nodes[to]).then_some(true),
+            RuleKind::Loss { nodes, rate } => {
+                if reliable {
+                    return None;
+                }
+                let applies = nodes.as_ref().is_none_or(|n| n[from] || n[to]);
+                (applies && rng.random::<f64>() < *rate).then_some(false)
+            }
+        }
+    }
+}
+
+/// Applies every active rule, in installation order; the first that acts
+/// decides. `rules` is usually empty or short.
+pub fn judge(rules: &[Rule], from: usize, to: usize, reliable: bool, rng: &mut ChaCha8Rng) -> Verdict {
+    for (index, rule) in rules.iter().enumerate() {
+        match rule.kind.decide(from, to, reliable, rng) {
+            None => {}
+            Some(true) => return Verdict::Hold(index),
+            Some(false) => {
+                return if matches!(rule.kind, RuleKind::Loss { .. }) { Verdict::Lost } else { Verdict::Cut };
+            }
+        }
+    }
+    Verdict::Pass
+}
+
+/// Whether an encoded message is anti-entropy (`Body::Sync`), read from the
+/// header without decoding: magic and version (5 bytes), the cluster id
+/// (bincode varint), the sender's 16-byte id, then the body's variant index.
+pub fn is_sync(payload: &[u8]) -> bool {
+    /// `Body::Sync` is the sixth variant.
+    const SYNC_VARIANT: u8 = 5;
+    let Some(&first) = payload.get(5) else { return false };
+    let varint_len = match first {
+        0..=250 => 1,
+        251 => 3,
+        252 => 5,
+        253 => 9,
+        _ => 17,
+    };
+    payload.get(5 + varint_len + 16) == Some(&SYNC_VARIANT)
+}
+
+/// Node index of a simulator address `sim:<index>`, without allocating.
+pub fn index_of(addr: &str) -> Option<usize> {
+    let digits = addr.strip_prefix("sim:")?;
+    if digits.is_empty() || digits.len() > 9 {
+        return None;
+    }
+    let mut value = 0usize;
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + usize::from(b - b'0');
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn addresses_parse() {
+        assert_eq!(index_of("sim:0"), Some(0));
+        assert_eq!(index_of("sim:12345"), Some(12345));
+        assert_eq!(index_of("sim:"), None);
+        assert_eq!(index_of("sim:1x"), None);
+        assert_eq!(index_of("tcp:1"), None);
+    }
+
+    #[test]
+    fn latency_draws_stay_in_bounds() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let uniform = Latency::Uniform { min: Dur::millis(1), max: Dur::millis(5) };
+        let pareto = Latency::Pareto { base: Dur::millis(1), scale: Dur::millis(1), shape: 1.1 };
+        for _ in 0..1000 {
+            assert!((1_000..=5_000).contains(&uniform.sample(&mut rng)));
+            assert!((1_000..=MAX_LATENCY_MICROS).contains(&pareto.sample(&mut rng)));
+        }
+    }
+
+    #[test]
+    fn cuts_holds_and_oneway() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let cut = Rule { fault: 0, kind: RuleKind::Cut { group: vec![1, 1, 2, 0], oneway: false } };
+        let oneway = Rule { fault: 1, kind: RuleKind::Cut { group: vec![1, 2, 2, 2], oneway: true } };
+        assert_eq!(judge(std::slice::from_ref(&cut), 0, 2, false, &mut rng), Verdict::Cut);
+        assert_eq!(judge(std::slice::from_ref(&cut), 2, 0, true, &mut rng), Verdict::Cut);
+        assert_eq!(judge(std::slice::from_ref(&cut), 0, 1, false, &mut rng), Verdict::Pass);
+        assert_eq!(judge(std::slice::from_ref(&cut), 3, 2, false, &mut rng), Verdict::Pass);
+        assert_eq!(judge(std::slice::from_ref(&oneway), 0, 1, false, &mut rng), Verdict::Cut);
+        assert_eq!(judge(std::slice::from_ref(&oneway), 1, 0, false, &mut rng), Verdict::Pass);
+        let hold = Rule { fault: 2, kind: RuleKind::Hold { nodes: vec![false, true] } };
+        assert_eq!(judge(&[hold], 0, 1, false, &mut rng), Verdict::Hold(0));
+    }
+}
