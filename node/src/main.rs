@@ -1,16 +1,153 @@
-//! `shoal`: the Shoal agent and its CLI. The agent lands with issue 4; until
-//! then this binary only says so.
+//! `shoal`: the Shoal agent and its CLI.
 
+mod local;
+mod output;
+
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use shoal_node::client::Client;
+use shoal_node::config::{AgentArgs, DEFAULT_API};
+use shoal_node::crypto::ClusterKey;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "shoal", version, about = "A leaderless compute mesh: agent and CLI")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "SHOAL_LOG_FORMAT", value_enum, default_value = "human")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an agent: join the mesh and serve the local API.
+    Agent(Box<AgentArgs>),
+    /// Print a new random cluster key.
+    Keygen,
+    /// List the members an agent knows.
+    Members {
+        #[command(flatten)]
+        api: ApiArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an agent's own state.
+    Status {
+        #[command(flatten)]
+        api: ApiArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask an agent to leave the mesh gracefully and stop.
+    Leave {
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Start N agents on this machine (loopback), wait until they converge,
+    /// and keep them running until Ctrl-C.
+    Local(local::LocalArgs),
+}
+
+#[derive(Clone, Debug, clap::Args)]
+struct ApiArg {
+    /// The agent's API address.
+    #[arg(long, env = "SHOAL_API", default_value = DEFAULT_API)]
+    api: SocketAddr,
+}
+
 fn main() -> ExitCode {
-    #[allow(clippy::print_stderr)]
-    {
-        eprintln!(
-            "shoal {}: the agent is not built yet (see issue 4). The protocol it will run is \
-             shoal-protocol; try `cargo test --workspace`.",
-            env!("CARGO_PKG_VERSION")
-        );
+    let cli = Cli::parse();
+    init_logging(cli.log_format, matches!(cli.command, Command::Agent(_)));
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            output::error(&error);
+            ExitCode::FAILURE
+        }
     }
-    ExitCode::FAILURE
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let log_args = cli.log_format_args();
+    match cli.command {
+        Command::Agent(args) => {
+            let settings = args.resolve()?;
+            runtime()?.block_on(shoal_node::agent::run(settings, shutdown_signal()))?;
+            Ok(())
+        }
+        Command::Keygen => {
+            output::line(&ClusterKey::generate().to_hex());
+            Ok(())
+        }
+        Command::Members { api, json } => {
+            let members = Client::new(api.api).members()?;
+            if json { output::json(&members) } else { output::members_table(&members) }
+        }
+        Command::Status { api, json } => {
+            let me = Client::new(api.api).self_info()?;
+            if json { output::json(&me) } else { output::status(&me) }
+        }
+        Command::Leave { api } => {
+            Client::new(api.api).leave()?;
+            output::line(&format!("the agent at {} is leaving the mesh", api.api));
+            Ok(())
+        }
+        Command::Local(args) => runtime()?.block_on(local::run(args, log_args)),
+    }
+}
+
+impl Cli {
+    fn log_format_args(&self) -> Vec<String> {
+        match self.log_format {
+            LogFormat::Human => vec![],
+            LogFormat::Json => vec!["--log-format".into(), "json".into()],
+        }
+    }
+}
+
+/// One thread is plenty for an agent, and keeps it small.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the tokio runtime")
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+fn init_logging(format: LogFormat, agent: bool) {
+    let default = if agent { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }

@@ -1,0 +1,81 @@
+//! The CLI's side of the HTTP API: a small blocking client (ureq).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::view::{HealthView, MemberView, SelfView};
+
+/// Why a request to an agent failed, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing answered.
+    #[error("no agent at {api}: is `shoal agent` running? (pass --api HOST:PORT for another one)")]
+    NoAgent { api: SocketAddr },
+    /// The agent answered with an error.
+    #[error("the agent at {api} answered {status}: {body}")]
+    Status { api: SocketAddr, status: u16, body: String },
+    /// The answer was not what this version of `shoal` expects.
+    #[error("unexpected answer from {api} (is it a shoal agent of the same version?): {why}")]
+    Decode { api: SocketAddr, why: String },
+}
+
+/// A client for one agent's API.
+#[derive(Debug)]
+pub struct Client {
+    api: SocketAddr,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client for the agent at `api`.
+    pub fn new(api: SocketAddr) -> Client {
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+        Client { api, agent }
+    }
+
+    pub fn members(&self) -> Result<Vec<MemberView>, ClientError> {
+        self.get_json("/v1/members")
+    }
+
+    pub fn self_info(&self) -> Result<SelfView, ClientError> {
+        self.get_json("/v1/self")
+    }
+
+    pub fn health(&self) -> Result<HealthView, ClientError> {
+        self.get_json("/v1/health")
+    }
+
+    /// The Prometheus text.
+    pub fn metrics(&self) -> Result<String, ClientError> {
+        let response = self.call(self.agent.get(&self.url("/metrics")))?;
+        response.into_string().map_err(|e| ClientError::Decode { api: self.api, why: e.to_string() })
+    }
+
+    /// Asks the agent to leave the mesh and stop.
+    pub fn leave(&self) -> Result<(), ClientError> {
+        self.call(self.agent.post(&self.url("/v1/leave")))?;
+        Ok(())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api)
+    }
+
+    fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let response = self.call(self.agent.get(&self.url(path)))?;
+        response.into_json().map_err(|e| ClientError::Decode { api: self.api, why: e.to_string() })
+    }
+
+    fn call(&self, request: ureq::Request) -> Result<ureq::Response, ClientError> {
+        match request.call() {
+            Ok(response) => Ok(response),
+            Err(ureq::Error::Status(status, response)) => {
+                let body = response.into_string().unwrap_or_default();
+                Err(ClientError::Status { api: self.api, status, body })
+            }
+            Err(ureq::Error::Transport(_)) => Err(ClientError::NoAgent { api: self.api }),
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Agent settings: flags, then `SHOAL_*` environment variables (clap reads
+//! both: a flag wins over its variable), then a TOML file (`--config`), then
+//! defaults.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use shoal_protocol::{Capacity, Config};
+
+use crate::crypto::{ClusterKey, KeyError};
+
+/// The default gossip port.
+pub const DEFAULT_BIND: &str = "0.0.0.0:7946";
+/// The default API address: loopback only.
+pub const DEFAULT_API: &str = "127.0.0.1:7947";
+
+/// Protocol timing presets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// A local network (memberlist's LAN defaults).
+    Lan,
+    /// Links across sites.
+    Wan,
+    /// Loopback: fast timers for one machine and tests.
+    Local,
+}
+
+impl Profile {
+    /// The protocol preset.
+    pub fn config(self) -> Config {
+        match self {
+            Profile::Lan => Config::lan(),
+            Profile::Wan => Config::wan(),
+            Profile::Local => Config::local(),
+        }
+    }
+
+    /// The name, as flags spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Lan => "lan",
+            Profile::Wan => "wan",
+            Profile::Local => "local",
+        }
+    }
+}
+
+/// `shoal agent` flags. Each also reads a `SHOAL_*` variable.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct AgentArgs {
+    /// A TOML file with any of these settings (flags and variables win).
+    #[arg(long, env = "SHOAL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This node's name [default: the host name].
+    #[arg(long, env = "SHOAL_NAME")]
+    pub name: Option<String>,
+    /// Where the node keeps its identity and generation [default: ~/.local/share/shoal].
+    #[arg(long, env = "SHOAL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The gossip address, HOST:PORT (IPv4 or IPv6) [default: 0.0.0.0:7946].
+    #[arg(long, env = "SHOAL_BIND")]
+    pub bind: Option<String>,
+    /// The address peers should use, HOST:PORT [default: the bound address].
+    #[arg(long, env = "SHOAL_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// A member to join through: HOST:PORT (a DNS name works) or a multiaddr.
+    /// Repeatable; retried until one answers.
+    #[arg(long, env = "SHOAL_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// Find peers on the LAN with mDNS [default: on when no --join is given].
+    #[arg(long, overrides_with = "no_mdns")]
+    pub mdns: bool,
+    /// Do not use mDNS.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// The HTTP API address, HOST:PORT [default: 127.0.0.1:7947].
+    #[arg(long, env = "SHOAL_API")]
+    pub api: Option<String>,
+    /// The cluster key (64 hex digits, from `shoal keygen`).
+    #[arg(long, env = "SHOAL_CLUSTER_KEY", hide_env_values = true)]
+    pub cluster_key: Option<String>,
+    /// A file holding the cluster key.
+    #[arg(long, env = "SHOAL_CLUSTER_KEY_FILE")]
+    pub cluster_key_file: Option<PathBuf>,
+    /// CPU offered, in millicores [default: detected].
+    #[arg(long, env = "SHOAL_CPU")]
+    pub cpu: Option<u32>,
+    /// Memory offered: bytes, or with a unit (512MiB, 4GiB, 2G) [default: detected].
+    #[arg(long, env = "SHOAL_MEMORY")]
+    pub memory: Option<String>,
+    /// A key=value label. Repeatable.
+    #[arg(long = "label", env = "SHOAL_LABELS", value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// Protocol timing preset [default: lan].
+    #[arg(long, env = "SHOAL_PROFILE", value_enum)]
+    pub profile: Option<Profile>,
+}
+
+/// The same settings, from a TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileSettings {
+    name: Option<String>,
+    data_dir: Option<PathBuf>,
+    bind: Option<String>,
+    advertise: Option<String>,
+    join: Option<Vec<String>>,
+    mdns: Option<bool>,
+    api: Option<String>,
+    cluster_key: Option<String>,
+    cluster_key_file: Option<PathBuf>,
+    cpu: Option<u32>,
+    memory: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    profile: Option<Profile>,
+}
+
+/// Why the settings are unusable. The agent did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    ParseFile { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("--{flag} {value:?}: {why}")]
+    Invalid { flag: &'static str, value: String, why: String },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// Everything the agent needs, resolved.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub bind: SocketAddr,
+    pub advertise: Option<SocketAddr>,
+    /// As given: resolved (and retried) by the agent.
+    pub join: Vec<String>,
+    pub mdns: bool,
+    pub api: SocketAddr,
+    pub cluster_key: ClusterKey,
+    /// False when no key was given (the open cluster key is in use).
+    pub keyed: bool,
+    pub capacity: Capacity,
+    pub labels: BTreeMap<String, String>,
+    pub profile: Profile,
+}
+
+impl AgentArgs {
+    /// Merges flags (and variables) over the file over the defaults.
+    pub fn resolve(self) -> Result<Settings, SettingsError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let name = self.name.or(file.name).unwrap_or_else(default_name);
+        let data_dir = self.data_dir.or(file.data_dir).unwrap_or_else(default_data_dir);
+        let bind = socket_addr("bind", &self.bind.or(file.bind).unwrap_or_else(|| DEFAULT_BIND.into()))?;
+        let advertise = self.advertise.or(file.advertise).map(|a| socket_addr("advertise", &a)).transpose()?;
+        let join = if self.join.is_empty() { file.join.unwrap_or_default() } else { self.join };
+        let mdns = if self.no_mdns {
+            false
+        } else if self.mdns {
+            true
+        } else {
+            file.mdns.unwrap_or(join.is_empty())
+        };
+        let api = socket_addr("api", &self.api.or(file.api).unwrap_or_else(|| DEFAULT_API.into()))?;
+        let key_text = self.cluster_key.or(file.cluster_key);
+        let key_file = self.cluster_key_file.or(file.cluster_key_file);
+        let (cluster_key, keyed) = match (key_text, key_file) {
+            (Some(text), _) => (ClusterKey::parse(&text)?, true),
+            (None, Some(path)) => (ClusterKey::from_file(&path)?, true),
+            (None, None) => (ClusterKey::open_cluster(), false),
+        };
+        let detected = detect_capacity();
+        let cpu_millis = self.cpu.or(file.cpu).unwrap_or(detected.cpu_millis);
+        let memory_bytes = match self.memory.or(file.memory) {
+            Some(text) => parse_bytes(&text).ok_or_else(|| SettingsError::Invalid {
+                flag: "memory",
+                value: text,
+                why: "use e.g. 4GiB".into(),
+            })?,
+            None => detected.memory_bytes,
+        };
+        let mut labels = file.labels.unwrap_or_default();
+        for label in self.labels {
+            let Some((key, value)) = label.split_once('=') else {
+                return Err(SettingsError::Invalid { flag: "label", value: label, why: "use key=value".into() });
+            };
+            labels.insert(key.trim().to_string(), value.trim().to_string());
+        }
+        let profile = self.profile.or(file.profile).unwrap_or(Profile::Lan);
+        Ok(Settings {
+            name,
+            data_dir,
+            bind,
+            advertise,
+            join,
+            mdns,
+            api,
+            cluster_key,
+            keyed,
+            capacity: Capacity { cpu_millis, memory_bytes },
+            labels,
+            profile,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| SettingsError::ReadFile { path: path.to_path_buf(), source })?;
+    toml::from_str(&text)
+        .map_err(|source| SettingsError::ParseFile { path: path.to_path_buf(), source: Box::new(source) })
+}
+
+/// Parses HOST:PORT, resolving a host name to its first address.
+pub fn socket_addr(flag: &'static str, text: &str) -> Result<SocketAddr, SettingsError> {
+    let invalid = |why: String| SettingsError::Invalid { flag, value: text.to_string(), why };
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let mut addrs = text.to_socket_addrs().map_err(|e| invalid(format!("{e}; use HOST:PORT, e.g. 127.0.0.1:7946")))?;
+    addrs.next().ok_or_else(|| invalid("the name has no address".into()))
+}
+
+fn default_name() -> String {
+    let name = sysinfo::System::host_name().unwrap_or_default();
+    let name: String = name.chars().take(shoal_protocol::Metadata::MAX_NAME_LEN).collect();
+    if name.is_empty() { "shoal".into() } else { name }
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(dir).join("shoal");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/shoal"),
+        None => PathBuf::from("shoal-data"),
+    }
+}
+
+/// The machine's CPUs (in millicores) and total memory.
+pub fn detect_capacity() -> Capacity {
+    let cpus = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+    let mut system = sysinfo::System::new();
+    system.refresh_memory();
+    Capacity { cpu_millis: u32::try_from(cpus * 1000).unwrap_or(u32::MAX), memory_bytes: system.total_memory() }
+}
+
+/// `4GiB`, `512MiB`, `2G`, `1500k`, `123` (bytes).
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        "ti" | "tib" => 1 << 40,
+        _ => return None,
+    };
+    let bytes = number * scale as f64;
+    if !(bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64) {
+        return None;
+    }
+    // In range (checked just above), so the cast cannot truncate.
+    #[allow(clippy::cast_possible_truncation)]
+    let rounded = bytes.round() as u64;
+    Some(rounded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_parse() {
+        assert_eq!(parse_bytes("4GiB"), Some(4 << 30));
+        assert_eq!(parse_bytes("512MiB"), Some(512 << 20));
+        assert_eq!(parse_bytes("2G"), Some(2_000_000_000));
+        assert_eq!(parse_bytes("123"), Some(123));
+        assert_eq!(parse_bytes("1.5k"), Some(1500));
+        assert_eq!(parse_bytes("lots"), None);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("shoal-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("shoal.toml");
+        std::fs::write(
+            &path,
+            "name = \"from-file\"\nbind = \"127.0.0.1:9000\"\nprofile = \"local\"\n[labels]\nzone = \"a\"\n",
+        )
+        .expect("write");
+        let args = AgentArgs { config: Some(path), name: Some("from-flag".into()), ..AgentArgs::default() };
+        let settings = args.resolve().expect("resolves");
+        assert_eq!(settings.name, "from-flag");
+        assert_eq!(settings.bind, "127.0.0.1:9000".parse().expect("addr"));
+        assert_eq!(settings.profile, Profile::Local);
+        assert_eq!(settings.labels.get("zone").map(String::as_str), Some("a"));
+        assert!(settings.mdns, "mDNS is on when nothing is joined");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

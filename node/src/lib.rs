@@ -1,0 +1,15 @@
+//! The Shoal agent: drives the pure `shoal-protocol` state machine with the
+//! real clock and a libp2p (QUIC + mDNS) network, and serves a local HTTP API.
+//!
+//! The binary (`src/main.rs`) is a thin CLI over this library; the cross-crate
+//! tests use the library too, to play a hostile peer.
+
+pub mod agent;
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod crypto;
+pub mod metrics;
+pub mod store;
+pub mod transport;
+pub mod view;

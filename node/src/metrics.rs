@@ -1,0 +1,89 @@
+//! `GET /metrics`: the protocol's counters, members by state, the probe
+//! round-trip histogram and the transport's counters, in Prometheus text.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use shoal_protocol::{Membership, RttHistogram, State};
+
+use crate::transport::TransportCounters;
+
+/// Renders every metric. Counter names follow the protocol's field names, so a
+/// counter the protocol adds shows up here without a change.
+pub fn render(membership: &Membership, transport: &TransportCounters) -> String {
+    let mut out = String::new();
+    let counters = serde_json::to_value(membership.counters()).unwrap_or_default();
+    if let Some(fields) = counters.as_object() {
+        for (name, value) in fields {
+            if let Some(n) = value.as_u64() {
+                counter(&mut out, &format!("shoal_{name}_total"), "", n);
+            } else if let Some(kinds) = value.as_object().filter(|_| name != "probe_rtt") {
+                let metric = format!("shoal_{name}_total");
+                let _ = writeln!(out, "# TYPE {metric} counter");
+                for (kind, n) in kinds {
+                    let _ = writeln!(out, "{metric}{{kind=\"{kind}\"}} {}", n.as_u64().unwrap_or(0));
+                }
+            }
+        }
+    }
+    rtt_histogram(&mut out, &membership.counters().probe_rtt);
+
+    let _ = writeln!(out, "# TYPE shoal_members gauge");
+    for state in [State::Alive, State::Suspect, State::Dead, State::Left] {
+        let n = membership.members().filter(|m| m.state == state).count();
+        let _ = writeln!(out, "shoal_members{{state=\"{}\"}} {n}", state_name(state));
+    }
+    let _ = writeln!(out, "# TYPE shoal_local_health gauge\nshoal_local_health {}", membership.local_health());
+    let _ = writeln!(
+        out,
+        "# TYPE shoal_pending_broadcasts gauge\nshoal_pending_broadcasts {}",
+        membership.pending_broadcasts()
+    );
+
+    let t = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    for (name, value) in [
+        ("frames_in", t(&transport.frames_in)),
+        ("frames_out", t(&transport.frames_out)),
+        ("bytes_in", t(&transport.bytes_in)),
+        ("bytes_out", t(&transport.bytes_out)),
+        ("frames_rejected", t(&transport.frames_rejected)),
+        ("frames_oversized", t(&transport.frames_oversized)),
+        ("peers_disconnected", t(&transport.peers_disconnected)),
+        ("inbound_dropped", t(&transport.inbound_dropped)),
+        ("outbound_dropped", t(&transport.outbound_dropped)),
+        ("unroutable", t(&transport.unroutable)),
+    ] {
+        counter(&mut out, &format!("shoal_transport_{name}_total"), "", value);
+    }
+    let _ = writeln!(out, "# TYPE shoal_transport_connected_peers gauge");
+    let _ = writeln!(out, "shoal_transport_connected_peers {}", t(&transport.connected_peers));
+    out
+}
+
+/// The lowercase name of a state, as the API and metrics spell it.
+pub fn state_name(state: State) -> &'static str {
+    match state {
+        State::Alive => "alive",
+        State::Suspect => "suspect",
+        State::Dead => "dead",
+        State::Left => "left",
+    }
+}
+
+fn counter(out: &mut String, metric: &str, labels: &str, value: u64) {
+    let _ = writeln!(out, "# TYPE {metric} counter\n{metric}{labels} {value}");
+}
+
+fn rtt_histogram(out: &mut String, rtt: &RttHistogram) {
+    let metric = "shoal_probe_rtt_seconds";
+    let _ = writeln!(out, "# TYPE {metric} histogram");
+    let mut cumulative = 0;
+    for (i, bound) in RttHistogram::BOUNDS_MICROS.iter().enumerate() {
+        cumulative += rtt.buckets.get(i).copied().unwrap_or(0);
+        let _ = writeln!(out, "{metric}_bucket{{le=\"{}\"}} {cumulative}", *bound as f64 / 1e6);
+    }
+    let total: u64 = rtt.buckets.iter().sum();
+    let _ = writeln!(out, "{metric}_bucket{{le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{metric}_sum {}", rtt.sum_micros as f64 / 1e6);
+    let _ = writeln!(out, "{metric}_count {total}");
+}

@@ -1,0 +1,84 @@
+//! What the CLI prints. The only module that writes to stdout.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use serde::Serialize;
+use shoal_node::view::{MemberView, SelfView};
+
+pub(crate) fn line(text: &str) {
+    println!("{text}");
+}
+
+pub(crate) fn error(error: &anyhow::Error) {
+    eprintln!("error: {error:#}");
+}
+
+pub(crate) fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// An aligned table of members, alive first, then by name.
+pub(crate) fn members_table(members: &[MemberView]) -> anyhow::Result<()> {
+    print!("{}", render_members(members));
+    Ok(())
+}
+
+pub(crate) fn render_members(members: &[MemberView]) -> String {
+    let mut sorted: Vec<&MemberView> = members.iter().collect();
+    sorted.sort_by(|a, b| (a.state, &a.name).cmp(&(b.state, &b.name)));
+    let header = ["NAME", "STATE", "ADDRESS", "CPU", "MEMORY", "GEN", "INC", "LABELS"].map(String::from);
+    let mut rows = vec![header.to_vec()];
+    for m in sorted {
+        let labels: Vec<String> = m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        rows.push(vec![
+            m.name.clone(),
+            shoal_node::metrics::state_name(m.state).to_string(),
+            m.addr.clone(),
+            format!("{}m", m.capacity.cpu_millis),
+            human_bytes(m.capacity.memory_bytes),
+            m.generation.to_string(),
+            m.incarnation.to_string(),
+            labels.join(","),
+        ]);
+    }
+    let columns = rows[0].len();
+    let widths: Vec<usize> =
+        (0..columns).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub(crate) fn status(me: &SelfView) -> anyhow::Result<()> {
+    let members: Vec<String> = me.members.iter().map(|(state, n)| format!("{n} {state}")).collect();
+    let m = &me.member;
+    println!("name:         {}", m.name);
+    println!("state:        {}", shoal_node::metrics::state_name(m.state));
+    println!("node id:      {}", m.id);
+    println!("peer id:      {}", me.peer_id);
+    println!("address:      {}", m.addr);
+    println!("generation:   {} (incarnation {})", m.generation, m.incarnation);
+    println!("capacity:     {}m cpu, {}", m.capacity.cpu_millis, human_bytes(m.capacity.memory_bytes));
+    println!("cluster id:   {}", me.cluster_id);
+    println!("profile:      {}", me.profile);
+    println!("members:      {}", members.join(", "));
+    println!("local health: {} (0 is healthy)", me.local_health);
+    println!("uptime:       {}s", me.uptime_secs);
+    println!("data dir:     {}", me.data_dir);
+    Ok(())
+}
+
+fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes}B") } else { format!("{value:.1}{}", units[unit]) }
+}
