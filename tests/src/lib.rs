@@ -1,1 +1,196 @@
-//! Shared helpers for the cross-crate tests.
+//! Helpers for the cross-crate tests: build the real `shoal` binary once, run
+//! agents as child processes on loopback, and poll their HTTP APIs.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use shoal_node::client::Client;
+use shoal_node::view::MemberView;
+use shoal_protocol::State;
+
+/// The `shoal` binary, built once per test process with the same cargo.
+pub fn shoal_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = workspace_root();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "shoal-node", "--bin", "shoal"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cargo build -p shoal-node failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        target.join("debug").join("shoal")
+    })
+    .clone()
+}
+
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// A fresh folder for one test.
+pub fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("shoal-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A free loopback UDP port (for gossip).
+pub fn free_udp() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free udp port")
+}
+
+/// A free loopback TCP port (for the API).
+pub fn free_tcp() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free tcp port")
+}
+
+/// A new cluster key, as hex.
+pub fn new_key() -> String {
+    shoal_node::crypto::ClusterKey::generate().to_hex()
+}
+
+/// One `shoal agent` child process.
+#[derive(Debug)]
+pub struct Agent {
+    pub name: String,
+    pub gossip: SocketAddr,
+    pub api: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// Starts `shoal agent --profile local` named `name` under `dir`, with
+    /// extra `args` (for example `--join`, `--cluster-key`).
+    pub fn start(dir: &Path, name: &str, args: &[String]) -> anyhow::Result<Agent> {
+        let mut agent = Agent {
+            name: name.to_string(),
+            gossip: free_udp(),
+            api: free_tcp(),
+            data_dir: dir.join(name),
+            log: dir.join(format!("{name}.log")),
+            args: args.to_vec(),
+            child: None,
+        };
+        agent.spawn()?;
+        Ok(agent)
+    }
+
+    /// (Re)starts the process with the same data dir and ports.
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = Command::new(shoal_bin())
+            .arg("agent")
+            .args(["--name", &self.name, "--profile", "local"])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--bind", &self.gossip.to_string(), "--api", &self.api.to_string()])
+            .args(&self.args)
+            .env("RUST_LOG", "info,shoal_node=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn shoal agent")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The gossip address as `--join` takes it.
+    pub fn join_arg(&self) -> Vec<String> {
+        vec!["--join".into(), self.gossip.to_string()]
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.api)
+    }
+
+    /// Its member list, or `None` if the API does not answer.
+    pub fn members(&self) -> Option<Vec<MemberView>> {
+        self.client().members().ok()
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the process to exit.
+    pub fn sigterm(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let Some(mut child) = self.child.take() else { bail!("{} is not running", self.name) };
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("{} did not exit within {within:?} of SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// A metric's value from `/metrics` (the first line that starts with `name`).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.client().metrics().ok()?;
+        text.lines().find(|l| l.starts_with(name) && !l.starts_with('#'))?.rsplit(' ').next()?.parse().ok()
+    }
+
+    /// The end of its log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The state `viewer` holds for the member named `name`.
+pub fn state_of(viewer: &Agent, name: &str) -> Option<MemberView> {
+    viewer.members()?.into_iter().find(|m| m.name == name)
+}
+
+/// How many members `viewer` sees in `state`.
+pub fn count_in(viewer: &Agent, state: State) -> Option<usize> {
+    Some(viewer.members()?.iter().filter(|m| m.state == state).count())
+}
+
+/// Polls `check` every 100 ms until it holds or `within` passes; returns the
+/// time it took.
+pub fn wait_until(within: Duration, what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > within {
+            bail!("timed out after {within:?} waiting until {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
