@@ -37,10 +37,12 @@ mod id;
 mod member;
 mod membership;
 mod metadata;
+pub mod placement;
 mod suspicion;
 mod time;
 mod timer;
 pub mod wire;
+mod workload;
 
 #[cfg(test)]
 mod harness;
@@ -53,3 +55,4 @@ pub use member::{Member, State};
 pub use membership::{Bug, Error, Event, Identity, Membership, Transmit};
 pub use metadata::{Capacity, Metadata, MetadataError};
 pub use time::Instant;
+pub use workload::{Driver, Resources, RestartMode, RestartPolicy, SpecError, WorkloadSpec};

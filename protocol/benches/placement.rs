@@ -1,0 +1,134 @@
+//! Placement quality and speed.
+//!
+//! `cargo bench -p shoal-protocol --bench placement` prints, for capacities
+//! spread 8x with about 20 replicas per node: max/mean capacity-normalised
+//! load; replicas moved per join and per leave over the theoretical minimum
+//! (mean and p99 over 100 events); then criterion times a full placement of
+//! 100,000 replicas over 1,000 nodes and 1,000,000 over 10,000. `EPS` and
+//! `TOK` in the environment override epsilon and tokens per core, to explore
+//! the balance/movement trade-off.
+// A benchmark measures wall time and prints; the protocol's purity rules do not apply.
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group};
+use shoal_protocol::placement::{Candidate, PlacementConfig, place, quality};
+use shoal_protocol::{Capacity, Driver, NodeId, Resources, RestartPolicy, WorkloadSpec};
+
+fn candidates(n: u64, seed: u64) -> Vec<Candidate> {
+    (0..n)
+        .map(|i| {
+            let id = seed.wrapping_mul(1_000_003).wrapping_add(i);
+            let cores = 1 + (shoal_protocol::stable_hash64(&id.to_le_bytes()) % 8) as u32; // 1..=8: an 8x spread
+            Candidate {
+                id: NodeId::from_index(id),
+                capacity: Capacity { cpu_millis: cores * 1_000, memory_bytes: u64::from(cores) << 33 },
+                labels: BTreeMap::new(),
+            }
+        })
+        .collect()
+}
+
+fn workloads(replicas: u64, per_workload: u32) -> Vec<WorkloadSpec> {
+    (0..replicas / u64::from(per_workload))
+        .map(|i| WorkloadSpec {
+            name: format!("w{i}"),
+            replicas: per_workload,
+            resources: Resources { cpu_millis: 10, memory_bytes: 1 << 20 },
+            constraints: BTreeMap::new(),
+            driver: Driver::Exec { command: "true".into(), args: vec![], env: BTreeMap::new(), workdir: None },
+            restart: RestartPolicy::default(),
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn report_quality(config: PlacementConfig) {
+    let n = 1_000;
+    let nodes = candidates(n, 1);
+    let work = workloads(20 * n, 5);
+    let started = Instant::now();
+    let base = place(&nodes, &work, config);
+    let full = started.elapsed();
+    println!(
+        "placement quality (N={n}, {} replicas, cpu 1-8 cores, epsilon {}, {} tokens/core):",
+        20 * n,
+        config.epsilon,
+        config.tokens_per_core
+    );
+    println!("  max/mean capacity-normalised load: {:.3}  (target <= 1.10)", quality::load_ratio(&nodes, &base));
+    println!("  unplaced workloads: {}", base.unplaced.len());
+    let (mut leave_ratios, mut join_ratios) = (Vec::new(), Vec::new());
+    let mut incremental = Vec::new();
+    for event in 0..50u64 {
+        let gone = nodes[(event * 37 % n) as usize].id;
+        let remaining: Vec<Candidate> = nodes.iter().filter(|c| c.id != gone).cloned().collect();
+        let started = Instant::now();
+        let after = place(&remaining, &work, config);
+        incremental.push(started.elapsed().as_secs_f64());
+        let (moved, minimum) = quality::moves(&base, &after, Some(gone), None);
+        leave_ratios.push(moved as f64 / minimum.max(1) as f64);
+
+        let mut grown = nodes.clone();
+        let newcomer = candidates(1, 1_000 + event).pop().unwrap();
+        let joined = newcomer.id;
+        grown.push(newcomer);
+        let after = place(&grown, &work, config);
+        let (moved, minimum) = quality::moves(&base, &after, None, Some(joined));
+        join_ratios.push(moved as f64 / minimum.max(1) as f64);
+    }
+    for (what, ratios) in [("leave", &mut leave_ratios), ("join", &mut join_ratios)] {
+        ratios.sort_by(f64::total_cmp);
+        let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+        println!(
+            "  moved / minimum on one {what}: mean {mean:.3}, p50 {:.3}, p99 {:.3}, max {:.3}  (targets: mean <= 1.10, p99 <= 1.5)",
+            percentile(ratios, 0.5),
+            percentile(ratios, 0.99),
+            ratios[ratios.len() - 1]
+        );
+    }
+    incremental.sort_by(f64::total_cmp);
+    println!(
+        "  full placement {:.1} ms; recomputation after one membership change p50 {:.1} ms",
+        full.as_secs_f64() * 1e3,
+        percentile(&incremental, 0.5) * 1e3
+    );
+}
+
+fn bench_speed(c: &mut Criterion) {
+    let mut group = c.benchmark_group("place");
+    group.sample_size(10);
+    for (n, replicas) in [(1_000u64, 100_000u64), (10_000, 1_000_000)] {
+        let nodes = candidates(n, 2);
+        let work = workloads(replicas, 10);
+        group.bench_function(format!("{replicas}_replicas_over_{n}_nodes"), |b| {
+            b.iter(|| place(&nodes, &work, PlacementConfig::default()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_speed);
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quality-only");
+    let epsilon = std::env::var("EPS").ok().and_then(|v| v.parse().ok()).unwrap_or(0.10);
+    let tokens =
+        std::env::var("TOK").ok().and_then(|v| v.parse().ok()).unwrap_or(PlacementConfig::default().tokens_per_core);
+    report_quality(PlacementConfig { epsilon, tokens_per_core: tokens });
+    if !quick {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+}
