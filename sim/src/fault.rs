@@ -3,6 +3,9 @@
 //! `loss`, `crash` (restarted at heal), `restart`, `pause` (resumed at heal,
 //! with its backlog), `slow`, `skew`, and `repair` (heal everything).
 
+// A percentage of N rounds to at most N.
+#![allow(clippy::cast_possible_truncation)]
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::units::Dur;

@@ -80,24 +80,10 @@ fn parse_range(text: &str) -> Result<std::ops::Range<u64>> {
     Ok(a..b)
 }
 
-fn replay_command(args: &RunArgs, scenario: &Scenario, seed: u64) -> String {
-    let mut cmd = String::from("cargo run --release -p shoal-sim");
-    if scenario.bug.is_some() {
-        cmd.push_str(" --features bug-injection");
-    }
-    cmd.push_str(&format!(" -- run {} --seed {seed} --nodes {}", args.scenario, scenario.nodes));
-    if let Some(d) = args.duration {
-        cmd.push_str(&format!(" --duration {d}"));
-    }
-    if let Some(bug) = scenario.bug.filter(|_| args.bug.is_some()) {
-        cmd.push_str(&format!(" --bug {}", bug.name()));
-    }
-    cmd
-}
-
-#[allow(clippy::print_stdout)]
 fn out(text: &str) {
-    println!("{text}");
+    use std::io::Write;
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = writeln!(std::io::stdout(), "{text}");
 }
 
 #[allow(clippy::print_stderr)]
@@ -113,6 +99,7 @@ fn run_one(args: &RunArgs, scenario: &Scenario, seed: u64, progress: bool) -> Re
         None => None,
     };
     let mut sim = Simulation::with_trace(scenario.clone(), seed, sink)?;
+    sim.leak_on_finish();
     let bar = if progress && std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(Some(scenario.duration.0.as_secs()), ProgressDrawTarget::stderr());
         bar.set_style(
@@ -130,7 +117,7 @@ fn run_one(args: &RunArgs, scenario: &Scenario, seed: u64, progress: bool) -> Re
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    report.replay = replay_command(args, scenario, seed);
+    report.replay = shoal_sim::report::replay_command(&args.scenario, scenario, seed);
     Ok(report)
 }
 

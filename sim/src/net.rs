@@ -7,6 +7,9 @@
 //! the real node: here they are never lost, duplicated or held to the MTU, but
 //! they still take time, queue behind the uplink, and cannot cross a cut.
 
+// Latency draws are capped at MAX_LATENCY_MICROS before the cast.
+#![allow(clippy::cast_possible_truncation)]
+
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

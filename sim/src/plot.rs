@@ -34,7 +34,8 @@ pub fn write_svg(report: &Report, path: &std::path::Path) -> Result<(), PlotErro
         .build_cartesian_2d(0.0..t_max, 0.0..y_max)
         .map_err(err)?;
     chart.configure_mesh().x_desc("seconds").y_desc("members").draw().map_err(err)?;
-    let series: [(&str, RGBColor, fn(&crate::report::Sample) -> f64); 4] = [
+    type Series = (&'static str, RGBColor, fn(&crate::report::Sample) -> f64);
+    let series: [Series; 4] = [
         ("running (truth)", BLACK, |s| s.running as f64),
         ("min seen", RED, |s| s.live_min),
         ("mean seen", BLUE, |s| s.live_mean),

@@ -7,7 +7,25 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::checks::Outcome;
+use crate::scenario::Scenario;
 use crate::stats::Summary;
+
+/// The one command that replays a run: `source` is how the scenario was
+/// named (a built-in's name or a file path).
+pub fn replay_command(source: &str, scenario: &Scenario, seed: u64) -> String {
+    let mut cmd = String::from("cargo run --release -p shoal-sim");
+    if scenario.bug.is_some() {
+        cmd.push_str(" --features bug-injection");
+    }
+    cmd.push_str(&format!(
+        " -- run {source} --seed {seed} --nodes {} --duration {}",
+        scenario.nodes, scenario.duration
+    ));
+    if let Some(bug) = scenario.bug {
+        cmd.push_str(&format!(" --bug {}", bug.name()));
+    }
+    cmd
+}
 
 /// A check's (or a run's) conclusion.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

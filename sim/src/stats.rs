@@ -1,5 +1,8 @@
 //! Small summaries of samples: p50, p99, max.
 
+// A rank computed from a count fits back in usize.
+#![allow(clippy::cast_possible_truncation)]
+
 use serde::Serialize;
 
 /// p50/p99/max (and count, mean) of a set of samples.

@@ -52,7 +52,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         _ => return Err(DurationError(text.to_owned())),
     };
     let secs = value * scale;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(DurationError(text.to_owned()));
     }
     Ok(Duration::from_secs_f64(secs))

@@ -16,6 +16,9 @@
 //! modules here: implement [`Check`], add the module, and push it in
 //! [`standard`]. They see the same [`World`].
 
+// Durations computed in f64 microseconds are small and non-negative.
+#![allow(clippy::cast_possible_truncation)]
+
 pub mod convergence;
 pub mod detection;
 pub mod mtu;

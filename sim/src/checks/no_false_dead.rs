@@ -22,15 +22,24 @@ use crate::sim::World;
 pub struct NoFalseDead {
     allowed: u64,
     seen: BTreeSet<(usize, u64, u32)>,
-    /// (time s, subject, viewer) of the first few, for the report.
-    first: Vec<(f64, usize, usize)>,
+    /// (time s, subject, viewer, declarer) of the first few, for the report.
+    first: Vec<(f64, usize, usize, Option<usize>)>,
+    /// False verdicts first declared by a node that was itself cut off or
+    /// stalled (its stale verdict spread once it was back).
+    from_disturbed: u64,
     all_dead: u64,
 }
 
 impl NoFalseDead {
     /// The check for `scenario`.
     pub fn new(scenario: &Scenario, _world: &World) -> NoFalseDead {
-        NoFalseDead { allowed: scenario.checks.max_false_dead, seen: BTreeSet::new(), first: Vec::new(), all_dead: 0 }
+        NoFalseDead {
+            allowed: scenario.checks.max_false_dead,
+            seen: BTreeSet::new(),
+            first: Vec::new(),
+            all_dead: 0,
+            from_disturbed: 0,
+        }
     }
 }
 
@@ -52,8 +61,14 @@ impl Check for NoFalseDead {
         if member.generation != slot.generation {
             return; // an old run of the subject: rightly dead
         }
-        if self.seen.insert((subject, member.generation, member.incarnation)) && self.first.len() < 5 {
-            self.first.push((now as f64 / 1e6, subject, viewer));
+        if self.seen.insert((subject, member.generation, member.incarnation)) {
+            let origin = world.dead_origin;
+            if origin.is_some_and(|o| !world.nodes[o].healthy(now)) {
+                self.from_disturbed += 1;
+            }
+            if self.first.len() < 5 {
+                self.first.push((now as f64 / 1e6, subject, viewer, origin));
+            }
         }
     }
 
@@ -63,16 +78,31 @@ impl Check for NoFalseDead {
         let detail = if count == 0 {
             "no healthy member was declared Dead".to_owned()
         } else {
-            let examples: Vec<String> =
-                self.first.iter().map(|(t, s, v)| format!("node {s} at {t:.3}s (seen by {v})")).collect();
-            format!("{count} healthy members declared Dead (allowed {}): {}", self.allowed, examples.join(", "))
+            let examples: Vec<String> = self
+                .first
+                .iter()
+                .map(|(t, s, v, o)| {
+                    let by = o.map_or_else(|| "?".to_owned(), |o| o.to_string());
+                    format!("node {s} at {t:.3}s (seen by {v}, declared by {by})")
+                })
+                .collect();
+            format!(
+                "{count} healthy members declared Dead (allowed {}; {} of them declared by a node that had been cut off or stalled): {}",
+                self.allowed,
+                self.from_disturbed,
+                examples.join(", ")
+            )
         };
         Outcome {
             name: self.name(),
             verdict,
             detail,
             summaries: Vec::new(),
-            counts: vec![("false_dead", count), ("dead_events", self.all_dead)],
+            counts: vec![
+                ("false_dead", count),
+                ("false_dead_from_disturbed", self.from_disturbed),
+                ("dead_events", self.all_dead),
+            ],
         }
     }
 }
