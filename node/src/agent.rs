@@ -25,6 +25,8 @@ use crate::view::{HealthView, MemberView, SelfView};
 
 /// After a leave, how long the agent keeps gossiping before it exits anyway.
 pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
+const JOIN_BACKOFF_MIN: Duration = Duration::from_millis(250);
+const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// Why the agent stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +102,9 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
         started,
         data_dir: data_dir.path().display().to_string(),
         leaving_since: None,
+        seeds: Vec::new(),
+        next_join: None,
+        join_backoff: JOIN_BACKOFF_MIN,
     };
     agent.run(events, api_rx, seeds_rx, shutdown).await;
     Ok(())
@@ -178,6 +183,16 @@ struct Agent {
     started: std::time::Instant,
     data_dir: String,
     leaving_since: Option<tokio::time::Instant>,
+    seeds: Vec<Address>,
+    next_join: Option<tokio::time::Instant>,
+    join_backoff: Duration,
+}
+
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Agent {
@@ -198,8 +213,10 @@ impl Agent {
                 Some(request) = api.recv() => self.on_api(request),
                 Some(addrs) = seeds.recv() => {
                     info!(seeds = ?addrs.iter().map(Address::as_str).collect::<Vec<_>>(), "joining");
-                    self.membership.join(self.clock.now(), addrs);
+                    self.seeds = addrs;
+                    self.join_seeds();
                 }
+                () = sleep_until_some(self.next_join), if self.next_join.is_some() => self.join_seeds(),
                 () = tokio::time::sleep_until(wake) => self.membership.handle_timeout(self.clock.now()),
                 () = &mut shutdown, if !shutdown_done => {
                     shutdown_done = true;
@@ -214,6 +231,22 @@ impl Agent {
         }
         info!("left; stopping");
         self.transport.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// Joins through the seeds, and again with backoff while no other
+    /// member has answered (the protocol itself retries only every
+    /// `reconnect_interval`).
+    fn join_seeds(&mut self) {
+        if self.leaving_since.is_some() || self.seeds.is_empty() || self.membership.live_members() > 1 {
+            self.next_join = None;
+            return;
+        }
+        if self.next_join.is_some() {
+            debug!("no member answered yet; joining again");
+        }
+        self.membership.join(self.clock.now(), self.seeds.clone());
+        self.next_join = Some(tokio::time::Instant::now() + self.join_backoff);
+        self.join_backoff = (self.join_backoff * 2).min(JOIN_BACKOFF_MAX);
     }
 
     fn leave(&mut self) {
@@ -236,7 +269,8 @@ impl Agent {
         match event {
             TransportEvent::Message { from, bytes } => self.membership.handle_message(self.clock.now(), &from, &bytes),
             TransportEvent::Discovered { addr } => {
-                if !self.is_live_peer(&addr) && self.leaving_since.is_none() {
+                let loopback = addr.as_str().starts_with("/ip4/127.") || addr.as_str().starts_with("/ip6/::1/");
+                if !loopback && !self.is_live_peer(&addr) && self.leaving_since.is_none() {
                     info!(%addr, "mDNS found a peer; joining it");
                     self.membership.join(self.clock.now(), [addr]);
                 }

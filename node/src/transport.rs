@@ -202,12 +202,13 @@ impl Transport {
             .map_err(|e| TransportError::Setup(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build();
-        let listen_error = |why: String| TransportError::Listen { addr: config.bind, why };
-        swarm.listen_on(quic_multiaddr(config.bind)).map_err(|e| listen_error(e.to_string()))?;
-        let listen_addrs = first_listen_addrs(&mut swarm).await.map_err(listen_error)?;
-
+        // Accept streams before listening, so no early peer finds the protocol missing.
         let mut control = swarm.behaviour().stream.new_control();
         let incoming = control.accept(PROTOCOL).map_err(|e| TransportError::Setup(e.to_string()))?;
+        let listen_error = |why: String| TransportError::Listen { addr: config.bind, why };
+        swarm.listen_on(quic_multiaddr(config.bind)).map_err(|e| listen_error(e.to_string()))?;
+        let mut found = Vec::new();
+        let listen_addrs = first_listen_addrs(&mut swarm, &mut found).await.map_err(listen_error)?;
         let counters = Arc::new(TransportCounters::default());
         let remotes = Arc::new(Mutex::new(HashMap::new()));
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
@@ -222,6 +223,9 @@ impl Transport {
         };
         let mut tasks = JoinSet::new();
         tasks.spawn(readers.accept(incoming));
+        for (peer, addr) in found {
+            discovered(&events_tx, peer, addr);
+        }
         let swarm_loop = SwarmLoop {
             swarm,
             commands: swarm_rx,
@@ -334,7 +338,11 @@ impl Transport {
     }
 }
 
-async fn first_listen_addrs(swarm: &mut Swarm<Behaviour>) -> Result<Vec<Multiaddr>, String> {
+/// Waits for the listener's addresses; keeps what mDNS found meanwhile.
+async fn first_listen_addrs(
+    swarm: &mut Swarm<Behaviour>,
+    found: &mut Vec<(PeerId, Multiaddr)>,
+) -> Result<Vec<Multiaddr>, String> {
     let mut addrs = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -343,6 +351,7 @@ async fn first_listen_addrs(swarm: &mut Swarm<Behaviour>) -> Result<Vec<Multiadd
             Ok(SwarmEvent::NewListenAddr { address, .. }) => addrs.push(address),
             Ok(SwarmEvent::ListenerError { error, .. }) => return Err(error.to_string()),
             Ok(SwarmEvent::ListenerClosed { reason: Err(error), .. }) => return Err(error.to_string()),
+            Ok(SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list)))) => found.extend(list),
             Ok(_) => {}
             Err(_) if addrs.is_empty() => return Err("no listen address after 5 s".into()),
             Err(_) => return Ok(addrs),
@@ -445,11 +454,7 @@ impl SwarmLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
-                    let addr = addr.with_p2p(peer).unwrap_or_else(|addr| addr);
-                    debug!(%peer, %addr, "mDNS discovered");
-                    if let Ok(addr) = Address::new(addr.to_string()) {
-                        let _ = self.events.try_send(TransportEvent::Discovered { addr });
-                    }
+                    discovered(&self.events, peer, addr);
                 }
             }
             SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
@@ -460,6 +465,14 @@ impl SwarmLoop {
     fn update_gauge(&self) {
         let peers = self.swarm.network_info().num_peers() as u64;
         self.counters.connected_peers.store(peers, Ordering::Relaxed);
+    }
+}
+
+fn discovered(events: &mpsc::Sender<TransportEvent>, peer: PeerId, addr: Multiaddr) {
+    let addr = addr.with_p2p(peer).unwrap_or_else(|addr| addr);
+    debug!(%peer, %addr, "mDNS discovered");
+    if let Ok(addr) = Address::new(addr.to_string()) {
+        let _ = events.try_send(TransportEvent::Discovered { addr });
     }
 }
 

@@ -17,11 +17,18 @@ pub fn shoal_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let root = workspace_root();
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "shoal-node", "--bin", "shoal"])
-            .current_dir(&root)
-            .status()
-            .expect("cargo runs");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["build", "-p", "shoal-node", "--bin", "shoal"]).current_dir(&root);
+        // The variables cargo set for this test (CARGO_PKG_*, CARGO_MANIFEST_DIR,
+        // ...) would change build scripts' fingerprints and rebuild half the tree.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().into_owned();
+            let keep = ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_BUILD_", "CARGO_NET_", "CARGO_TERM_", "CARGO_REGISTR"];
+            if (name.starts_with("CARGO_") && !keep.iter().any(|k| name.starts_with(k))) || name == "OUT_DIR" {
+                cargo.env_remove(&name);
+            }
+        }
+        let status = cargo.status().expect("cargo runs");
         assert!(status.success(), "cargo build -p shoal-node failed");
         let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
         target.join("debug").join("shoal")
@@ -67,13 +74,23 @@ pub struct Agent {
     pub log: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
+    /// The network namespace it runs in (its API is reached through the CLI there).
+    pub netns: Option<String>,
 }
 
 impl Agent {
     /// Starts `shoal agent --profile local` named `name` under `dir`, with
     /// extra `args` (for example `--join`, `--cluster-key`).
     pub fn start(dir: &Path, name: &str, args: &[String]) -> anyhow::Result<Agent> {
-        let mut agent = Agent {
+        let mut agent = Agent::prepare(dir, name, args);
+        agent.spawn()?;
+        Ok(agent)
+    }
+
+    /// Like [`Agent::start`], without starting it (so a test can change the
+    /// gossip address first).
+    pub fn prepare(dir: &Path, name: &str, args: &[String]) -> Agent {
+        Agent {
             name: name.to_string(),
             gossip: free_udp(),
             api: free_tcp(),
@@ -81,15 +98,22 @@ impl Agent {
             log: dir.join(format!("{name}.log")),
             args: args.to_vec(),
             child: None,
-        };
-        agent.spawn()?;
-        Ok(agent)
+            netns: None,
+        }
     }
 
     /// (Re)starts the process with the same data dir and ports.
     pub fn spawn(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let child = Command::new(shoal_bin())
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", ns]).arg(shoal_bin());
+                command
+            }
+            None => Command::new(shoal_bin()),
+        };
+        let child = command
             .arg("agent")
             .args(["--name", &self.name, "--profile", "local"])
             .arg("--data-dir")
@@ -117,7 +141,14 @@ impl Agent {
 
     /// Its member list, or `None` if the API does not answer.
     pub fn members(&self) -> Option<Vec<MemberView>> {
-        self.client().members().ok()
+        let Some(ns) = &self.netns else { return self.client().members().ok() };
+        let output = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(shoal_bin())
+            .args(["members", "--json", "--api", &self.api.to_string()])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&output.stdout).ok()
     }
 
     /// `kill -9`.

@@ -1,5 +1,6 @@
 //! Five real agents on loopback: join through one bootstrap, `kill -9`,
 //! restart from the data dir, SIGTERM.
+#![allow(clippy::print_stdout)]
 
 use std::time::Duration;
 
