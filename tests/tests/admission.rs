@@ -29,7 +29,7 @@ fn genuine_message(key: &ClusterKey, to: &Address) -> anyhow::Result<Vec<u8>> {
 
 /// Plays a peer that dials `target` and sends `frames`, sealed under `key`
 /// (or raw, when `key` is `None`), a few at a time.
-fn hostile_peer(target: &Address, key: Option<&ClusterKey>, frames: Vec<Vec<u8>>) -> anyhow::Result<()> {
+fn hostile_peer(target: &Address, key: Option<&ClusterKey>, frames: &[Vec<u8>]) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let config = TransportConfig {
@@ -81,13 +81,14 @@ fn wrong_key_and_garbage_are_kept_out_and_the_node_keeps_working() -> anyhow::Re
     }
     // ...raw garbage frames over a QUIC connection (do not open: rejected)...
     let target = Address::new(format!("/ip4/127.0.0.1/udp/{}/quic-v1", a.gossip.port()))?;
-    hostile_peer(&target, None, (0..20).map(|_| random_bytes(1400)).collect())?;
+    let raw: Vec<Vec<u8>> = (0..20).map(|_| random_bytes(1400)).collect();
+    hostile_peer(&target, None, &raw)?;
     // ...and, from a peer holding the key, sealed garbage and truncated messages.
     let genuine = genuine_message(&key, &target)?;
     let mut frames: Vec<Vec<u8>> = (0..30).map(|_| random_bytes(1400)).collect();
     frames.extend((1..genuine.len()).step_by((genuine.len() / 30).max(1)).map(|cut| genuine[..cut].to_vec()));
     let sent = frames.len() as f64;
-    hostile_peer(&target, Some(&key), frames)?;
+    hostile_peer(&target, Some(&key), &frames)?;
 
     wait_until(Duration::from_secs(10), "a counts the undecodable messages", || {
         a.metric("shoal_decode_failures_total").unwrap_or(0.0) >= sent * 0.8
