@@ -333,6 +333,8 @@ impl Transport {
             }
         };
         let _ = timeout(within, drain).await;
+        // Let QUIC put the last frames on the wire before the connections close.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         self.tasks.abort_all();
         self.swarm_task.abort();
     }
