@@ -264,6 +264,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_sync_peek_agrees_with_the_decoder() {
+        use shoal_protocol::NodeId;
+        use shoal_protocol::wire::{self, Body, Message, Sync};
+        let sync = Body::Sync(Sync { round: 0, ranges: Vec::new(), want: Vec::new() });
+        for (cluster_id, from) in [(0, 1), (7, 300), (u64::MAX, u64::MAX)] {
+            let message = |body: Body| Message { from: NodeId::from_index(from), body, updates: Vec::new() };
+            assert!(is_sync(&wire::encode(cluster_id, &message(sync.clone()))));
+            assert!(!is_sync(&wire::encode(cluster_id, &message(Body::Gossip))));
+        }
+        assert!(!is_sync(b"SHOL"));
+    }
+
+    #[test]
     fn addresses_parse() {
         assert_eq!(index_of("sim:0"), Some(0));
         assert_eq!(index_of("sim:12345"), Some(12345));

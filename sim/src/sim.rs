@@ -197,18 +197,18 @@ pub struct World {
     pub mtu: usize,
     /// How long after a fault heals its nodes still count as disturbed.
     pub calm_window: u64,
+    /// Node id to index.
+    ids: std::collections::HashMap<NodeId, usize>,
     /// During a `MemberDown` event: the node that declared the member Dead,
     /// when known.
     pub dead_origin: Option<usize>,
 }
 
 impl World {
-    /// The node with id `id`, if it is one of ours.
+    /// The node with id `id`, if it is one of ours. (A hash map that is
+    /// only ever looked up, never iterated, so it cannot leak order.)
     pub fn index_of(&self, id: NodeId) -> Option<usize> {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&id.0[8..]);
-        let index = usize::try_from(u64::from_be_bytes(bytes)).ok()?;
-        (index < self.nodes.len() && id == NodeId::from_index(index as u64)).then_some(index)
+        self.ids.get(&id).copied()
     }
 
     /// The longest suspicion timeout at this size (before local health
@@ -247,15 +247,44 @@ impl World {
         alive == self.running
     }
 
+    /// The first way `viewer`'s view is not exact, in words.
+    pub fn view_gap(&self, viewer: usize) -> Option<String> {
+        let node = self.nodes[viewer].node.as_ref()?;
+        let mut alive = 0;
+        for member in node.members() {
+            let index = self.index_of(member.id);
+            let slot = index.map(|i| &self.nodes[i]);
+            let running = slot.is_some_and(NodeSlot::running);
+            let current = slot.is_some_and(|s| s.generation == member.generation);
+            let who = index.map_or_else(|| "an unknown id".to_owned(), |i| format!("node {i}"));
+            match (member.state, running, current) {
+                (shoal_protocol::State::Alive, true, true) => alive += 1,
+                (state, true, true) => {
+                    return Some(format!("node {viewer} sees running {who} as {state:?} since {}", member.state_since));
+                }
+                (state, true, false) if state.is_live() => {
+                    return Some(format!("node {viewer} sees an old generation of {who} as {state:?}"));
+                }
+                (state, false, _) if state.is_live() => {
+                    return Some(format!("node {viewer} sees stopped {who} as {state:?}"));
+                }
+                _ => {}
+            }
+        }
+        (alive != self.running).then(|| format!("node {viewer} knows {alive} of {} running nodes Alive", self.running))
+    }
+
     /// A stable hash of `viewer`'s view: (id, generation, state) of every
     /// member. Equal views hash equal.
     pub fn view_hash(&self, viewer: usize) -> Option<u64> {
         let node = self.nodes[viewer].node.as_ref()?;
         let mut h = 0x243f_6a88_85a3_08d3u64;
         for m in node.members() {
-            let mut low = [0u8; 8];
+            let (mut high, mut low) = ([0u8; 8], [0u8; 8]);
+            high.copy_from_slice(&m.id.0[..8]);
             low.copy_from_slice(&m.id.0[8..]);
-            let key = u64::from_le_bytes(low) ^ m.generation.rotate_left(24) ^ (m.state as u64).rotate_left(56);
+            let id = u64::from_le_bytes(high) ^ u64::from_le_bytes(low).rotate_left(32);
+            let key = id ^ m.generation.rotate_left(24) ^ (m.state as u64).rotate_left(56);
             h = (h ^ key).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
         }
         Some(h)
@@ -422,6 +451,7 @@ impl Simulation {
             mtu: scenario.network.mtu,
             calm_window: 0,
             dead_origin: None,
+            ids: (0..n).map(|i| (NodeId::from_index(i as u64), i)).collect(),
         };
         world.calm_window = world.suspicion_max_micros() + 10_000_000;
         let checks = checks::standard(&scenario, &world);

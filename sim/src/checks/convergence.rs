@@ -43,13 +43,7 @@ impl Convergence {
     }
 
     fn describe_gap(world: &World) -> String {
-        for viewer in 0..world.nodes.len() {
-            if world.nodes[viewer].running() && !world.view_is_exact(viewer) {
-                let live = world.nodes[viewer].node.as_ref().map_or(0, |n| n.live_members());
-                return format!("node {viewer} sees {live} live members of {} running", world.running);
-            }
-        }
-        "views differ".to_owned()
+        (0..world.nodes.len()).find_map(|viewer| world.view_gap(viewer)).unwrap_or_else(|| "views differ".to_owned())
     }
 }
 
