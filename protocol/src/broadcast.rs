@@ -52,11 +52,6 @@ impl BroadcastQueue {
         self.pending.is_empty()
     }
 
-    /// Whether an update about `id` is pending.
-    pub(crate) fn contains(&self, id: NodeId) -> bool {
-        self.pending.contains_key(&id)
-    }
-
     /// Adds updates to `message` in send order while they fit, counting each
     /// as sent once, and retires those sent `limit` times. Updates about
     /// `first` (if any) go in before all others: Lifeguard's "tell the suspect

@@ -37,8 +37,10 @@ pub struct Config {
     /// Members declared Dead within this long still receive gossip, so a
     /// falsely accused member hears of it and refutes.
     pub gossip_to_the_dead: Duration,
-    /// Base time between push-pull anti-entropy exchanges with one random
-    /// member; grows with log2(N) above 32 members (memberlist's scaling).
+    /// Time between push-pull anti-entropy exchanges with one random member
+    /// while views agree. After an exchange finds a difference, the next few
+    /// come about one `probe_interval` apart. Not scaled with N: an exchange
+    /// between agreeing views is one small message.
     pub push_pull_interval: Duration,
     /// Time between attempts to reach a random Dead member and a random
     /// bootstrap address, which is how the two sides of a healed partition

@@ -93,6 +93,9 @@ pub struct Counters {
     pub self_refutes: u64,
     /// Members this node declared Dead when their suspicion expired.
     pub declared_dead: u64,
+    /// Remote Dead verdicts about members we had heard from within a few
+    /// periods, taken as suspicions instead.
+    pub remote_deaths_doubted: u64,
     /// Updates that changed this node's view.
     pub updates_applied: u64,
     /// Updates that were old news.

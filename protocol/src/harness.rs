@@ -170,6 +170,7 @@ impl Cluster {
             if next > deadline {
                 break;
             }
+            assert!(next >= self.now, "a timer was set in the past ({next} < {}): time would run backwards", self.now);
             self.now = next;
             if message_at == Some(next) {
                 let Some(Reverse((_, _, datagram))) = self.in_flight.pop() else { break };

@@ -13,11 +13,12 @@ use serde::{Deserialize, Serialize};
 pub struct NodeId(pub [u8; 16]);
 
 impl NodeId {
-    /// A deterministic id for tests and the simulator: the index, big-endian, in
-    /// the last eight bytes, so ids sort like their indexes.
+    /// A deterministic id for tests and the simulator: the index, big-endian,
+    /// in the first eight bytes, so ids sort like their indexes and print as
+    /// their index in hex (`NodeId::from_index(26)` shows as `0000001a`).
     pub const fn from_index(index: u64) -> NodeId {
         let b = index.to_be_bytes();
-        NodeId([0, 0, 0, 0, 0, 0, 0, 0, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+        NodeId([b[4], b[5], b[6], b[7], b[0], b[1], b[2], b[3], 0, 0, 0, 0, 0, 0, 0, 0])
     }
 
     /// A stable 64-bit hash of the id (the same on every build and platform),
@@ -49,9 +50,18 @@ impl fmt::Debug for NodeId {
 
 /// Where a member can be reached, in whatever form its driver understands
 /// (a multiaddr for the real node, `sim:17` in the simulator). At most
-/// [`Address::MAX_LEN`] bytes.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+/// [`Address::MAX_LEN`] bytes, checked on decode too.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Address(String);
+
+impl TryFrom<String> for Address {
+    type Error = crate::MetadataError;
+
+    fn try_from(address: String) -> Result<Address, Self::Error> {
+        Address::new(address)
+    }
+}
 
 impl Address {
     /// The longest address the protocol accepts, in bytes of UTF-8.
@@ -92,7 +102,8 @@ mod tests {
     fn index_ids_sort_like_indexes_and_hash_apart() {
         assert!(NodeId::from_index(2) < NodeId::from_index(10));
         assert_ne!(NodeId::from_index(1).key(), NodeId::from_index(2).key());
-        assert_eq!(NodeId::from_index(7).to_string(), "00000000");
+        assert_eq!(NodeId::from_index(26).to_string(), "0000001a");
+        assert_ne!(NodeId::from_index(1 << 32), NodeId::from_index(0));
     }
 
     #[test]
@@ -100,5 +111,17 @@ mod tests {
         assert!(Address::new("").is_err());
         assert!(Address::new("x".repeat(Address::MAX_LEN + 1)).is_err());
         assert_eq!(Address::new("sim:3").map(|a| a.to_string()).ok(), Some("sim:3".into()));
+    }
+
+    #[test]
+    fn decoding_enforces_address_bounds() {
+        let config = bincode::config::standard();
+        for bad in [String::new(), "x".repeat(Address::MAX_LEN + 1)] {
+            let bytes = crate::wire::encode_value(&bad);
+            assert!(bincode::serde::decode_from_slice::<Address, _>(&bytes, config).is_err());
+        }
+        let bytes = crate::wire::encode_value(&"sim:1".to_string());
+        let decoded = bincode::serde::decode_from_slice::<Address, _>(&bytes, config).map(|(a, _)| a).ok();
+        assert_eq!(decoded, Address::new("sim:1").ok());
     }
 }

@@ -69,13 +69,15 @@ impl Suspicion {
         timeout(self.min, self.max, self.expected, self.confirmations())
     }
 
-    /// Records that `by` also suspects the member. Returns whether this was a
-    /// new, counted confirmation (and so the deadline may have moved closer).
-    pub(crate) fn confirm(&mut self, by: NodeId) -> bool {
+    /// Records that `by` also suspects the member at `now`. Returns whether
+    /// this was a new, counted confirmation (and so the deadline may have moved
+    /// closer). A deadline the shrunken timeout puts in the past becomes `now`:
+    /// a timer set in the past would look like a stalled node.
+    pub(crate) fn confirm(&mut self, by: NodeId, now: Instant) -> bool {
         if self.confirmations() >= self.expected || !self.confirmations.insert(by) {
             return false;
         }
-        self.deadline = self.started + self.timeout();
+        self.deadline = (self.started + self.timeout()).max(now);
         true
     }
 }

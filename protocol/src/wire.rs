@@ -49,8 +49,10 @@ pub enum Body {
     Ping { seq: u32, target: NodeId },
     /// "I am": answers the `Ping` (or, from a relay, the `PingReq`) with `seq`.
     Ack { seq: u32 },
-    /// "Please probe `target` for me and relay its ack" (indirect probe).
-    PingReq { seq: u32, target: NodeId, target_addr: Address },
+    /// "Please probe `target` for me and relay its ack; if it has not
+    /// answered within `nack_after_micros`, say so" (indirect probe). The
+    /// asker sets the wait so the nack lands before its probe period ends.
+    PingReq { seq: u32, target: NodeId, target_addr: Address, nack_after_micros: u32 },
     /// From a relay: "I asked, and `target` did not answer me in time."
     /// Lifeguard uses missing nacks as a sign that the asker is the slow one.
     Nack { seq: u32 },

@@ -68,10 +68,8 @@ fn body() -> impl Strategy<Value = Body> {
     prop_oneof![
         (any::<u32>(), node_id()).prop_map(|(seq, target)| Body::Ping { seq, target }),
         any::<u32>().prop_map(|seq| Body::Ack { seq }),
-        (any::<u32>(), node_id(), address()).prop_map(|(seq, target, target_addr)| Body::PingReq {
-            seq,
-            target,
-            target_addr
+        (any::<u32>(), node_id(), address(), any::<u32>()).prop_map(|(seq, target, target_addr, nack_after_micros)| {
+            Body::PingReq { seq, target, target_addr, nack_after_micros }
         }),
         any::<u32>().prop_map(|seq| Body::Nack { seq }),
         Just(Body::Gossip),

@@ -62,12 +62,17 @@ impl Membership {
             Ordering::Less => self.counters.updates_ignored += 1,
             Ordering::Equal => {
                 if let Update::Suspect { by, .. } = *update {
-                    self.confirm_suspicion(id, by, update);
+                    self.confirm_suspicion(now, id, by, update);
                 } else {
                     self.counters.updates_ignored += 1;
                 }
             }
             Ordering::Greater => {
+                if let Some(doubted) = self.doubt_remote_death(now, update, current) {
+                    self.counters.remote_deaths_doubted += 1;
+                    self.apply_from(now, &doubted, source);
+                    return;
+                }
                 if let Update::Alive { meta, .. } = update {
                     if meta.validate().is_err() {
                         self.counters.invalid_metadata += 1;
@@ -78,6 +83,25 @@ impl Membership {
                 self.broadcasts.push(update);
             }
         }
+    }
+
+    /// Lifeguard in spirit: another member's verdict that `update`'s member
+    /// is Dead, when we heard from that member within a few periods, is only
+    /// a suspicion here. It then has its suspicion timeout to refute (the
+    /// usual case after a partition heals, when each side declared the
+    /// other dead); if it is really gone, our own probes confirm it.
+    fn doubt_remote_death(&self, now: Instant, update: &Update, current: &Member) -> Option<Update> {
+        let Update::Dead { id, generation, incarnation, by } = *update else {
+            return None;
+        };
+        let recent = self.config.probe_interval.saturating_mul(self.config.suspicion_mult);
+        let heard_recently = self.last_heard.get(&id).is_some_and(|at| now.saturating_since(*at) < recent);
+        (by != self.id && current.state.is_live() && heard_recently).then_some(Update::Suspect {
+            id,
+            generation,
+            incarnation,
+            by,
+        })
     }
 
     /// First sighting of a member.
@@ -127,7 +151,8 @@ impl Membership {
         }
         let (state, generation, incarnation) = (member.state, member.generation, member.incarnation);
         self.members.upsert(member);
-        if !before.state.is_live() && state.is_live() {
+        // (A member back from the dead may still be in the rest of this pass.)
+        if !before.state.is_live() && state.is_live() && !self.probe_order[self.probe_next..].contains(&id) {
             self.add_to_probe_order(id);
         }
 
@@ -166,6 +191,7 @@ impl Membership {
                 self.events.push_back(Event::MemberSuspect { id });
             }
             State::Dead => {
+                self.recently_dead.push_back((now, id));
                 warn!(member = %id, "member down");
                 self.events.push_back(Event::MemberDown { id });
             }
@@ -178,12 +204,12 @@ impl Membership {
 
     /// Another member independently suspects `id`: Lifeguard shortens the
     /// suspicion, and the confirmation is passed on.
-    fn confirm_suspicion(&mut self, id: NodeId, by: NodeId, update: &Update) {
+    fn confirm_suspicion(&mut self, now: Instant, id: NodeId, by: NodeId, update: &Update) {
         let Some(suspicion) = self.suspicions.get_mut(&id) else {
             self.counters.updates_ignored += 1;
             return;
         };
-        if !suspicion.confirm(by) {
+        if !suspicion.confirm(by, now) {
             self.counters.updates_ignored += 1;
             return;
         }

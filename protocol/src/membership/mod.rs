@@ -91,6 +91,8 @@ struct Probe {
     seq: u32,
     target: NodeId,
     sent_at: Instant,
+    /// When the period ends and an unanswered probe makes the target suspect.
+    ends_at: Instant,
     acked: bool,
     relays_asked: u32,
     nacks: u32,
@@ -149,6 +151,11 @@ pub struct Membership {
     /// Hurried push-pull rounds left before falling back to the slow pace.
     sync_hurry_rounds: u8,
     relays: BTreeMap<u32, Relay>,
+    /// Members declared Dead recently, oldest first, for gossip to the dead.
+    recently_dead: VecDeque<(Instant, NodeId)>,
+    /// When each member last sent us a message: remote accusations against a
+    /// member we are hearing from are doubted.
+    last_heard: BTreeMap<NodeId, Instant>,
     suspicions: BTreeMap<NodeId, Suspicion>,
     seeds: Vec<Address>,
     health: LocalHealth,
@@ -194,6 +201,8 @@ impl Membership {
             sync_differed: false,
             sync_hurry_rounds: 0,
             relays: BTreeMap::new(),
+            recently_dead: VecDeque::new(),
+            last_heard: BTreeMap::new(),
             suspicions: BTreeMap::new(),
             seeds: Vec::new(),
             next_seq: 0,
@@ -335,6 +344,7 @@ impl Membership {
             self.counters.misdirected += 1;
             return;
         }
+        self.last_heard.insert(message.from, now);
         trace!(from = %message.from, body = ?message.body, updates = message.updates.len(), "recv");
         let from_sync = matches!(message.body, Body::Sync(_));
         let applied_before = self.counters.updates_applied;
@@ -351,8 +361,10 @@ impl Membership {
         match message.body {
             Body::Ping { seq, target } => self.on_ping(message.from, from, seq, target),
             Body::Ack { seq } => self.on_ack(now, message.from, seq),
-            Body::PingReq { seq, target, target_addr } => {
-                self.on_ping_req(now, message.from, from, seq, target, target_addr)
+            Body::PingReq { seq, target, target_addr, nack_after_micros } => {
+                let nack_after = Duration::from_micros(u64::from(nack_after_micros));
+                let request = probe::RelayRequest { seq, target, target_addr, nack_after };
+                self.on_ping_req(now, message.from, from, request);
             }
             Body::Nack { seq } => self.on_nack(seq),
             Body::Gossip => {}
@@ -376,7 +388,7 @@ impl Membership {
             }
             match timer {
                 Timer::ProbeTick => self.on_probe_tick(now, late),
-                Timer::ProbeTimeout { seq } => self.on_probe_timeout(seq),
+                Timer::ProbeTimeout { seq } => self.on_probe_timeout(now, seq),
                 Timer::RelayTimeout { seq } => self.on_relay_timeout(seq),
                 Timer::Suspicion { id, deadline } => self.on_suspicion_timeout(now, id, deadline, late),
                 Timer::GossipTick => {

@@ -1,6 +1,8 @@
 //! Failure detection (probes, indirect probes, Lifeguard's nacks) and the
 //! periodic rounds: gossip, push-pull, reconnect.
 
+use std::time::Duration;
+
 use rand::Rng;
 use rand::seq::SliceRandom;
 use tracing::debug;
@@ -8,8 +10,17 @@ use tracing::debug;
 use super::{MAX_RELAYS, Membership, Probe, Relay, SYNC_HURRY_ROUNDS};
 use crate::member::State;
 use crate::timer::Timer;
-use crate::wire::{Body, Update};
+use crate::wire::{Body, MessageBuilder, Update, encode_value};
 use crate::{Address, Instant, NodeId};
+
+/// An indirect probe another member asked this node to make.
+#[derive(Debug)]
+pub(super) struct RelayRequest {
+    pub(super) seq: u32,
+    pub(super) target: NodeId,
+    pub(super) target_addr: Address,
+    pub(super) nack_after: Duration,
+}
 
 impl Membership {
     pub(super) fn on_probe_tick(&mut self, now: Instant, late: bool) {
@@ -25,23 +36,26 @@ impl Membership {
             return;
         };
         let seq = self.next_seq();
-        let suspected = self.members.get(target).is_some_and(|m| m.state == State::Suspect);
-        if suspected && !self.broadcasts.contains(target) {
-            // Lifeguard: tell the suspect it is suspected, so it can refute
-            // at once rather than wait for gossip to reach it.
-            if let Some(member) = self.members.get(target) {
-                let update = Update::Suspect {
-                    id: target,
-                    generation: member.generation,
-                    incarnation: member.incarnation,
-                    by: self.id,
-                };
-                self.broadcasts.push(&update);
-            }
+        // Lifeguard: tell a suspect it is suspected, in this ping alone (not
+        // in general gossip, where others would count it as a confirmation),
+        // so it can refute at once.
+        let buddy = self.members.get(target).filter(|m| m.state == State::Suspect).map(|m| Update::Suspect {
+            id: target,
+            generation: m.generation,
+            incarnation: m.incarnation,
+            by: self.id,
+        });
+        let body = Body::Ping { seq, target };
+        let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.datagram_budget);
+        if let Some(buddy) = buddy {
+            builder.try_push(&encode_value(&buddy));
         }
-        self.send_with_gossip(Some(target), addr, &Body::Ping { seq, target }, Some(target));
+        let limit = self.retransmit_limit();
+        self.broadcasts.fill(&mut builder, limit, Some(target));
+        self.queue_transmit(Some(target), addr, &body, builder.finish());
         self.counters.probes += 1;
-        self.probe = Some(Probe { seq, target, sent_at: now, acked: false, relays_asked: 0, nacks: 0 });
+        self.probe =
+            Some(Probe { seq, target, sent_at: now, ends_at: now + interval, acked: false, relays_asked: 0, nacks: 0 });
         let timeout = self.health.scale(self.config.probe_timeout);
         self.timers.set(now + timeout, Timer::ProbeTimeout { seq });
     }
@@ -52,15 +66,12 @@ impl Membership {
         if probe.acked || late {
             return;
         }
+        let Some(member) = self.members.get(probe.target).filter(|m| m.state.is_live()) else {
+            return;
+        };
         // Lifeguard: relays that did not even nack suggest the fault is ours.
         let missed_nacks = probe.relays_asked.saturating_sub(probe.nacks);
         self.health.worsen(if probe.relays_asked == 0 { 1 } else { missed_nacks });
-        let Some(member) = self.members.get(probe.target) else {
-            return;
-        };
-        if !member.state.is_live() {
-            return;
-        }
         if member.state == State::Alive {
             self.counters.suspicions_raised += 1;
             debug!(member = %probe.target, "probe failed; suspecting");
@@ -104,18 +115,23 @@ impl Membership {
         self.probe_order.insert(at, id);
     }
 
-    pub(super) fn on_probe_timeout(&mut self, seq: u32) {
+    pub(super) fn on_probe_timeout(&mut self, now: Instant, seq: u32) {
         let Some(probe) = self.probe.as_ref().filter(|p| p.seq == seq && !p.acked) else {
             return;
         };
         let target = probe.target;
+        // Relays nack after 80% of what is left of the period, so a nack
+        // arrives while it can still count (swift-cluster-membership's fix
+        // for memberlist's nacks, which always came too late).
+        let left = probe.ends_at.saturating_since(now).mul_f64(0.8);
+        let nack_after_micros = u32::try_from(left.as_micros()).unwrap_or(u32::MAX);
         let Some(target_addr) = self.addr_of(target) else {
             return;
         };
         let relays = self.random_members(self.config.indirect_checks, |m| m.state == State::Alive && m.id != target);
         for relay in &relays {
             if let Some(addr) = self.addr_of(*relay) {
-                let body = Body::PingReq { seq, target, target_addr: target_addr.clone() };
+                let body = Body::PingReq { seq, target, target_addr: target_addr.clone(), nack_after_micros };
                 self.send_with_gossip(Some(*relay), addr, &body, None);
             }
         }
@@ -150,15 +166,8 @@ impl Membership {
         }
     }
 
-    pub(super) fn on_ping_req(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        from_addr: &Address,
-        seq: u32,
-        target: NodeId,
-        target_addr: Address,
-    ) {
+    pub(super) fn on_ping_req(&mut self, now: Instant, from: NodeId, from_addr: &Address, request: RelayRequest) {
+        let RelayRequest { seq, target, target_addr, nack_after } = request;
         if self.relays.len() >= MAX_RELAYS || target == self.id {
             return;
         }
@@ -167,7 +176,9 @@ impl Membership {
         self.counters.relayed_probes += 1;
         let body = Body::Ping { seq: relay_seq, target };
         self.send_with_gossip(Some(target), target_addr, &body, Some(target));
-        self.timers.set(now + self.config.probe_timeout, Timer::RelayTimeout { seq: relay_seq });
+        // Bounded whatever the asker says: a relay slot is not held forever.
+        let wait = nack_after.clamp(Duration::from_millis(1), self.config.probe_interval);
+        self.timers.set(now + wait, Timer::RelayTimeout { seq: relay_seq });
     }
 
     pub(super) fn on_relay_timeout(&mut self, seq: u32) {
@@ -190,10 +201,19 @@ impl Membership {
         if self.broadcasts.is_empty() {
             return;
         }
+        let mut targets = self.random_members(self.config.gossip_fanout, |m| m.state.is_live());
+        // Plus one member declared Dead within `gossip_to_the_dead`, so a
+        // falsely accused one hears of it and refutes.
         let recent = self.config.gossip_to_the_dead;
-        let targets = self.random_members(self.config.gossip_fanout, |m| {
-            m.state.is_live() || (m.state == State::Dead && now.saturating_since(m.state_since) < recent)
-        });
+        while self.recently_dead.front().is_some_and(|(at, _)| now.saturating_since(*at) >= recent) {
+            self.recently_dead.pop_front();
+        }
+        if !self.recently_dead.is_empty() {
+            let (_, id) = self.recently_dead[self.rng.random_range(0..self.recently_dead.len())];
+            if self.members.get(id).is_some_and(|m| m.state == State::Dead) {
+                targets.push(id);
+            }
+        }
         for target in targets {
             if self.broadcasts.is_empty() {
                 break;
@@ -294,6 +314,7 @@ impl Membership {
         for id in expired {
             debug!(member = %id, "forgetting member after dead_retention");
             self.members.remove(id);
+            self.last_heard.remove(&id);
         }
     }
 }

@@ -76,9 +76,22 @@ fn a_split_longer_than_the_dead_timeout_heals_by_itself() {
     }
 
     cluster.heal();
+    let healed_at = cluster.now;
     let took = cluster
         .run_until_true(Duration::from_millis(250), secs(120), Cluster::converged)
         .expect("the two sides find each other again with no operator");
+    // Each side declared the other Dead; when the sides meet, those verdicts
+    // must not kill members a node can still hear on its own side.
+    let same_side = |x: usize, y: usize| (x < 5) == (y < 5);
+    let index = |id: crate::NodeId| (0..10).find(|&i| crate::harness::id(i) == id).unwrap_or(usize::MAX);
+    let same_side_downs: Vec<_> = cluster
+        .events
+        .iter()
+        .filter(|(at, node, e)| {
+            *at >= healed_at && matches!(e, Event::MemberDown { id } if same_side(*node, index(*id)))
+        })
+        .collect();
+    assert!(same_side_downs.is_empty(), "reachable members declared Dead after the heal: {same_side_downs:?}");
     // Reconnect attempts run every reconnect_interval (10 s); one success
     // starts the refutations, which then spread by gossip.
     assert!(took <= secs(45), "healed in {took:?}");

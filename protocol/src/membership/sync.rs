@@ -20,6 +20,9 @@ use crate::{Address, Instant, NodeId};
 /// the entries are exchanged rather than the range split.
 const LEAF_ENTRIES: u32 = 8;
 
+/// The largest encoding of one [`RangeDigest`] (varints at their widest).
+const DIGEST_LEN: usize = 1 + 10 + 10 + 5;
+
 impl Membership {
     /// Opens an exchange with the root summary and, if `introduce`, this
     /// node's own entry (so a seed learns of a joiner at once).
@@ -72,9 +75,12 @@ impl Membership {
             compare.clear();
             want.clear();
         }
-        serve.truncate(MAX_SYNC_RANGES);
-        want.truncate(MAX_SYNC_RANGES);
-        compare.truncate(MAX_SYNC_RANGES);
+        // Summaries and wants take at most half the budget (the rest is for
+        // entries); what is cut now is found again in a later round.
+        let max_ranges = (self.config.sync_budget / 2 / DIGEST_LEN).min(MAX_SYNC_RANGES);
+        serve.truncate(max_ranges);
+        want.truncate(max_ranges / 2);
+        compare.truncate(max_ranges / 2);
 
         let (entries, unserved) = self.entries_for(&serve, &compare, &want);
         if !last_round {
@@ -103,12 +109,7 @@ impl Membership {
         compare: &[RangeDigest],
         want: &[KeyRange],
     ) -> (Vec<Vec<u8>>, Vec<KeyRange>) {
-        let digest_len = encoded_len(&RangeDigest {
-            range: KeyRange { depth: KeyRange::MAX_DEPTH, prefix: u64::MAX },
-            hash: u64::MAX,
-            count: u32::MAX,
-        });
-        let overhead = 64 + encoded_len(&(compare, want)) + digest_len * (serve.len() + 1);
+        let overhead = 64 + encoded_len(&(compare, want)) + DIGEST_LEN * (serve.len() + 1);
         let mut budget = self.config.sync_budget.saturating_sub(overhead);
         let mut entries = Vec::new();
         let mut sent = BTreeSet::new();

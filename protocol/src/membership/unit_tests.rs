@@ -120,7 +120,7 @@ fn indirect_probe_through_a_relay_when_the_direct_path_drops() {
     assert_eq!(asks.len(), 1);
     assert_eq!(
         (asks[0].0, &asks[0].1.body),
-        (relay_index, &Body::PingReq { seq, target, target_addr: addr(target_index) })
+        (relay_index, &Body::PingReq { seq, target, target_addr: addr(target_index), nack_after_micros: 400_000 })
     );
 
     // The relay pings the target with a sequence number of its own...
