@@ -12,19 +12,25 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
-use shoal_protocol::{Address, Event, Identity, Instant, Membership, Metadata, State};
+use shoal_protocol::{Address, Event, Identity, Instant, Membership, Metadata, NodeId, State};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{self, ApiRequest};
 use crate::config::Settings;
 use crate::metrics;
 use crate::store::{DataDir, StoreError};
-use crate::transport::{Transport, TransportConfig, TransportError, TransportEvent, quic_multiaddr, split_peer};
+use crate::transport::{
+    Dialer, Transport, TransportConfig, TransportError, TransportEvent, quic_multiaddr, split_peer,
+};
 use crate::view::{HealthView, MemberView, SelfView};
 
 /// After a leave, how long the agent keeps gossiping before it exits anyway.
 pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// When a peer restarts, connections younger than this are taken to be with
+/// its new process (it dials its seeds first thing); older ones are closed.
+const RESTART_FRESH_CONNECTION: Duration = Duration::from_secs(5);
 const JOIN_BACKOFF_MIN: Duration = Duration::from_millis(250);
 const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
@@ -60,7 +66,7 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
         bind: settings.bind,
         mdns: settings.mdns,
         max_message: config.sync_budget.max(config.datagram_budget),
-        idle_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(15),
         keep_alive: Duration::from_secs(5),
     };
     let (transport, events) =
@@ -85,7 +91,9 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     tokio::spawn(api::serve(listener, api_tx).in_current_span());
     let (seeds_tx, seeds_rx) = mpsc::channel(4);
     if !settings.join.is_empty() {
-        tokio::spawn(resolve_seeds(settings.join.clone(), seeds_tx).in_current_span());
+        let own = transport.listen_addrs().to_vec();
+        let seeding = resolve_seeds(settings.join.clone(), transport.dialer(), own, seeds_tx);
+        tokio::spawn(seeding.in_current_span());
     }
     if !settings.keyed {
         warn!("no --cluster-key: any shoal agent without a key can join this mesh (run `shoal keygen`)");
@@ -105,6 +113,7 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
         seeds: Vec::new(),
         next_join: None,
         join_backoff: JOIN_BACKOFF_MIN,
+        generations: BTreeMap::new(),
     };
     agent.run(events, api_rx, seeds_rx, shutdown).await;
     Ok(())
@@ -129,31 +138,53 @@ fn advertised(settings: &Settings, listening: &[Multiaddr]) -> Multiaddr {
         .unwrap_or_else(|| quic_multiaddr(settings.bind))
 }
 
-/// Resolves the --join list (DNS names included) with backoff until at least
-/// one resolves, then hands the addresses to the agent.
-async fn resolve_seeds(join: Vec<String>, seeds: mpsc::Sender<Vec<Address>>) {
-    let mut backoff = Duration::from_millis(500);
+/// Resolves the --join list (DNS names included) and learns the peer id at
+/// each address, with backoff, until at least one answers (or ~15 s pass),
+/// then hands the addresses to the agent. A seed given with its peer id is
+/// the very address its member advertises, so the protocol stops retrying it
+/// once that member is live; a bare `HOST:PORT` would be retried forever.
+async fn resolve_seeds(join: Vec<String>, dialer: Dialer, own: Vec<Multiaddr>, seeds: mpsc::Sender<Vec<Address>>) {
+    let mut backoff = Duration::from_millis(250);
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let mut resolved = Vec::new();
+        let mut resolved: Vec<Multiaddr> = Vec::new();
         for entry in &join {
             if entry.starts_with('/') {
                 match entry.parse::<Multiaddr>() {
-                    Ok(_) => resolved.extend(Address::new(entry.clone()).ok()),
+                    Ok(addr) => resolved.push(addr),
                     Err(error) => warn!(join = %entry, %error, "not a multiaddr; ignored"),
                 }
                 continue;
             }
             match tokio::net::lookup_host(entry.as_str()).await {
-                Ok(addrs) => {
-                    for socket in addrs {
-                        resolved.extend(Address::new(quic_multiaddr(socket).to_string()).ok());
-                    }
-                }
+                Ok(addrs) => resolved.extend(addrs.map(quic_multiaddr)),
                 Err(error) => warn!(join = %entry, %error, "cannot resolve; will retry"),
             }
         }
-        if !resolved.is_empty() {
-            let _ = seeds.send(resolved).await;
+        resolved.retain(|addr| !own.contains(addr));
+        let mut identified = 0;
+        let mut found = Vec::new();
+        for addr in resolved {
+            let addr = match split_peer(&addr) {
+                (_, Some(_)) => addr,
+                (bare, None) => match timeout(Duration::from_secs(3), dialer.peer_at(bare.clone())).await {
+                    Ok(Ok(peer)) => bare.with_p2p(peer).unwrap_or_else(|a| a),
+                    Ok(Err(error)) => {
+                        debug!(seed = %bare, %error, "seed did not answer");
+                        found.extend(Address::new(bare.to_string()).ok());
+                        continue;
+                    }
+                    Err(_) => {
+                        found.extend(Address::new(bare.to_string()).ok());
+                        continue;
+                    }
+                },
+            };
+            identified += 1;
+            found.extend(Address::new(addr.to_string()).ok());
+        }
+        if identified > 0 || (!found.is_empty() && tokio::time::Instant::now() > give_up) {
+            let _ = seeds.send(found).await;
             return;
         }
         tokio::time::sleep(backoff).await;
@@ -186,6 +217,8 @@ struct Agent {
     seeds: Vec<Address>,
     next_join: Option<tokio::time::Instant>,
     join_backoff: Duration,
+    /// The last generation seen of each member, to notice restarts.
+    generations: BTreeMap<NodeId, u64>,
 }
 
 async fn sleep_until_some(at: Option<tokio::time::Instant>) {
@@ -293,6 +326,22 @@ impl Agent {
         }
         while let Some(event) = self.membership.poll_event() {
             self.log_event(event);
+            if let Event::MemberUp { id } = event {
+                self.note_restart(id);
+            }
+        }
+    }
+
+    /// A member that came back with a higher generation is a new process:
+    /// connections to its old one must go (see `Transport::peer_restarted`).
+    fn note_restart(&mut self, id: NodeId) {
+        let Some(member) = self.membership.member(id) else { return };
+        let previous = self.generations.insert(id, member.generation);
+        if previous.is_some_and(|g| g < member.generation) {
+            let addr = member.meta.primary_addr().and_then(|a| a.as_str().parse::<Multiaddr>().ok());
+            if let Some(peer) = addr.and_then(|a| split_peer(&a).1) {
+                self.transport.peer_restarted(peer, RESTART_FRESH_CONNECTION);
+            }
         }
     }
 

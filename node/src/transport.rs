@@ -115,6 +115,7 @@ struct Behaviour {
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
+#[derive(Debug)]
 enum SwarmCommand {
     /// Make sure there is a connection to `peer`, dialing `addr` if needed.
     Connect { peer: PeerId, addr: Multiaddr, reply: oneshot::Sender<Result<(), String>> },
@@ -122,6 +123,9 @@ enum SwarmCommand {
     ConnectAddr { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, String>> },
     /// Close every connection to `peer`.
     Disconnect(PeerId),
+    /// `peer` restarted: close its connections older than `age`, which were
+    /// made with its previous process.
+    Restarted { peer: PeerId, age: Duration },
 }
 
 /// Where a writer sends: a known peer, or an address whose peer id we learn
@@ -234,6 +238,7 @@ impl Transport {
             remotes,
             waiting: HashMap::new(),
             waiting_addr: HashMap::new(),
+            connections: HashMap::new(),
         };
         let swarm_task = tokio::spawn(swarm_loop.run());
         let transport = Transport {
@@ -258,6 +263,21 @@ impl Transport {
     /// The addresses the listener is bound to (ports resolved).
     pub fn listen_addrs(&self) -> &[Multiaddr] {
         &self.listen_addrs
+    }
+
+    /// Tells the transport that `peer` restarted (a higher generation):
+    /// connections older than `age` were made with its previous process and
+    /// are closed, so no message goes down a connection nobody reads.
+    /// (QUIC's stateless reset would close them, but only once the new
+    /// process answers a packet on them, which keep-alives alone do not
+    /// reliably cause.)
+    pub fn peer_restarted(&self, peer: PeerId, age: Duration) {
+        let _ = self.swarm_tx.send(SwarmCommand::Restarted { peer, age });
+    }
+
+    /// A handle that dials addresses to learn their peer ids.
+    pub fn dialer(&self) -> Dialer {
+        Dialer { swarm: self.swarm_tx.clone() }
     }
 
     /// The transport's counters.
@@ -341,6 +361,22 @@ impl Transport {
 }
 
 /// Waits for the listener's addresses; keeps what mDNS found meanwhile.
+/// Dials addresses to learn who answers there.
+#[derive(Clone, Debug)]
+pub struct Dialer {
+    swarm: mpsc::UnboundedSender<SwarmCommand>,
+}
+
+impl Dialer {
+    /// Connects to `addr` (no `/p2p/` part) and returns the peer id that
+    /// answered.
+    pub async fn peer_at(&self, addr: Multiaddr) -> Result<PeerId, String> {
+        let (reply, answer) = oneshot::channel();
+        self.swarm.send(SwarmCommand::ConnectAddr { addr, reply }).map_err(|e| e.to_string())?;
+        answer.await.map_err(|e| e.to_string())?
+    }
+}
+
 async fn first_listen_addrs(
     swarm: &mut Swarm<Behaviour>,
     found: &mut Vec<(PeerId, Multiaddr)>,
@@ -369,6 +405,8 @@ struct SwarmLoop {
     remotes: Arc<Mutex<HashMap<PeerId, Multiaddr>>>,
     waiting: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     waiting_addr: HashMap<libp2p::swarm::ConnectionId, oneshot::Sender<Result<PeerId, String>>>,
+    /// Open connections per peer, with when each was established.
+    connections: HashMap<PeerId, Vec<(libp2p::swarm::ConnectionId, std::time::Instant)>>,
 }
 
 impl SwarmLoop {
@@ -415,6 +453,15 @@ impl SwarmLoop {
                 bump(&self.counters.peers_disconnected, 1);
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
+            SwarmCommand::Restarted { peer, age } => {
+                let connections = self.connections.get(&peer).cloned().unwrap_or_default();
+                for (id, since) in connections {
+                    if since.elapsed() > age {
+                        debug!(%peer, "closing a connection to the peer's previous process");
+                        self.swarm.close_connection(id);
+                    }
+                }
+            }
         }
     }
 
@@ -430,6 +477,7 @@ impl SwarmLoop {
                 let (remote, _) = split_peer(endpoint.get_remote_address());
                 debug!(peer = %peer_id, %remote, "connected");
                 lock(&self.remotes).insert(peer_id, remote);
+                self.connections.entry(peer_id).or_default().push((connection_id, std::time::Instant::now()));
                 for reply in self.waiting.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(()));
                 }
@@ -438,8 +486,14 @@ impl SwarmLoop {
                 }
                 self.update_gauge();
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, cause, .. } => {
                 debug!(peer = %peer_id, ?cause, "connection closed");
+                if let Some(list) = self.connections.get_mut(&peer_id) {
+                    list.retain(|(id, _)| *id != connection_id);
+                    if list.is_empty() {
+                        self.connections.remove(&peer_id);
+                    }
+                }
                 if num_established == 0 {
                     lock(&self.remotes).remove(&peer_id);
                 }
