@@ -28,9 +28,6 @@ use crate::view::{HealthView, MemberView, SelfView};
 
 /// After a leave, how long the agent keeps gossiping before it exits anyway.
 pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
-/// When a peer restarts, connections younger than this are taken to be with
-/// its new process (it dials its seeds first thing); older ones are closed.
-const RESTART_FRESH_CONNECTION: Duration = Duration::from_secs(5);
 const JOIN_BACKOFF_MIN: Duration = Duration::from_millis(250);
 const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
@@ -340,7 +337,7 @@ impl Agent {
         if previous.is_some_and(|g| g < member.generation) {
             let addr = member.meta.primary_addr().and_then(|a| a.as_str().parse::<Multiaddr>().ok());
             if let Some(peer) = addr.and_then(|a| split_peer(&a).1) {
-                self.transport.peer_restarted(peer, RESTART_FRESH_CONNECTION);
+                self.transport.peer_restarted(peer);
             }
         }
     }

@@ -123,9 +123,9 @@ enum SwarmCommand {
     ConnectAddr { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, String>> },
     /// Close every connection to `peer`.
     Disconnect(PeerId),
-    /// `peer` restarted: close its connections older than `age`, which were
-    /// made with its previous process.
-    Restarted { peer: PeerId, age: Duration },
+    /// `peer` restarted: close its connections; some were made with its
+    /// previous process.
+    Restarted(PeerId),
 }
 
 /// Where a writer sends: a known peer, or an address whose peer id we learn
@@ -238,7 +238,6 @@ impl Transport {
             remotes,
             waiting: HashMap::new(),
             waiting_addr: HashMap::new(),
-            connections: HashMap::new(),
         };
         let swarm_task = tokio::spawn(swarm_loop.run());
         let transport = Transport {
@@ -265,14 +264,15 @@ impl Transport {
         &self.listen_addrs
     }
 
-    /// Tells the transport that `peer` restarted (a higher generation):
-    /// connections older than `age` were made with its previous process and
-    /// are closed, so no message goes down a connection nobody reads.
-    /// (QUIC's stateless reset would close them, but only once the new
-    /// process answers a packet on them, which keep-alives alone do not
-    /// reliably cause.)
-    pub fn peer_restarted(&self, peer: PeerId, age: Duration) {
-        let _ = self.swarm_tx.send(SwarmCommand::Restarted { peer, age });
+    /// Tells the transport that `peer` restarted (a higher generation). Its
+    /// connections are closed, because some were made with its previous
+    /// process and a writer would keep writing into one of them, unread,
+    /// until the idle timeout; the next message dials afresh. (libp2p-quic
+    /// derives its stateless-reset key from the identity, but keep-alives
+    /// alone do not reliably get such connections reset, and which of a
+    /// peer's connections is stale cannot be told from here.)
+    pub fn peer_restarted(&self, peer: PeerId) {
+        let _ = self.swarm_tx.send(SwarmCommand::Restarted(peer));
     }
 
     /// A handle that dials addresses to learn their peer ids.
@@ -405,8 +405,6 @@ struct SwarmLoop {
     remotes: Arc<Mutex<HashMap<PeerId, Multiaddr>>>,
     waiting: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     waiting_addr: HashMap<libp2p::swarm::ConnectionId, oneshot::Sender<Result<PeerId, String>>>,
-    /// Open connections per peer, with when each was established.
-    connections: HashMap<PeerId, Vec<(libp2p::swarm::ConnectionId, std::time::Instant)>>,
 }
 
 impl SwarmLoop {
@@ -453,14 +451,9 @@ impl SwarmLoop {
                 bump(&self.counters.peers_disconnected, 1);
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
-            SwarmCommand::Restarted { peer, age } => {
-                let connections = self.connections.get(&peer).cloned().unwrap_or_default();
-                for (id, since) in connections {
-                    if since.elapsed() > age {
-                        debug!(%peer, "closing a connection to the peer's previous process");
-                        self.swarm.close_connection(id);
-                    }
-                }
+            SwarmCommand::Restarted(peer) => {
+                debug!(%peer, "peer restarted; closing its connections");
+                let _ = self.swarm.disconnect_peer_id(peer);
             }
         }
     }
@@ -477,7 +470,6 @@ impl SwarmLoop {
                 let (remote, _) = split_peer(endpoint.get_remote_address());
                 debug!(peer = %peer_id, %remote, "connected");
                 lock(&self.remotes).insert(peer_id, remote);
-                self.connections.entry(peer_id).or_default().push((connection_id, std::time::Instant::now()));
                 for reply in self.waiting.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(()));
                 }
@@ -486,14 +478,8 @@ impl SwarmLoop {
                 }
                 self.update_gauge();
             }
-            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, cause, .. } => {
+            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
                 debug!(peer = %peer_id, ?cause, "connection closed");
-                if let Some(list) = self.connections.get_mut(&peer_id) {
-                    list.retain(|(id, _)| *id != connection_id);
-                    if list.is_empty() {
-                        self.connections.remove(&peer_id);
-                    }
-                }
                 if num_established == 0 {
                     lock(&self.remotes).remove(&peer_id);
                 }

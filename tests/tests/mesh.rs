@@ -63,7 +63,10 @@ fn five_agents_join_crash_restart_and_leave() -> anyhow::Result<()> {
     let status = agents[3].sigterm(Duration::from_secs(10))?;
     assert!(status.success(), "SIGTERM exits cleanly, got {status}");
     let rest = [&agents[0], &agents[1], &agents[2], &agents[4]];
-    let took = wait_until(Duration::from_secs(10), "all others see node-3 left", || {
+    // Gossip carries the leave to most members at once; anti-entropy
+    // guarantees the rest within a push-pull interval.
+    let leave_bound = Config::local().push_pull_interval + Duration::from_secs(10);
+    let took = wait_until(leave_bound, "all others see node-3 left", || {
         rest.iter().all(|a| state_of(a, "node-3").is_some_and(|m| m.state == State::Left))
     })
     .map_err(|e| e.context(agents[3].log_tail()))?;
