@@ -48,7 +48,7 @@ def summ(name):
 det = summ("known_everywhere_s")
 conv = summ("time_to_converge_s")
 b = r["bytes_per_node_s"]
-print(f"{label:<34} {r['speedup']:7.1f}x real time  {r['wall_s']:7.1f}s wall  peak RSS {rss/1024:7.0f} MB  "
+print(f"{label:<34} {r['speedup']:7.1f}x real time ({r['speedup_second_half']:.1f}x over the 2nd half)  {r['wall_s']:7.1f}s wall  peak RSS {rss/1024:7.0f} MB  "
       f"verdict {r['verdict']}  bytes/node/s p50 {b['p50']:.0f} p99 {b['p99']:.0f}  "
       + (f"converge max {conv['max']:.1f}s  " if conv and conv['count'] else "")
       + (f"crash known everywhere {det['max']:.1f}s" if det and det['count'] else ""))
