@@ -52,7 +52,7 @@ det = summ("known_everywhere_s")
 conv = summ("time_to_converge_s")
 b = r["bytes_per_node_s"]
 print(f"{label:<34} {r['speedup']:7.1f}x real time ({r['speedup_second_half']:.1f}x over the 2nd half)  {r['wall_s']:7.1f}s wall  peak RSS {rss/1024:7.0f} MB  "
-      f"verdict {r['verdict']}  bytes/node/s p50 {b['p50']:.0f} p99 {b['p99']:.0f}  "
+      f"verdict {r['verdict']}  bytes/node/s p50 {b['p50']:.0f} p99 {b['p99']:.0f} (2nd-half mean {r['bytes_per_node_s_second_half']:.0f})  "
       + (f"converge max {conv['max']:.1f}s  " if conv and conv['count'] else "")
       + (f"crash known everywhere {det['max']:.1f}s" if det and det['count'] else ""))
 PY

@@ -119,6 +119,8 @@ pub struct Sample {
     pub distinct_views: usize,
     /// Wall-clock seconds since the run started.
     pub wall: f64,
+    /// Bytes sent by all nodes so far (cumulative).
+    pub bytes_sent: u64,
 }
 
 /// Everything a run says.
@@ -144,6 +146,9 @@ pub struct Report {
     pub bytes_per_node_s: Summary,
     /// Messages sent per node per second.
     pub msgs_per_node_s: Summary,
+    /// Mean bytes sent per running node per second over the second half of
+    /// the run (after bootstrap, usually the steady state).
+    pub bytes_per_node_s_second_half: f64,
     /// Distinct membership views among running nodes at the end.
     pub distinct_views_end: usize,
     /// The most distinct views seen at any sample.
@@ -246,7 +251,11 @@ impl fmt::Display for Report {
         )?;
         let b = &self.bytes_per_node_s;
         let m = &self.msgs_per_node_s;
-        writeln!(f, "bytes/node/s           p50 {:.0}  p99 {:.0}  max {:.0}", b.p50, b.p99, b.max)?;
+        writeln!(
+            f,
+            "bytes/node/s           p50 {:.0}  p99 {:.0}  max {:.0}  (mean over the second half: {:.0})",
+            b.p50, b.p99, b.max, self.bytes_per_node_s_second_half
+        )?;
         writeln!(f, "messages/node/s        p50 {:.1}  p99 {:.1}  max {:.1}", m.p50, m.p99, m.max)?;
         writeln!(
             f,

@@ -365,6 +365,7 @@ pub struct Simulation {
     detections: u64,
     wall_start: Option<WallInstant>,
     leak_on_finish: bool,
+    bytes_sent: u64,
 }
 
 impl std::fmt::Debug for Simulation {
@@ -484,6 +485,7 @@ impl Simulation {
             detections: 0,
             wall_start: None,
             leak_on_finish: false,
+            bytes_sent: 0,
             scenario,
         };
         sim.schedule_initial();
@@ -857,6 +859,7 @@ impl Simulation {
         let now = self.world.now;
         let payload = transmit.payload;
         let len = payload.len();
+        self.bytes_sent += len as u64;
         let slot = &mut self.world.nodes[from];
         slot.bytes_out += len as u64;
         slot.msgs_out += 1;
@@ -1242,6 +1245,7 @@ impl Simulation {
             dead_events: self.detections,
             distinct_views: views,
             wall: self.wall_start.map_or(0.0, |s| s.elapsed().as_secs_f64()),
+            bytes_sent: self.bytes_sent,
         });
     }
 
@@ -1288,6 +1292,11 @@ impl Simulation {
         let verdict = if outcomes.iter().any(|o| o.verdict == Verdict::Fail) { Verdict::Fail } else { Verdict::Pass };
         let duration = now as f64 / 1e6;
         let half = self.samples.iter().find(|s| s.t >= duration / 2.0).copied();
+        let bytes_per_node_s_second_half = half.map_or(0.0, |h| {
+            let secs = duration - h.t;
+            let nodes = self.world.running.max(1) as f64;
+            if secs > 0.0 { (self.bytes_sent - h.bytes_sent) as f64 / secs / nodes } else { 0.0 }
+        });
         let speedup_second_half = half.map_or(0.0, |h| {
             let wall_left = wall - h.wall;
             if wall_left > 0.0 { (duration - h.t) / wall_left } else { 0.0 }
@@ -1307,6 +1316,7 @@ impl Simulation {
             checks: outcomes,
             bytes_per_node_s: Summary::of(&bytes),
             msgs_per_node_s: Summary::of(&msgs),
+            bytes_per_node_s_second_half,
             distinct_views_end,
             max_distinct_views: self.max_views.max(distinct_views_end),
             faults_fired: self.fired.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
