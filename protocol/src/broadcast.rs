@@ -18,6 +18,11 @@ struct Pending {
     order: u64,
 }
 
+/// The smallest encoded update (a Left fact with small varints).
+const MIN_UPDATE_LEN: usize = 19;
+/// Updates that may fail to fit before a message is considered full.
+const MAX_MISSES: u32 = 8;
+
 /// Pending updates, keyed by member, in transmit order.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct BroadcastQueue {
@@ -63,8 +68,12 @@ impl BroadcastQueue {
                 sent.push((p.1.transmits, Reverse(p.1.order), p.0));
             }
         }
+        // Updates are tens to hundreds of bytes: once a few in a row do not
+        // fit, the message is full enough. (Scanning a long queue to the end
+        // for every message made bootstrap quadratic.)
+        let mut misses = 0;
         for key in &self.order {
-            if message.remaining() == 0 {
+            if message.remaining() < MIN_UPDATE_LEN || misses >= MAX_MISSES {
                 break;
             }
             if Some(key.2) == first {
@@ -73,6 +82,8 @@ impl BroadcastQueue {
             if let Some(p) = self.pending.get(&key.2) {
                 if message.try_push(&p.encoded) {
                     sent.push(*key);
+                } else {
+                    misses += 1;
                 }
             }
         }

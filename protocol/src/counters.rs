@@ -93,6 +93,9 @@ pub struct Counters {
     pub self_refutes: u64,
     /// Members this node declared Dead when their suspicion expired.
     pub declared_dead: u64,
+    /// Times an expired suspicion was not turned into a Dead verdict because
+    /// this node's own health was poor (it may be the one cut off).
+    pub verdicts_withheld: u64,
     /// Remote Dead verdicts about members we had heard from within a few
     /// periods, taken as suspicions instead.
     pub remote_deaths_doubted: u64,

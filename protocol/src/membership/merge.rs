@@ -227,9 +227,17 @@ impl Membership {
         if suspicion.deadline != deadline {
             return;
         }
-        if late {
-            // We were stalled: a refutation may be waiting in our inbox.
-            // Give it one protocol period before accusing anyone.
+        // A node that was stalled (its timers fired late) or that is unwell
+        // (its own probes keep failing unanswered, as when it is the one cut
+        // off) is the likeliest to be wrong, and a Dead verdict it issues
+        // travels on after it reconnects. So it withholds the verdict, one
+        // period at a time, until it is well again; meanwhile a refutation
+        // may arrive, and healthy members reach their own verdicts.
+        let unwell = self.health.score() >= self.config.max_local_health.div_ceil(2).max(1);
+        if late || unwell {
+            if unwell {
+                self.counters.verdicts_withheld += 1;
+            }
             let deadline = now + self.config.probe_interval;
             suspicion.deadline = deadline;
             self.timers.set(deadline, Timer::Suspicion { id, deadline });

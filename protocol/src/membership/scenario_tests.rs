@@ -204,3 +204,24 @@ fn scale_run_prints_join_detection_and_bandwidth() {
         .count();
     eprintln!("N={n}: false Dead declarations: {downs}");
 }
+
+#[test]
+fn an_isolated_node_passes_no_verdicts_that_outlive_its_isolation() {
+    let mut cluster = Cluster::new(10, Config::lan(), SEED);
+    cluster.join_all_via(0);
+    cluster.run_for(secs(5));
+    let others: Vec<usize> = (0..10).filter(|&i| i != 3).collect();
+    cluster.partition(&[3], &others);
+    cluster.run_for(secs(40));
+    assert!(others.iter().all(|&i| cluster.view(i, 3) == Some(State::Dead)), "the cut-off node is Dead to the rest");
+    assert!(cluster.node(3).counters().verdicts_withheld > 0, "it knew it was the unwell one");
+    cluster.heal();
+    cluster.run_until_true(Duration::from_millis(250), secs(60), Cluster::converged).expect("rejoins");
+    let isolated = crate::harness::id(3);
+    let healthy_downs: Vec<_> = cluster
+        .events
+        .iter()
+        .filter(|(_, node, e)| *node != 3 && matches!(e, Event::MemberDown { id } if *id != isolated))
+        .collect();
+    assert!(healthy_downs.is_empty(), "healthy members declared Dead: {healthy_downs:?}");
+}
