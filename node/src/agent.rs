@@ -144,49 +144,61 @@ async fn resolve_seeds(join: Vec<String>, dialer: Dialer, own: Vec<Multiaddr>, s
     let mut backoff = Duration::from_millis(250);
     let give_up = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let mut resolved: Vec<Multiaddr> = Vec::new();
+        let (mut identified, mut unanswered) = (Vec::new(), Vec::new());
         for entry in &join {
-            if entry.starts_with('/') {
-                match entry.parse::<Multiaddr>() {
-                    Ok(addr) => resolved.push(addr),
-                    Err(error) => warn!(join = %entry, %error, "not a multiaddr; ignored"),
-                }
-                continue;
+            let (known, bare) = identify_seed(entry, &dialer, &own).await;
+            // A name that resolved to several addresses (IPv4 and IPv6, say)
+            // needs only the ones that answered.
+            if known.is_empty() {
+                unanswered.extend(bare);
             }
-            match tokio::net::lookup_host(entry.as_str()).await {
-                Ok(addrs) => resolved.extend(addrs.map(quic_multiaddr)),
-                Err(error) => warn!(join = %entry, %error, "cannot resolve; will retry"),
-            }
+            identified.extend(known);
         }
-        resolved.retain(|addr| !own.contains(addr));
-        let mut identified = 0;
-        let mut found = Vec::new();
-        for addr in resolved {
-            let addr = match split_peer(&addr) {
-                (_, Some(_)) => addr,
-                (bare, None) => match timeout(Duration::from_secs(3), dialer.peer_at(bare.clone())).await {
-                    Ok(Ok(peer)) => bare.with_p2p(peer).unwrap_or_else(|a| a),
-                    Ok(Err(error)) => {
-                        debug!(seed = %bare, %error, "seed did not answer");
-                        found.extend(Address::new(bare.to_string()).ok());
-                        continue;
-                    }
-                    Err(_) => {
-                        found.extend(Address::new(bare.to_string()).ok());
-                        continue;
-                    }
-                },
-            };
-            identified += 1;
-            found.extend(Address::new(addr.to_string()).ok());
-        }
-        if identified > 0 || (!found.is_empty() && tokio::time::Instant::now() > give_up) {
-            let _ = seeds.send(found).await;
+        let timed_out = tokio::time::Instant::now() > give_up;
+        if !identified.is_empty() || (timed_out && !unanswered.is_empty()) {
+            let found = identified.into_iter().chain(unanswered);
+            let _ = seeds.send(found.filter_map(|a| Address::new(a.to_string()).ok()).collect()).await;
             return;
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
+}
+
+/// One `--join` entry's addresses: those whose peer id is known (given, or
+/// learnt by dialing), and those that did not answer.
+async fn identify_seed(entry: &str, dialer: &Dialer, own: &[Multiaddr]) -> (Vec<Multiaddr>, Vec<Multiaddr>) {
+    let addrs: Vec<Multiaddr> = if entry.starts_with('/') {
+        match entry.parse::<Multiaddr>() {
+            Ok(addr) => vec![addr],
+            Err(error) => {
+                warn!(join = %entry, %error, "not a multiaddr; ignored");
+                Vec::new()
+            }
+        }
+    } else {
+        match tokio::net::lookup_host(entry).await {
+            Ok(addrs) => addrs.map(quic_multiaddr).collect(),
+            Err(error) => {
+                warn!(join = %entry, %error, "cannot resolve; will retry");
+                Vec::new()
+            }
+        }
+    };
+    let (mut known, mut bare_ones) = (Vec::new(), Vec::new());
+    for addr in addrs.into_iter().filter(|a| !own.contains(a)) {
+        match split_peer(&addr) {
+            (_, Some(_)) => known.push(addr),
+            (bare, None) => match timeout(Duration::from_secs(3), dialer.peer_at(bare.clone())).await {
+                Ok(Ok(peer)) => known.push(bare.with_p2p(peer).unwrap_or_else(|a| a)),
+                outcome => {
+                    debug!(seed = %bare, ?outcome, "seed did not answer");
+                    bare_ones.push(bare);
+                }
+            },
+        }
+    }
+    (known, bare_ones)
 }
 
 struct Clock {

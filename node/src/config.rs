@@ -113,9 +113,17 @@ struct FileSettings {
     cluster_key: Option<String>,
     cluster_key_file: Option<PathBuf>,
     cpu: Option<u32>,
-    memory: Option<String>,
+    memory: Option<Memory>,
     labels: Option<BTreeMap<String, String>>,
     profile: Option<Profile>,
+}
+
+/// `memory = "4GiB"` or `memory = 4294967296` in the file.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Memory {
+    Bytes(u64),
+    Text(String),
 }
 
 /// Why the settings are unusable. The agent did not start.
@@ -179,8 +187,9 @@ impl AgentArgs {
         };
         let detected = detect_capacity();
         let cpu_millis = self.cpu.or(file.cpu).unwrap_or(detected.cpu_millis);
-        let memory_bytes = match self.memory.or(file.memory) {
-            Some(text) => parse_bytes(&text).ok_or_else(|| SettingsError::Invalid {
+        let memory_bytes = match self.memory.map(Memory::Text).or(file.memory) {
+            Some(Memory::Bytes(bytes)) => bytes,
+            Some(Memory::Text(text)) => parse_bytes(&text).ok_or_else(|| SettingsError::Invalid {
                 flag: "memory",
                 value: text,
                 why: "use e.g. 4GiB".into(),
@@ -302,7 +311,7 @@ mod tests {
         let path = dir.join("shoal.toml");
         std::fs::write(
             &path,
-            "name = \"from-file\"\nbind = \"127.0.0.1:9000\"\nprofile = \"local\"\n[labels]\nzone = \"a\"\n",
+            "name = \"from-file\"\nbind = \"127.0.0.1:9000\"\nprofile = \"local\"\nmemory = 1024\n[labels]\nzone = \"a\"\n",
         )
         .expect("write");
         let args = AgentArgs { config: Some(path), name: Some("from-flag".into()), ..AgentArgs::default() };
@@ -310,6 +319,7 @@ mod tests {
         assert_eq!(settings.name, "from-flag");
         assert_eq!(settings.bind, "127.0.0.1:9000".parse().expect("addr"));
         assert_eq!(settings.profile, Profile::Local);
+        assert_eq!(settings.capacity.memory_bytes, 1024);
         assert_eq!(settings.labels.get("zone").map(String::as_str), Some("a"));
         assert!(settings.mdns, "mDNS is on when nothing is joined");
         let _ = std::fs::remove_dir_all(&dir);

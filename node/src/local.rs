@@ -104,16 +104,21 @@ async fn watch(nodes: &mut [Node], args: &LocalArgs, exe: &Path, dir: &Path) -> 
     let apis: Vec<String> = nodes.iter().map(|n| format!("{} {}", n.name, n.api)).collect();
     println!("\nAPIs: {}", apis.join(", "));
     println!("\nTry, in another terminal:");
-    println!("  {shoal} members --api {}            # the member table", first.api);
-    println!("  {shoal} status --api {}             # one agent's own view", first.api);
-    println!("  curl -s http://{}/metrics | head    # Prometheus metrics", first.api);
+    let mut tries = vec![
+        (format!("{shoal} members --api {}", first.api), "the member table".to_string()),
+        (format!("{shoal} status --api {}", first.api), "one agent's own view".to_string()),
+        (format!("curl -s http://{}/metrics", first.api), "Prometheus metrics".to_string()),
+    ];
     if let Some(last) = nodes.last() {
-        println!("  {shoal} leave --api {}              # {} leaves; the others see it Left", last.api, last.name);
-        println!(
-            "  kill -9 {}                              # {} crashes; the others see it Dead",
-            last.child.id(),
-            last.name
-        );
+        tries.push((
+            format!("{shoal} leave --api {}", last.api),
+            format!("{} leaves; the others see it Left", last.name),
+        ));
+        tries.push((format!("kill -9 {}", last.child.id()), format!("{} crashes; the others see it Dead", last.name)));
+    }
+    let width = tries.iter().map(|(command, _)| command.len()).max().unwrap_or(0);
+    for (command, what) in tries {
+        println!("  {command:<width$}  # {what}");
     }
     println!("\nPress Ctrl-C to stop them all.");
     loop {

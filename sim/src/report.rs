@@ -114,8 +114,11 @@ pub struct Sample {
     pub exact_views: usize,
     /// `MemberDown` events so far (cumulative).
     pub dead_events: u64,
-    /// Distinct membership views (0 where not computed, above 1,000 nodes).
+    /// Distinct membership views (0 where not computed: above 300 nodes,
+    /// or between the 10 s marks).
     pub distinct_views: usize,
+    /// Wall-clock seconds since the run started.
+    pub wall: f64,
 }
 
 /// Everything a run says.
@@ -157,6 +160,9 @@ pub struct Report {
     pub wall_s: f64,
     /// Simulated seconds per wall second.
     pub speedup: f64,
+    /// The same over the second half of the run (after bootstrap, usually
+    /// the steady state).
+    pub speedup_second_half: f64,
     /// The time series.
     #[serde(skip)]
     pub samples: Vec<Sample>,
@@ -217,7 +223,11 @@ impl fmt::Display for Report {
         writeln!(f, "scenario  {}  ({} nodes, {:.0}s simulated)", self.scenario, self.nodes, self.duration_s)?;
         writeln!(f, "seed      {}", self.seed)?;
         writeln!(f, "trace     {}  ({} records)", self.trace_hash, self.trace_records)?;
-        writeln!(f, "speed     {:.1}x real time ({:.2}s wall, {} actions)", self.speedup, self.wall_s, self.steps)?;
+        writeln!(
+            f,
+            "speed     {:.1}x real time ({:.2}s wall, {} actions; {:.1}x over the second half)",
+            self.speedup, self.wall_s, self.steps, self.speedup_second_half
+        )?;
         writeln!(f)?;
         writeln!(f, "checks")?;
         for c in &self.checks {

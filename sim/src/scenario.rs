@@ -471,6 +471,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_files_read() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        for entry in std::fs::read_dir(dir).expect("sim/scenarios exists") {
+            let path = entry.expect("readable").path();
+            let text = std::fs::read_to_string(&path).expect("readable");
+            Scenario::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+
+    #[test]
     fn a_file_reads() {
         let text = r#"
             name = "split"

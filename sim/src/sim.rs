@@ -1241,6 +1241,7 @@ impl Simulation {
             exact_views: exact,
             dead_events: self.detections,
             distinct_views: views,
+            wall: self.wall_start.map_or(0.0, |s| s.elapsed().as_secs_f64()),
         });
     }
 
@@ -1286,6 +1287,11 @@ impl Simulation {
         self.trace.flush();
         let verdict = if outcomes.iter().any(|o| o.verdict == Verdict::Fail) { Verdict::Fail } else { Verdict::Pass };
         let duration = now as f64 / 1e6;
+        let half = self.samples.iter().find(|s| s.t >= duration / 2.0).copied();
+        let speedup_second_half = half.map_or(0.0, |h| {
+            let wall_left = wall - h.wall;
+            if wall_left > 0.0 { (duration - h.t) / wall_left } else { 0.0 }
+        });
         let nodes = self.world.nodes.len();
         if self.leak_on_finish {
             std::mem::forget(std::mem::take(&mut self.world.nodes));
@@ -1316,6 +1322,7 @@ impl Simulation {
             steps: self.steps,
             wall_s: wall,
             speedup: if wall > 0.0 { duration / wall } else { 0.0 },
+            speedup_second_half,
             samples: self.samples,
             trace_error: self.trace.error.as_ref().map(ToString::to_string),
             replay: crate::report::replay_command(&self.scenario.name, &self.scenario, self.seed),

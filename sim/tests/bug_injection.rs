@@ -44,3 +44,15 @@ fn the_binary_exits_non_zero_and_prints_the_replay_command() {
         "{replay}"
     );
 }
+
+#[test]
+fn without_anti_entropy_the_halves_of_a_long_partition_do_not_reconverge_in_time() {
+    let mut scenario = Scenario::builtin("long-partition-heal").expect("built in").with_nodes(40);
+    let healthy = Simulation::new(scenario.clone(), 5).expect("valid").run();
+    assert!(healthy.passed(), "{healthy}");
+    scenario.bug = Some(BugKind::NoAntiEntropy);
+    let broken = Simulation::new(scenario, 5).expect("valid").run();
+    assert!(!broken.passed(), "the broken build passed:\n{broken}");
+    assert_eq!(broken.check("convergence").map(|c| c.verdict), Some(Verdict::Fail), "{broken}");
+    assert!(broken.replay.contains("--bug no-anti-entropy"), "{}", broken.replay);
+}

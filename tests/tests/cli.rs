@@ -58,3 +58,49 @@ fn a_bad_cluster_key_is_refused() -> anyhow::Result<()> {
     assert!(err.contains("shoal keygen"), "{err}");
     Ok(())
 }
+
+#[test]
+fn shoal_local_starts_a_converged_mesh_and_stops_it_on_ctrl_c() -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let dir = test_dir("local");
+    let mut child = Command::new(shoal_bin())
+        .args(["local", "--nodes", "3", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let converged = loop {
+        match lines_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.starts_with("Press Ctrl-C") => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status()?;
+    let status = child.wait()?;
+    assert!(converged, "no convergence; output so far:\n{}", seen.join("\n"));
+    assert!(seen.iter().any(|l| l.starts_with("all 3 agents see each other alive")), "{}", seen.join("\n"));
+    assert_eq!(
+        seen.iter().filter(|l| l.starts_with("node-") && l.contains(" alive ")).count(),
+        3,
+        "{}",
+        seen.join("\n")
+    );
+    assert!(status.success(), "exits cleanly on Ctrl-C: {status}");
+    for i in 0..3 {
+        let log = std::fs::read_to_string(dir.join(format!("node-{i}.log")))?;
+        assert!(log.contains("left; stopping"), "node-{i} left gracefully:\n{log}");
+    }
+    Ok(())
+}

@@ -123,6 +123,9 @@ pub enum Bug {
 /// that found a difference.
 const SYNC_HURRY_ROUNDS: u8 = 3;
 
+/// Members a leaving node tells directly.
+const LEAVE_DIRECT: usize = 32;
+
 /// Most indirect probes relayed at once; more requests are dropped.
 const MAX_RELAYS: usize = 256;
 
@@ -300,8 +303,19 @@ impl Membership {
         self.leaving = true;
         let left = Update::Left { id: self.id, generation: self.generation, incarnation: self.incarnation };
         self.set_self_state(now, State::Left);
+        // Told directly to up to LEAVE_DIRECT members (all of a small
+        // cluster), beyond the retransmit limit, so a departing node that
+        // exits soon after is seen as Left, not Dead, even where gossip
+        // would have missed someone; then gossiped like any update.
+        let encoded = wire::encode_value(&left);
+        for target in self.random_members(LEAVE_DIRECT, |m| m.state.is_live()) {
+            let Some(addr) = self.addr_of(target) else { continue };
+            let mut builder =
+                MessageBuilder::new(self.config.cluster_id, self.id, &Body::Gossip, self.config.datagram_budget);
+            builder.try_push(&encoded);
+            self.queue_transmit(Some(target), addr, &Body::Gossip, builder.finish());
+        }
         self.broadcasts.push(&left);
-        self.gossip_round(now);
     }
 
     /// Publishes new metadata (it spreads like any update).

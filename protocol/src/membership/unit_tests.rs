@@ -257,6 +257,21 @@ fn leave_is_seen_as_left_not_dead_and_stops_probing() {
 }
 
 #[test]
+fn a_leaving_node_tells_every_member_of_a_small_cluster_directly() {
+    let mut nodes = mesh(12);
+    nodes[4].leave(Instant::ZERO);
+    let left = Update::Left { id: id(4), generation: 1, incarnation: 0 };
+    let mut told: Vec<usize> = sent(&mut nodes[4])
+        .into_iter()
+        .filter(|(_, message, _)| message.updates.contains(&left))
+        .map(|(to, _, _)| to)
+        .collect();
+    told.sort_unstable();
+    assert_eq!(told, vec![0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11], "beyond the retransmit limit of 8");
+    assert_eq!(nodes[4].pending_broadcasts(), 1, "and it is still gossiped");
+}
+
+#[test]
 fn a_restarted_node_is_known_by_its_new_generation_and_old_suspicions_lapse() {
     let mut nodes = mesh(3);
     let (target_index, start) = fail_one_probe(&mut nodes);

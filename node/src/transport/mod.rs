@@ -10,26 +10,28 @@
 //! Queues are bounded and never block the agent: a full queue drops the
 //! message, exactly as a lost datagram would (the protocol tolerates loss).
 
+mod stream;
+mod swarm;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol, Swarm, mdns};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, mdns};
 use shoal_protocol::Address;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::crypto::{SEAL_OVERHEAD, Sealer};
+
+use self::stream::{Readers, Writer};
+use self::swarm::{Behaviour, SwarmCommand, SwarmLoop, discovered, first_listen_addrs};
 
 /// The libp2p protocol name of Shoal's membership stream.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/shoal/membership/1");
@@ -107,25 +109,6 @@ pub struct TransportCounters {
 
 fn bump(counter: &AtomicU64, by: u64) {
     counter.fetch_add(by, Ordering::Relaxed);
-}
-
-#[derive(NetworkBehaviour)]
-struct Behaviour {
-    stream: libp2p_stream::Behaviour,
-    mdns: Toggle<mdns::tokio::Behaviour>,
-}
-
-#[derive(Debug)]
-enum SwarmCommand {
-    /// Make sure there is a connection to `peer`, dialing `addr` if needed.
-    Connect { peer: PeerId, addr: Multiaddr, reply: oneshot::Sender<Result<(), String>> },
-    /// Dial an address whose peer id is not known yet.
-    ConnectAddr { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, String>> },
-    /// Close every connection to `peer`.
-    Disconnect(PeerId),
-    /// `peer` restarted: close its connections; some were made with its
-    /// previous process.
-    Restarted(PeerId),
 }
 
 /// Where a writer sends: a known peer, or an address whose peer id we learn
@@ -360,7 +343,6 @@ impl Transport {
     }
 }
 
-/// Waits for the listener's addresses; keeps what mDNS found meanwhile.
 /// Dials addresses to learn who answers there.
 #[derive(Clone, Debug)]
 pub struct Dialer {
@@ -374,275 +356,5 @@ impl Dialer {
         let (reply, answer) = oneshot::channel();
         self.swarm.send(SwarmCommand::ConnectAddr { addr, reply }).map_err(|e| e.to_string())?;
         answer.await.map_err(|e| e.to_string())?
-    }
-}
-
-async fn first_listen_addrs(
-    swarm: &mut Swarm<Behaviour>,
-    found: &mut Vec<(PeerId, Multiaddr)>,
-) -> Result<Vec<Multiaddr>, String> {
-    let mut addrs = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let wait = if addrs.is_empty() { deadline } else { tokio::time::Instant::now() + Duration::from_millis(50) };
-        match tokio::time::timeout_at(wait, swarm.select_next_some()).await {
-            Ok(SwarmEvent::NewListenAddr { address, .. }) => addrs.push(address),
-            Ok(SwarmEvent::ListenerError { error, .. }) => return Err(error.to_string()),
-            Ok(SwarmEvent::ListenerClosed { reason: Err(error), .. }) => return Err(error.to_string()),
-            Ok(SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list)))) => found.extend(list),
-            Ok(_) => {}
-            Err(_) if addrs.is_empty() => return Err("no listen address after 5 s".into()),
-            Err(_) => return Ok(addrs),
-        }
-    }
-}
-
-struct SwarmLoop {
-    swarm: Swarm<Behaviour>,
-    commands: mpsc::UnboundedReceiver<SwarmCommand>,
-    events: mpsc::Sender<TransportEvent>,
-    counters: Arc<TransportCounters>,
-    remotes: Arc<Mutex<HashMap<PeerId, Multiaddr>>>,
-    waiting: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
-    waiting_addr: HashMap<libp2p::swarm::ConnectionId, oneshot::Sender<Result<PeerId, String>>>,
-}
-
-impl SwarmLoop {
-    async fn run(mut self) {
-        loop {
-            tokio::select! {
-                command = self.commands.recv() => match command {
-                    Some(command) => self.on_command(command),
-                    None => return,
-                },
-                event = self.swarm.select_next_some() => self.on_event(event),
-            }
-        }
-    }
-
-    fn on_command(&mut self, command: SwarmCommand) {
-        match command {
-            SwarmCommand::Connect { peer, addr, reply } => {
-                if self.swarm.is_connected(&peer) {
-                    let _ = reply.send(Ok(()));
-                    return;
-                }
-                self.waiting.entry(peer).or_default().push(reply);
-                let opts =
-                    DialOpts::peer_id(peer).addresses(vec![addr]).condition(PeerCondition::DisconnectedAndNotDialing);
-                match self.swarm.dial(opts.build()) {
-                    Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {}
-                    Err(error) => self.fail_peer(peer, &error.to_string()),
-                }
-            }
-            SwarmCommand::ConnectAddr { addr, reply } => {
-                let opts = DialOpts::unknown_peer_id().address(addr).build();
-                let id = opts.connection_id();
-                match self.swarm.dial(opts) {
-                    Ok(()) => {
-                        self.waiting_addr.insert(id, reply);
-                    }
-                    Err(error) => {
-                        let _ = reply.send(Err(error.to_string()));
-                    }
-                }
-            }
-            SwarmCommand::Disconnect(peer) => {
-                bump(&self.counters.peers_disconnected, 1);
-                let _ = self.swarm.disconnect_peer_id(peer);
-            }
-            SwarmCommand::Restarted(peer) => {
-                debug!(%peer, "peer restarted; closing its connections");
-                let _ = self.swarm.disconnect_peer_id(peer);
-            }
-        }
-    }
-
-    fn fail_peer(&mut self, peer: PeerId, why: &str) {
-        for reply in self.waiting.remove(&peer).unwrap_or_default() {
-            let _ = reply.send(Err(why.to_string()));
-        }
-    }
-
-    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
-        match event {
-            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
-                let (remote, _) = split_peer(endpoint.get_remote_address());
-                debug!(peer = %peer_id, %remote, "connected");
-                lock(&self.remotes).insert(peer_id, remote);
-                for reply in self.waiting.remove(&peer_id).unwrap_or_default() {
-                    let _ = reply.send(Ok(()));
-                }
-                if let Some(reply) = self.waiting_addr.remove(&connection_id) {
-                    let _ = reply.send(Ok(peer_id));
-                }
-                self.update_gauge();
-            }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
-                debug!(peer = %peer_id, ?cause, "connection closed");
-                if num_established == 0 {
-                    lock(&self.remotes).remove(&peer_id);
-                }
-                self.update_gauge();
-            }
-            SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
-                debug!(?peer_id, %error, "dial failed");
-                if let Some(reply) = self.waiting_addr.remove(&connection_id) {
-                    let _ = reply.send(Err(error.to_string()));
-                }
-                if let Some(peer) = peer_id.filter(|p| !self.swarm.is_connected(p)) {
-                    self.fail_peer(peer, &error.to_string());
-                }
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
-                for (peer, addr) in found {
-                    discovered(&self.events, peer, addr);
-                }
-            }
-            SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
-            _ => {}
-        }
-    }
-
-    fn update_gauge(&self) {
-        let peers = self.swarm.network_info().num_peers() as u64;
-        self.counters.connected_peers.store(peers, Ordering::Relaxed);
-    }
-}
-
-fn discovered(events: &mpsc::Sender<TransportEvent>, peer: PeerId, addr: Multiaddr) {
-    let addr = addr.with_p2p(peer).unwrap_or_else(|addr| addr);
-    debug!(%peer, %addr, "mDNS discovered");
-    if let Ok(addr) = Address::new(addr.to_string()) {
-        let _ = events.try_send(TransportEvent::Discovered { addr });
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// One destination's outbound queue: keeps a stream open, writes frames.
-struct Writer {
-    target: Target,
-    control: libp2p_stream::Control,
-    swarm: mpsc::UnboundedSender<SwarmCommand>,
-    counters: Arc<TransportCounters>,
-}
-
-impl Writer {
-    async fn run(mut self, mut queue: mpsc::Receiver<(Multiaddr, Vec<u8>)>) {
-        let mut stream: Option<Stream> = None;
-        let mut failed_at: Option<tokio::time::Instant> = None;
-        while let Ok(Some((addr, frame))) = timeout(WRITER_IDLE, queue.recv()).await {
-            if stream.is_none() {
-                if failed_at.is_some_and(|at| at.elapsed() < RETRY_AFTER_FAILURE) {
-                    bump(&self.counters.outbound_dropped, 1);
-                    continue;
-                }
-                match timeout(CONNECT_TIMEOUT, self.open(addr)).await {
-                    Ok(Ok(opened)) => stream = Some(opened),
-                    outcome => {
-                        let why = match outcome {
-                            Ok(Err(why)) => why,
-                            _ => "timed out".to_string(),
-                        };
-                        debug!(target = ?self.target, %why, "cannot reach peer; message dropped");
-                        bump(&self.counters.outbound_dropped, 1);
-                        failed_at = Some(tokio::time::Instant::now());
-                        continue;
-                    }
-                }
-            }
-            let Some(open) = stream.as_mut() else { continue };
-            let len = u32::try_from(frame.len()).unwrap_or(u32::MAX).to_be_bytes();
-            let write = async {
-                open.write_all(&len).await?;
-                open.write_all(&frame).await?;
-                open.flush().await
-            };
-            match timeout(WRITE_TIMEOUT, write).await {
-                Ok(Ok(())) => {
-                    bump(&self.counters.frames_out, 1);
-                    bump(&self.counters.bytes_out, frame.len() as u64 + 4);
-                }
-                _ => {
-                    debug!(target = ?self.target, "stream broke; reopening on the next message");
-                    bump(&self.counters.outbound_dropped, 1);
-                    stream = None;
-                }
-            }
-        }
-        if let Some(mut open) = stream {
-            let _ = timeout(WRITE_TIMEOUT, open.close()).await;
-        }
-    }
-
-    async fn open(&mut self, addr: Multiaddr) -> Result<Stream, String> {
-        let peer = match &self.target {
-            Target::Peer(peer) => {
-                let (reply, answer) = oneshot::channel();
-                self.swarm.send(SwarmCommand::Connect { peer: *peer, addr, reply }).map_err(|e| e.to_string())?;
-                answer.await.map_err(|e| e.to_string())??;
-                *peer
-            }
-            Target::Addr(addr) => {
-                let (reply, answer) = oneshot::channel();
-                let command = SwarmCommand::ConnectAddr { addr: addr.clone(), reply };
-                self.swarm.send(command).map_err(|e| e.to_string())?;
-                answer.await.map_err(|e| e.to_string())??
-            }
-        };
-        self.control.open_stream(peer, PROTOCOL).await.map_err(|e| e.to_string())
-    }
-}
-
-/// Reads inbound streams.
-#[derive(Clone)]
-struct Readers {
-    sealer: Sealer,
-    counters: Arc<TransportCounters>,
-    remotes: Arc<Mutex<HashMap<PeerId, Multiaddr>>>,
-    events: mpsc::Sender<TransportEvent>,
-    swarm: mpsc::UnboundedSender<SwarmCommand>,
-    max_frame: usize,
-}
-
-impl Readers {
-    async fn accept(self, mut incoming: libp2p_stream::IncomingStreams) {
-        while let Some((peer, stream)) = incoming.next().await {
-            tokio::spawn(self.clone().read(peer, stream));
-        }
-    }
-
-    async fn read(self, peer: PeerId, mut stream: Stream) {
-        let mut len = [0u8; 4];
-        while stream.read_exact(&mut len).await.is_ok() {
-            let len = u32::from_be_bytes(len) as usize;
-            if len > self.max_frame {
-                bump(&self.counters.frames_oversized, 1);
-                warn!(%peer, len, "oversized frame; disconnecting peer");
-                let _ = self.swarm.send(SwarmCommand::Disconnect(peer));
-                return;
-            }
-            let mut frame = vec![0; len];
-            if stream.read_exact(&mut frame).await.is_err() {
-                return;
-            }
-            bump(&self.counters.frames_in, 1);
-            bump(&self.counters.bytes_in, len as u64 + 4);
-            let Ok(bytes) = self.sealer.open(&frame) else {
-                bump(&self.counters.frames_rejected, 1);
-                warn!(%peer, "frame does not open under our cluster key; disconnecting peer");
-                let _ = self.swarm.send(SwarmCommand::Disconnect(peer));
-                return;
-            };
-            let remote = lock(&self.remotes).get(&peer).cloned().unwrap_or_else(Multiaddr::empty);
-            let from = remote.with_p2p(peer).unwrap_or_else(|addr| addr);
-            let Ok(from) = Address::new(from.to_string()) else { continue };
-            if self.events.try_send(TransportEvent::Message { from, bytes }).is_err() {
-                bump(&self.counters.inbound_dropped, 1);
-            }
-        }
     }
 }
