@@ -9,7 +9,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::NodeId;
-use crate::wire::{MessageBuilder, Update, encode_value};
+use crate::wire::{MessageBuilder, Subject, Update, encode_value};
 
 #[derive(Clone, Debug)]
 struct Pending {
@@ -26,26 +26,26 @@ const MAX_MISSES: u32 = 8;
 /// Pending updates, keyed by member, in transmit order.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct BroadcastQueue {
-    pending: BTreeMap<NodeId, Pending>,
-    /// (times sent, newest first, member): iteration order is send order.
-    order: BTreeSet<(u32, Reverse<u64>, NodeId)>,
+    pending: BTreeMap<Subject, Pending>,
+    /// (times sent, newest first, subject): iteration order is send order.
+    order: BTreeSet<(u32, Reverse<u64>, Subject)>,
     next_order: u64,
 }
 
 impl BroadcastQueue {
-    /// Queues `update`, replacing any pending update about the same member.
+    /// Queues `update`, replacing any pending update about the same subject.
     pub(crate) fn push(&mut self, update: &Update) {
-        let id = update.id();
-        self.remove(id);
+        let subject = update.subject();
+        self.remove(&subject);
         self.next_order += 1;
         let pending = Pending { encoded: encode_value(update), transmits: 0, order: self.next_order };
-        self.order.insert((0, Reverse(pending.order), id));
-        self.pending.insert(id, pending);
+        self.order.insert((0, Reverse(pending.order), subject.clone()));
+        self.pending.insert(subject, pending);
     }
 
-    fn remove(&mut self, id: NodeId) {
-        if let Some(old) = self.pending.remove(&id) {
-            self.order.remove(&(old.transmits, Reverse(old.order), id));
+    fn remove(&mut self, subject: &Subject) {
+        if let Some(old) = self.pending.remove(subject) {
+            self.order.remove(&(old.transmits, Reverse(old.order), subject.clone()));
         }
     }
 
@@ -62,10 +62,11 @@ impl BroadcastQueue {
     /// `first` (if any) go in before all others: Lifeguard's "tell the suspect
     /// it is suspected". Returns how many were added.
     pub(crate) fn fill(&mut self, message: &mut MessageBuilder, limit: u32, first: Option<NodeId>) -> usize {
+        let first = first.map(Subject::Member);
         let mut sent = Vec::new();
-        if let Some(p) = first.and_then(|id| self.pending.get(&id).map(|p| (id, p))) {
-            if message.try_push(&p.1.encoded) {
-                sent.push((p.1.transmits, Reverse(p.1.order), p.0));
+        if let Some((subject, p)) = first.as_ref().and_then(|s| self.pending.get(s).map(|p| (s, p))) {
+            if message.try_push(&p.encoded) {
+                sent.push((p.transmits, Reverse(p.order), subject.clone()));
             }
         }
         // Updates are tens to hundreds of bytes: once a few in a row do not
@@ -76,12 +77,12 @@ impl BroadcastQueue {
             if message.remaining() < MIN_UPDATE_LEN || misses >= MAX_MISSES {
                 break;
             }
-            if Some(key.2) == first {
+            if first.as_ref() == Some(&key.2) {
                 continue;
             }
             if let Some(p) = self.pending.get(&key.2) {
                 if message.try_push(&p.encoded) {
-                    sent.push(*key);
+                    sent.push(key.clone());
                 } else {
                     misses += 1;
                 }
@@ -89,13 +90,12 @@ impl BroadcastQueue {
         }
         for key in &sent {
             self.order.remove(key);
-            let id = key.2;
-            let Some(p) = self.pending.get_mut(&id) else { continue };
+            let Some(p) = self.pending.get_mut(&key.2) else { continue };
             p.transmits += 1;
             if p.transmits >= limit {
-                self.pending.remove(&id);
+                self.pending.remove(&key.2);
             } else {
-                self.order.insert((p.transmits, Reverse(p.order), id));
+                self.order.insert((p.transmits, Reverse(p.order), key.2.clone()));
             }
         }
         sent.len()

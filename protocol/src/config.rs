@@ -48,6 +48,9 @@ pub struct Config {
     pub reconnect_interval: Duration,
     /// Dead and Left members are forgotten (and no longer retried) after this.
     pub dead_retention: Duration,
+    /// Deleted workloads' tombstones are forgotten after this. A node cut off
+    /// for longer may bring a deleted workload back when it returns.
+    pub tombstone_retention: Duration,
     /// Ceiling of the local health multiplier: timeouts stretch to at most
     /// `(max_local_health + 1)` times their base.
     pub max_local_health: u32,
@@ -98,6 +101,7 @@ impl Config {
             push_pull_interval: Duration::from_secs(30),
             reconnect_interval: Duration::from_secs(10),
             dead_retention: Duration::from_secs(24 * 3600),
+            tombstone_retention: Duration::from_secs(7 * 24 * 3600),
             max_local_health: 8,
             datagram_budget: 1_400,
             sync_budget: 32 * 1_024,
@@ -146,6 +150,7 @@ impl Config {
             ("push_pull_interval", self.push_pull_interval),
             ("reconnect_interval", self.reconnect_interval),
             ("dead_retention", self.dead_retention),
+            ("tombstone_retention", self.tombstone_retention),
         ];
         for (field, value) in positive_durations {
             if value.is_zero() {

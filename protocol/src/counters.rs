@@ -113,6 +113,8 @@ pub struct Counters {
     pub misdirected: u64,
     /// Alive updates whose metadata broke a bound.
     pub invalid_metadata: u64,
+    /// Catalog entries whose spec broke a bound.
+    pub invalid_specs: u64,
     /// Updates claiming our id with a newer generation: another process with
     /// our identity.
     pub identity_conflicts: u64,

@@ -193,6 +193,22 @@ impl Cluster {
         self.run_until(self.now + duration);
     }
 
+    /// Node `i` submits `spec`.
+    pub(crate) fn submit(&mut self, i: usize, spec: crate::WorkloadSpec) {
+        if let Some(node) = self.nodes[i].as_mut() {
+            node.submit(self.now, spec).expect("valid spec");
+        }
+        self.drain(i);
+    }
+
+    /// Node `i` deletes workload `name`.
+    pub(crate) fn delete(&mut self, i: usize, name: &str) {
+        if let Some(node) = self.nodes[i].as_mut() {
+            node.delete_workload(self.now, name);
+        }
+        self.drain(i);
+    }
+
     /// What node `viewer` believes about node `subject`.
     pub(crate) fn view(&self, viewer: usize, subject: usize) -> Option<State> {
         Some(self.nodes[viewer].as_ref()?.member(id(subject))?.state)

@@ -29,6 +29,7 @@
 //! ```
 
 mod broadcast;
+mod catalog;
 mod config;
 mod counters;
 mod hash;
@@ -47,6 +48,7 @@ mod workload;
 #[cfg(test)]
 mod harness;
 
+pub use catalog::{CatalogEntry, Stamp};
 pub use config::{Config, ConfigError};
 pub use counters::{ByKind, Counters, RttHistogram};
 pub use hash::stable_hash64;

@@ -65,6 +65,8 @@ impl Version {
             Update::Suspect { generation, incarnation, .. } => Version::new(generation, incarnation, State::Suspect),
             Update::Dead { generation, incarnation, .. } => Version::new(generation, incarnation, State::Dead),
             Update::Left { generation, incarnation, .. } => Version::new(generation, incarnation, State::Left),
+            // Not a membership fact; callers only ask about membership facts.
+            Update::Workload(_) => Version::new(0, 0, State::Alive),
         }
     }
 }

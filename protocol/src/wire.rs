@@ -14,6 +14,7 @@ use std::sync::Arc;
 use bincode::config::{Configuration, Limit, Varint};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::CatalogEntry;
 use crate::{Address, Config, Metadata, NodeId};
 
 /// The first four bytes of every Shoal message.
@@ -75,16 +76,38 @@ pub enum Update {
     Dead { id: NodeId, generation: u64, incarnation: u32, by: NodeId },
     /// The member left gracefully.
     Left { id: NodeId, generation: u64, incarnation: u32 },
+    /// A version of a workload catalog entry (or its tombstone).
+    Workload(CatalogEntry),
+}
+
+/// What an update is about, which is also what a newer update replaces in
+/// the gossip queue.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Subject {
+    Member(NodeId),
+    Workload(String),
 }
 
 impl Update {
-    /// The member this update is about.
-    pub fn id(&self) -> NodeId {
+    /// The member this update is about, if it is a membership fact.
+    pub fn member(&self) -> Option<NodeId> {
         match self {
             Update::Alive { id, .. }
             | Update::Suspect { id, .. }
             | Update::Dead { id, .. }
-            | Update::Left { id, .. } => *id,
+            | Update::Left { id, .. } => Some(*id),
+            Update::Workload(_) => None,
+        }
+    }
+
+    /// What the update is about.
+    pub fn subject(&self) -> Subject {
+        match self {
+            Update::Workload(entry) => Subject::Workload(entry.name.clone()),
+            Update::Alive { id, .. }
+            | Update::Suspect { id, .. }
+            | Update::Dead { id, .. }
+            | Update::Left { id, .. } => Subject::Member(*id),
         }
     }
 }
@@ -120,6 +143,9 @@ pub struct Sync {
     pub ranges: Vec<RangeDigest>,
     /// "Send me every entry you have in these ranges."
     pub want: Vec<KeyRange>,
+    /// The same two, for the workload catalog (keyed by hashed name).
+    pub catalog_ranges: Vec<RangeDigest>,
+    pub catalog_want: Vec<KeyRange>,
 }
 
 impl KeyRange {
@@ -223,11 +249,13 @@ pub fn decode(bytes: &[u8], cluster_id: u64) -> Result<Message, DecodeError> {
         return Err(DecodeError::TrailingBytes { extra: rest.len() - used });
     }
     if let Body::Sync(sync) = &message.body {
-        if sync.ranges.len() > MAX_SYNC_RANGES || sync.want.len() > MAX_SYNC_RANGES {
+        let lens = [sync.ranges.len(), sync.want.len(), sync.catalog_ranges.len(), sync.catalog_want.len()];
+        if lens.iter().any(|len| *len > MAX_SYNC_RANGES) {
             return Err(DecodeError::OutOfBounds("sync ranges"));
         }
-        let depths = sync.ranges.iter().map(|d| d.range.depth).chain(sync.want.iter().map(|r| r.depth));
-        if depths.into_iter().any(|d| d > KeyRange::MAX_DEPTH) {
+        let digests = sync.ranges.iter().chain(&sync.catalog_ranges).map(|d| d.range.depth);
+        let mut depths = digests.chain(sync.want.iter().chain(&sync.catalog_want).map(|r| r.depth));
+        if depths.any(|d| d > KeyRange::MAX_DEPTH) {
             return Err(DecodeError::OutOfBounds("sync range depth"));
         }
     }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use shoal_protocol::wire::{self, Body, KeyRange, Message, RangeDigest, Sync, Update};
-use shoal_protocol::{Address, Capacity, Metadata, NodeId};
+use shoal_protocol::{
+    Address, Capacity, CatalogEntry, Driver, Metadata, NodeId, Resources, RestartPolicy, Stamp, WorkloadSpec,
+};
 
 fn node_id() -> impl Strategy<Value = NodeId> + Clone {
     any::<[u8; 16]>().prop_map(NodeId)
@@ -55,6 +57,28 @@ fn update() -> impl Strategy<Value = Update> {
             by
         }),
         version.prop_map(|(id, generation, incarnation)| Update::Left { id, generation, incarnation }),
+        (node_id(), any::<u64>(), "[a-z][a-z0-9-]{0,20}", any::<bool>(), 0u32..5).prop_map(
+            |(node, clock, name, live, replicas)| {
+                let spec = WorkloadSpec {
+                    name: name.clone(),
+                    replicas,
+                    resources: Resources { cpu_millis: 250, memory_bytes: 64 << 20 },
+                    constraints: BTreeMap::from([("zone".to_string(), "edge-1".to_string())]),
+                    driver: Driver::Exec {
+                        command: "sleep".into(),
+                        args: vec!["1".into()],
+                        env: BTreeMap::new(),
+                        workdir: None,
+                    },
+                    restart: RestartPolicy::default(),
+                };
+                Update::Workload(CatalogEntry {
+                    name,
+                    stamp: Stamp { clock, node },
+                    spec: live.then(|| Arc::new(spec)),
+                })
+            }
+        ),
     ]
 }
 
@@ -73,8 +97,12 @@ fn body() -> impl Strategy<Value = Body> {
         }),
         any::<u32>().prop_map(|seq| Body::Nack { seq }),
         Just(Body::Gossip),
-        (any::<u8>(), prop::collection::vec(digest, 0..20), prop::collection::vec(key_range(), 0..20))
-            .prop_map(|(round, ranges, want)| Body::Sync(Sync { round, ranges, want })),
+        (any::<u8>(), prop::collection::vec(digest, 0..20), prop::collection::vec(key_range(), 0..20)).prop_map(
+            |(round, ranges, want)| {
+                let (catalog_ranges, catalog_want) = (ranges.iter().rev().copied().collect(), want.clone());
+                Body::Sync(Sync { round, ranges, want, catalog_ranges, catalog_want })
+            }
+        ),
     ]
 }
 

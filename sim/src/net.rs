@@ -267,7 +267,13 @@ mod tests {
     fn the_sync_peek_agrees_with_the_decoder() {
         use shoal_protocol::NodeId;
         use shoal_protocol::wire::{self, Body, Message, Sync};
-        let sync = Body::Sync(Sync { round: 0, ranges: Vec::new(), want: Vec::new() });
+        let sync = Body::Sync(Sync {
+            round: 0,
+            ranges: Vec::new(),
+            want: Vec::new(),
+            catalog_ranges: Vec::new(),
+            catalog_want: Vec::new(),
+        });
         for (cluster_id, from) in [(0, 1), (7, 300), (u64::MAX, u64::MAX)] {
             let message = |body: Body| Message { from: NodeId::from_index(from), body, updates: Vec::new() };
             assert!(is_sync(&wire::encode(cluster_id, &message(sync.clone()))));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tracing::{debug, info, warn};
 
 use super::{Bug, Event, Membership};
+use crate::catalog::{Applied, CatalogEntry};
 use crate::member::{Member, State, Version};
 use crate::suspicion::Suspicion;
 use crate::timer::Timer;
@@ -39,7 +40,12 @@ impl Membership {
     }
 
     fn apply_from(&mut self, now: Instant, update: &Update, source: Source) {
-        let id = update.id();
+        let Some(id) = update.member() else {
+            if let Update::Workload(entry) = update {
+                self.apply_workload(now, entry, source);
+            }
+            return;
+        };
         if id == self.id {
             self.apply_about_self(now, update);
             return;
@@ -104,6 +110,23 @@ impl Membership {
         })
     }
 
+    /// A catalog entry: the later stamp wins. Changes spread on, except first
+    /// sightings learned by anti-entropy (a joiner's whole catalog).
+    fn apply_workload(&mut self, now: Instant, entry: &CatalogEntry, source: Source) {
+        let known = self.catalog.get(&entry.name).is_some();
+        match self.catalog.apply(entry, now) {
+            Applied::Changed => {
+                self.counters.updates_applied += 1;
+                debug!(workload = %entry.name, deleted = entry.spec.is_none(), "catalog entry changed");
+                if source == Source::Gossip || known {
+                    self.broadcasts.push(&Update::Workload(entry.clone()));
+                }
+            }
+            Applied::Ignored => self.counters.updates_ignored += 1,
+            Applied::Invalid => self.counters.invalid_specs += 1,
+        }
+    }
+
     /// First sighting of a member.
     fn learn(&mut self, now: Instant, update: &Update, source: Source) {
         let Update::Alive { id, generation, incarnation, meta } = update else {
@@ -128,7 +151,9 @@ impl Membership {
 
     /// A known member moves to a newer version.
     fn transition(&mut self, now: Instant, update: &Update) {
-        let id = update.id();
+        let Some(id) = update.member() else {
+            return;
+        };
         let Some(mut member) = self.members.get(id).cloned() else {
             return;
         };
@@ -145,6 +170,7 @@ impl Membership {
             Update::Suspect { .. } => State::Suspect,
             Update::Dead { .. } => State::Dead,
             Update::Left { .. } => State::Left,
+            Update::Workload(_) => return,
         };
         if member.state != before.state {
             member.state_since = now;
@@ -280,6 +306,7 @@ impl Membership {
             Update::Suspect { incarnation, .. }
             | Update::Dead { incarnation, .. }
             | Update::Left { incarnation, .. } => *incarnation >= self.incarnation,
+            Update::Workload(_) => false,
         };
         if !accusation || self.leaving || self.has_bug(Bug::IgnoreRefutations) {
             self.counters.updates_ignored += 1;

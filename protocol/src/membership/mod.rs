@@ -21,13 +21,14 @@ use rand_chacha::ChaCha8Rng;
 use tracing::{debug, trace};
 
 use crate::broadcast::{BroadcastQueue, retransmit_limit};
+use crate::catalog::{Catalog, CatalogEntry};
 use crate::counters::Counters;
 use crate::health::LocalHealth;
 use crate::member::{Member, MemberTable, State};
 use crate::suspicion::Suspicion;
 use crate::timer::{Timer, Timers};
 use crate::wire::{self, Body, DecodeError, MessageBuilder, Update};
-use crate::{Address, Config, ConfigError, Instant, Metadata, MetadataError, NodeId};
+use crate::{Address, Config, ConfigError, Instant, Metadata, MetadataError, NodeId, SpecError, WorkloadSpec};
 
 /// Who this node is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,6 +139,7 @@ pub struct Membership {
     meta: Arc<Metadata>,
     leaving: bool,
     members: MemberTable,
+    catalog: Catalog,
     rng: ChaCha8Rng,
     timers: Timers,
     broadcasts: BroadcastQueue,
@@ -192,6 +194,7 @@ impl Membership {
             meta: Arc::new(identity.meta),
             leaving: false,
             members: MemberTable::default(),
+            catalog: Catalog::default(),
             rng,
             timers,
             broadcasts: BroadcastQueue::default(),
@@ -334,6 +337,42 @@ impl Membership {
         self.bug == Some(bug)
     }
 
+    /// Adds or replaces a workload in the replicated catalog. Refused, with
+    /// the field and the reason, if the spec is invalid; nothing changes then.
+    pub fn submit(&mut self, now: Instant, spec: WorkloadSpec) -> Result<CatalogEntry, SpecError> {
+        spec.validate()?;
+        let entry = self.catalog.write(spec.name.clone(), Some(Arc::new(spec)), self.id, now);
+        self.broadcasts.push(&Update::Workload(entry.clone()));
+        Ok(entry)
+    }
+
+    /// Deletes a workload (a tombstone that spreads like any write). Returns
+    /// the tombstone, or `None` if no such workload is live here.
+    pub fn delete_workload(&mut self, now: Instant, name: &str) -> Option<CatalogEntry> {
+        self.catalog.get(name).filter(|e| e.spec.is_some())?;
+        let entry = self.catalog.write(name.to_string(), None, self.id, now);
+        self.broadcasts.push(&Update::Workload(entry.clone()));
+        Some(entry)
+    }
+
+    /// Loads catalog entries persisted by an earlier run (the node calls this
+    /// at start, before joining). Later entries from peers still win.
+    pub fn restore_catalog(&mut self, now: Instant, entries: impl IntoIterator<Item = CatalogEntry>) {
+        for entry in entries {
+            self.catalog.apply(&entry, now);
+        }
+    }
+
+    /// The live workloads, in a stable order.
+    pub fn workloads(&self) -> impl Iterator<Item = &WorkloadSpec> {
+        self.catalog.iter().filter_map(|e| e.spec.as_deref())
+    }
+
+    /// Every catalog entry, tombstones included: what the node persists.
+    pub fn catalog_entries(&self) -> impl Iterator<Item = &CatalogEntry> {
+        self.catalog.iter()
+    }
+
     // ---- inputs ----
 
     /// Handles one message that arrived from transport address `from`.
@@ -365,7 +404,7 @@ impl Membership {
         for update in &message.updates {
             // A member introducing itself (a join) is news to spread, even
             // when it arrives in an anti-entropy message.
-            let from_sync = from_sync && update.id() != message.from;
+            let from_sync = from_sync && update.member() != Some(message.from);
             self.apply(now, update, from_sync);
         }
         if from_sync && self.counters.updates_applied > applied_before {

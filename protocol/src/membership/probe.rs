@@ -301,6 +301,7 @@ impl Membership {
     }
 
     fn reap(&mut self, now: Instant) {
+        self.catalog.reap(now, self.config.tombstone_retention);
         if self.members.gone_count() == 0 {
             return;
         }

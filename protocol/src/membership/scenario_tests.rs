@@ -225,3 +225,65 @@ fn an_isolated_node_passes_no_verdicts_that_outlive_its_isolation() {
         .collect();
     assert!(healthy_downs.is_empty(), "healthy members declared Dead: {healthy_downs:?}");
 }
+
+fn web(replicas: u32) -> crate::WorkloadSpec {
+    crate::workload::tests::spec("web", replicas)
+}
+
+fn catalog_everywhere(cluster: &Cluster, replicas: Option<u32>) -> bool {
+    (0..cluster.nodes.len()).filter(|&i| cluster.nodes[i].is_some()).all(|i| {
+        let held = cluster.node(i).workloads().find(|w| w.name == "web").map(|w| w.replicas);
+        held == replicas
+    })
+}
+
+#[test]
+fn a_submitted_workload_reaches_every_node_and_so_does_its_delete() {
+    let mut cluster = Cluster::new(10, Config::lan(), SEED);
+    cluster.join_all_via(0);
+    cluster.run_for(secs(5));
+    cluster.submit(3, web(2));
+    let took = cluster
+        .run_until_true(Duration::from_millis(50), secs(10), |c| catalog_everywhere(c, Some(2)))
+        .expect("the spec spreads to all");
+    eprintln!("workload known everywhere after {took:?}");
+    cluster.delete(7, "web");
+    cluster
+        .run_until_true(Duration::from_millis(50), secs(10), |c| catalog_everywhere(c, None))
+        .expect("the delete spreads to all");
+}
+
+#[test]
+fn a_node_that_joins_later_learns_the_catalog_by_anti_entropy() {
+    let mut cluster = Cluster::new(6, Config::lan(), SEED);
+    cluster.crash(5);
+    cluster.join_all_via(0);
+    cluster.submit(2, web(3));
+    cluster.run_for(secs(60));
+    // Long after the gossip has died down, a new node joins.
+    cluster.restart(5, 1, 0);
+    cluster
+        .run_until_true(Duration::from_millis(100), secs(10), |c| catalog_everywhere(c, Some(3)))
+        .expect("the newcomer has the catalog");
+}
+
+#[test]
+fn concurrent_writes_on_both_sides_of_a_split_converge_to_one_after_the_heal() {
+    let mut cluster = Cluster::new(6, Config::lan(), SEED);
+    cluster.join_all_via(0);
+    cluster.run_for(secs(5));
+    cluster.partition(&[0, 1, 2], &[3, 4, 5]);
+    cluster.submit(1, web(1));
+    cluster.submit(4, web(4));
+    cluster.run_for(secs(20));
+    assert_eq!(cluster.node(0).workloads().next().map(|w| w.replicas), Some(1), "each side keeps its own write");
+    assert_eq!(cluster.node(5).workloads().next().map(|w| w.replicas), Some(4));
+    cluster.heal();
+    let one_answer = |c: &Cluster| {
+        let first = c.node(0).catalog_entries().cloned().collect::<Vec<_>>();
+        (1..6).all(|i| c.node(i).catalog_entries().cloned().collect::<Vec<_>>() == first)
+    };
+    cluster.run_until_true(Duration::from_millis(250), secs(60), one_answer).expect("one catalog after the heal");
+    // Equal clocks: the writer with the higher id wins.
+    assert_eq!(cluster.node(0).workloads().next().map(|w| w.replicas), Some(4));
+}

@@ -10,10 +10,10 @@
 //! is stateless: each message carries its round number and stops at
 //! `sync_max_rounds`.
 
-use std::collections::BTreeSet;
-
 use super::{Bug, Membership};
-use crate::wire::{Body, KeyRange, MAX_SYNC_RANGES, MessageBuilder, RangeDigest, Sync, encode_value, encoded_len};
+use crate::wire::{
+    Body, KeyRange, MAX_SYNC_RANGES, MessageBuilder, RangeDigest, Sync, Update, encode_value, encoded_len,
+};
 use crate::{Address, Instant, NodeId};
 
 /// Below this many live entries (both sides together) in a differing range,
@@ -23,15 +23,55 @@ const LEAF_ENTRIES: u32 = 8;
 /// The largest encoding of one [`RangeDigest`] (varints at their widest).
 const DIGEST_LEN: usize = 1 + 10 + 10 + 5;
 
+/// The two replicated tables anti-entropy reconciles, each over its own key
+/// space: members by hashed id, workloads by hashed name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Table {
+    Members,
+    Catalog,
+}
+
+/// What one side decides to do about one table in one round.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Ranges whose entries we send.
+    serve: Vec<KeyRange>,
+    /// Ranges whose entries we ask for.
+    want: Vec<KeyRange>,
+    /// Our summaries of sub-ranges, for the peer to compare.
+    compare: Vec<RangeDigest>,
+}
+
 impl Membership {
-    /// Opens an exchange with the root summary and, if `introduce`, this
+    fn digest(&self, table: Table, range: KeyRange) -> RangeDigest {
+        match table {
+            Table::Members => self.members.digest(range),
+            Table::Catalog => self.catalog.digest(range),
+        }
+    }
+
+    /// The facts that bring a peer up to date on `range` of `table`.
+    fn facts_in(&self, table: Table, range: KeyRange) -> Vec<Update> {
+        match table {
+            Table::Members => self.members.in_range(range).flat_map(|m| m.facts(self.id)).collect(),
+            Table::Catalog => self.catalog.in_range(range).cloned().map(Update::Workload).collect(),
+        }
+    }
+
+    /// Opens an exchange with the root summaries and, if `introduce`, this
     /// node's own entry (so a seed learns of a joiner at once).
     pub(super) fn start_sync(&mut self, to: Option<NodeId>, addr: Address, introduce: bool) {
         if self.has_bug(Bug::NoAntiEntropy) {
             return;
         }
         self.counters.syncs_started += 1;
-        let body = Body::Sync(Sync { round: 0, ranges: vec![self.members.digest(KeyRange::ROOT)], want: Vec::new() });
+        let body = Body::Sync(Sync {
+            round: 0,
+            ranges: vec![self.members.digest(KeyRange::ROOT)],
+            want: Vec::new(),
+            catalog_ranges: vec![self.catalog.digest(KeyRange::ROOT)],
+            catalog_want: Vec::new(),
+        });
         let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.sync_budget);
         if introduce {
             if let Some(me) = self.members.get(self.id) {
@@ -43,54 +83,74 @@ impl Membership {
         self.queue_transmit(to, addr, &body, builder.finish());
     }
 
-    /// One step of an exchange (the peer's entries are already applied).
-    pub(super) fn on_sync(&mut self, now: Instant, from: NodeId, from_addr: &Address, sync: &Sync) {
-        if self.has_bug(Bug::NoAntiEntropy) {
-            return;
-        }
-        let mut serve: Vec<KeyRange> = sync.want.clone();
-        let mut want = Vec::new();
-        let mut compare = Vec::new();
-        for theirs in &sync.ranges {
-            let mine = self.members.digest(theirs.range);
+    /// Compares the peer's summaries of one table with ours.
+    fn plan(&self, table: Table, theirs: &[RangeDigest], they_want: &[KeyRange]) -> Plan {
+        let mut plan = Plan { serve: they_want.to_vec(), ..Plan::default() };
+        for theirs in theirs {
+            let mine = self.digest(table, theirs.range);
             if (mine.hash, mine.count) == (theirs.hash, theirs.count) {
                 continue;
             }
             let small = mine.count.saturating_add(theirs.count) <= LEAF_ENTRIES;
             let children = theirs.range.children().filter(|_| !small && mine.count > 0 && theirs.count > 0);
             match children {
-                Some(children) => compare.extend(children.map(|child| self.members.digest(child))),
+                Some(children) => plan.compare.extend(children.map(|child| self.digest(table, child))),
                 None => {
-                    // Dead and Left entries are not in the summaries, so send
-                    // ours even when our live count is zero: theirs may be
-                    // what is stale.
-                    serve.push(theirs.range);
-                    want.push(theirs.range);
+                    // Dead members and deleted workloads are not in the
+                    // summaries, so send ours even when our live count is
+                    // zero: theirs may be what is stale.
+                    plan.serve.push(theirs.range);
+                    plan.want.push(theirs.range);
                 }
             }
         }
+        plan
+    }
+
+    /// One step of an exchange (the peer's entries are already applied).
+    pub(super) fn on_sync(&mut self, now: Instant, from: NodeId, from_addr: &Address, sync: &Sync) {
+        if self.has_bug(Bug::NoAntiEntropy) {
+            return;
+        }
+        let mut members = self.plan(Table::Members, &sync.ranges, &sync.want);
+        let mut catalog = self.plan(Table::Catalog, &sync.catalog_ranges, &sync.catalog_want);
         let round = sync.round.saturating_add(1);
         let last_round = round >= self.config.sync_max_rounds;
-        if last_round {
-            compare.clear();
-            want.clear();
-        }
         // Summaries and wants take at most half the budget (the rest is for
         // entries); what is cut now is found again in a later round.
         let max_ranges = (self.config.sync_budget / 2 / DIGEST_LEN).min(MAX_SYNC_RANGES);
-        serve.truncate(max_ranges);
-        want.truncate(max_ranges / 2);
-        compare.truncate(max_ranges / 2);
-
-        let (entries, unserved) = self.entries_for(&serve, &compare, &want);
-        if !last_round {
-            compare.extend(unserved.iter().map(|range| self.members.digest(*range)));
+        for plan in [&mut members, &mut catalog] {
+            if last_round {
+                plan.compare.clear();
+                plan.want.clear();
+            }
+            plan.serve.truncate(max_ranges / 2);
+            plan.want.truncate(max_ranges / 4);
+            plan.compare.truncate(max_ranges / 4);
         }
-        if entries.is_empty() && compare.is_empty() && want.is_empty() {
+
+        let summaries_len = encoded_len(&(&members.compare, &members.want, &catalog.compare, &catalog.want));
+        let overhead = 64 + summaries_len + DIGEST_LEN * (members.serve.len() + catalog.serve.len() + 2);
+        let mut budget = self.config.sync_budget.saturating_sub(overhead);
+        let mut entries = Vec::new();
+        for (table, plan) in [(Table::Members, &mut members), (Table::Catalog, &mut catalog)] {
+            let unserved = self.entries_for(table, &plan.serve, &mut budget, &mut entries);
+            if !last_round {
+                plan.compare.extend(unserved.iter().map(|range| self.digest(table, *range)));
+            }
+        }
+        let nothing_to_say = [&members, &catalog].iter().all(|p| p.compare.is_empty() && p.want.is_empty());
+        if entries.is_empty() && nothing_to_say {
             return;
         }
         self.hurry_push_pull(now);
-        let body = Body::Sync(Sync { round, ranges: compare, want });
+        let body = Body::Sync(Sync {
+            round,
+            ranges: members.compare,
+            want: members.want,
+            catalog_ranges: catalog.compare,
+            catalog_want: catalog.want,
+        });
         let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.sync_budget);
         for entry in &entries {
             if !builder.try_push(entry) {
@@ -100,34 +160,32 @@ impl Membership {
         self.queue_transmit(Some(from), from_addr.clone(), &body, builder.finish());
     }
 
-    /// Encoded facts for every member in `serve`, within what the budget
-    /// leaves once the summaries are sent; and the ranges that did not fit
-    /// (to be summarised instead, so the peer asks again).
+    /// Appends encoded facts for every entry of `table` in `serve` while
+    /// `budget` lasts; returns the ranges that did not fit (to be summarised
+    /// instead, so the peer asks again).
     fn entries_for(
         &self,
+        table: Table,
         serve: &[KeyRange],
-        compare: &[RangeDigest],
-        want: &[KeyRange],
-    ) -> (Vec<Vec<u8>>, Vec<KeyRange>) {
-        let overhead = 64 + encoded_len(&(compare, want)) + DIGEST_LEN * (serve.len() + 1);
-        let mut budget = self.config.sync_budget.saturating_sub(overhead);
-        let mut entries = Vec::new();
-        let mut sent = BTreeSet::new();
+        budget: &mut usize,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Vec<KeyRange> {
+        // A range asked for twice, or inside another, is served once.
+        let mut serve = serve.to_vec();
+        serve.sort_unstable();
+        serve.dedup();
+        let covered = |r: &KeyRange, by: &KeyRange| by.depth < r.depth && by.contains(r.start());
+        let serve: Vec<KeyRange> = serve.iter().filter(|r| !serve.iter().any(|by| covered(r, by))).copied().collect();
         for (index, range) in serve.iter().enumerate() {
-            for member in self.members.in_range(*range) {
-                if !sent.insert(member.id) {
-                    continue;
+            for fact in self.facts_in(table, *range) {
+                let encoded = encode_value(&fact);
+                if encoded.len() > *budget {
+                    return serve[index..].to_vec();
                 }
-                for fact in member.facts(self.id) {
-                    let encoded = encode_value(&fact);
-                    if encoded.len() > budget {
-                        return (entries, serve[index..].to_vec());
-                    }
-                    budget -= encoded.len();
-                    entries.push(encoded);
-                }
+                *budget -= encoded.len();
+                out.push(encoded);
             }
         }
-        (entries, Vec::new())
+        Vec::new()
     }
 }
