@@ -8,14 +8,16 @@ const SEEDS: std::ops::Range<u64> = 0..20;
 const NODES: usize = 100;
 
 /// Built-ins where the protocol is known to get a healthy member declared
-/// Dead on some seeds: a node that is cut off (isolated, one-way link,
-/// clogged) declares its peers Dead meanwhile, and once its messages flow
-/// again that stale verdict spreads to healthy nodes before the accused
-/// refutes. Reported to the protocol's owner. Only that case is tolerated
-/// here (every false Dead must come from a node that had been cut off); the
-/// runs are held to every other invariant, and each such seed's replay
-/// command is printed. `shoal-sim run` itself stays strict and fails them.
-const KNOWN_FALSE_DEAD: &[&str] = &["isolate-one", "oneway", "clog", "bridge", "all-faults", "chaos"];
+/// Dead on some seeds: in `chaos` (every fault at once, drawn by the seed),
+/// a node that was cut off or stalled can still issue a Dead verdict that
+/// reaches healthy nodes before the accused refutes (2 of 20 seeds at N=100).
+/// Only that case is tolerated here (every false Dead must come from such a
+/// node); the runs are held to every other invariant, and each such seed's
+/// replay command is printed. `shoal-sim run` itself stays strict and fails
+/// them. (isolate-one, oneway, clog, bridge and all-faults had the same
+/// problem until unwell nodes began withholding their verdicts; they are
+/// strict now.)
+const KNOWN_FALSE_DEAD: &[&str] = &["chaos"];
 
 #[allow(clippy::print_stderr)] // the replay commands of tolerated seeds
 fn sweep(name: &str) {
