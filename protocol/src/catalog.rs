@@ -149,15 +149,8 @@ impl Catalog {
     /// Our summary of `range` (tombstones are not summarised, like Dead
     /// members: a node that never saw the workload needs no tombstone).
     pub(crate) fn digest(&self, range: KeyRange) -> RangeDigest {
-        if range.depth == 0 {
-            let count = u32::try_from(self.live_count).unwrap_or(u32::MAX);
-            return RangeDigest { range, hash: self.live_hash, count };
-        }
-        let (hash, count) = self
-            .in_range(range)
-            .filter(|e| e.spec.is_some())
-            .fold((0, 0u32), |(hash, count), e| (hash ^ e.entry_hash(), count.saturating_add(1)));
-        RangeDigest { range, hash, count }
+        let live = self.in_range(range).filter(|e| e.spec.is_some()).map(CatalogEntry::entry_hash);
+        RangeDigest::summarise(range, (self.live_hash, self.live_count), live)
     }
 }
 

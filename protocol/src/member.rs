@@ -212,18 +212,8 @@ impl MemberTable {
 
     /// Our summary of `range`.
     pub(crate) fn digest(&self, range: KeyRange) -> RangeDigest {
-        if range.depth == 0 {
-            return RangeDigest {
-                range,
-                hash: self.live_hash,
-                count: u32::try_from(self.live_count).unwrap_or(u32::MAX),
-            };
-        }
-        let (hash, count) = self
-            .in_range(range)
-            .filter(|m| m.state.is_live())
-            .fold((0, 0u32), |(hash, count), m| (hash ^ m.entry_hash(), count.saturating_add(1)));
-        RangeDigest { range, hash, count }
+        let live = self.in_range(range).filter(|m| m.state.is_live()).map(Member::entry_hash);
+        RangeDigest::summarise(range, (self.live_hash, self.live_count), live)
     }
 }
 

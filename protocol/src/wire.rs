@@ -148,6 +148,16 @@ pub struct Sync {
     pub catalog_want: Vec<KeyRange>,
 }
 
+impl RangeDigest {
+    /// The summary of `range` from the hashes of its live entries; the whole
+    /// space (depth 0) uses the table's running totals, `root`, instead of a
+    /// scan.
+    pub(crate) fn summarise(range: KeyRange, root: (u64, usize), live: impl Iterator<Item = u64>) -> RangeDigest {
+        let (hash, count) = if range.depth == 0 { root } else { live.fold((0, 0), |(h, c), e| (h ^ e, c + 1)) };
+        RangeDigest { range, hash, count: u32::try_from(count).unwrap_or(u32::MAX) }
+    }
+}
+
 impl KeyRange {
     /// The deepest level: 16 levels of 4 bits cover a 64-bit key.
     pub const MAX_DEPTH: u8 = 16;
