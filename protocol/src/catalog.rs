@@ -57,7 +57,9 @@ impl CatalogEntry {
 /// What applying an entry did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Applied {
-    /// The entry was newer and is now held.
+    /// The first entry held for this name.
+    New,
+    /// The entry was newer than the one held, and replaced it.
     Changed,
     /// Older than, or the same as, what is held.
     Ignored,
@@ -111,11 +113,12 @@ impl Catalog {
             self.live_hash ^= entry.entry_hash();
             self.live_count += 1;
         }
-        if let Some(old) = self.entries.insert(slot, Held { entry: entry.clone(), since: now }) {
-            if old.entry.spec.is_some() {
-                self.live_hash ^= old.entry.entry_hash();
-                self.live_count -= 1;
-            }
+        let Some(old) = self.entries.insert(slot, Held { entry: entry.clone(), since: now }) else {
+            return Applied::New;
+        };
+        if old.entry.spec.is_some() {
+            self.live_hash ^= old.entry.entry_hash();
+            self.live_count -= 1;
         }
         Applied::Changed
     }
@@ -172,7 +175,7 @@ mod tests {
     #[test]
     fn later_stamp_wins_and_ties_break_by_writer() {
         let mut catalog = Catalog::default();
-        assert_eq!(catalog.apply(&entry("web", 1, 1, true), Instant::ZERO), Applied::Changed);
+        assert_eq!(catalog.apply(&entry("web", 1, 1, true), Instant::ZERO), Applied::New);
         assert_eq!(catalog.apply(&entry("web", 1, 1, true), Instant::ZERO), Applied::Ignored);
         assert_eq!(catalog.apply(&entry("web", 1, 2, false), Instant::ZERO), Applied::Changed, "same clock, higher id");
         assert_eq!(catalog.apply(&entry("web", 1, 1, true), Instant::ZERO), Applied::Ignored);
@@ -185,7 +188,7 @@ mod tests {
     #[test]
     fn a_delete_that_overtakes_its_write_still_wins_and_old_tombstones_are_reaped() {
         let mut catalog = Catalog::default();
-        assert_eq!(catalog.apply(&entry("ghost", 5, 1, false), Instant::ZERO), Applied::Changed);
+        assert_eq!(catalog.apply(&entry("ghost", 5, 1, false), Instant::ZERO), Applied::New);
         assert_eq!(catalog.apply(&entry("ghost", 4, 1, true), Instant::ZERO), Applied::Ignored);
         catalog.apply(&entry("db", 1, 1, true), Instant::ZERO);
         catalog.apply(&entry("db", 2, 1, false), Instant::from_millis(10));

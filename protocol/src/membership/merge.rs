@@ -113,12 +113,11 @@ impl Membership {
     /// A catalog entry: the later stamp wins. Changes spread on, except first
     /// sightings learned by anti-entropy (a joiner's whole catalog).
     fn apply_workload(&mut self, now: Instant, entry: &CatalogEntry, source: Source) {
-        let known = self.catalog.get(&entry.name).is_some();
         match self.catalog.apply(entry, now) {
-            Applied::Changed => {
+            applied @ (Applied::New | Applied::Changed) => {
                 self.counters.updates_applied += 1;
                 debug!(workload = %entry.name, deleted = entry.spec.is_none(), "catalog entry changed");
-                if source == Source::Gossip || known {
+                if source == Source::Gossip || applied == Applied::Changed {
                     self.broadcasts.push(&Update::Workload(entry.clone()));
                 }
             }
