@@ -55,6 +55,6 @@ pub use hash::stable_hash64;
 pub use id::{Address, NodeId};
 pub use member::{Member, State};
 pub use membership::{Bug, Error, Event, Identity, Membership, Transmit};
-pub use metadata::{Capacity, Metadata, MetadataError};
+pub use metadata::{Capacity, Metadata, MetadataCache, MetadataError};
 pub use time::Instant;
 pub use workload::{Driver, Resources, RestartMode, RestartPolicy, SpecError, WorkloadSpec};

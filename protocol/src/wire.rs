@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::CatalogEntry;
 use crate::{Address, Config, Metadata, NodeId};
 
+mod incoming;
+
+pub(crate) use incoming::{RawUpdate, decode_incoming};
+
 /// The first four bytes of every Shoal message.
 pub const MAGIC: [u8; 4] = *b"SHOL";
 /// The wire version this build speaks. Messages of any other are refused.
@@ -233,6 +237,17 @@ pub const MAX_SYNC_RANGES: usize = 1_024;
 
 /// Decodes one message, checking the preamble, the cluster id and every bound.
 pub fn decode(bytes: &[u8], cluster_id: u64) -> Result<Message, DecodeError> {
+    let rest = open(bytes, cluster_id)?;
+    let (message, used): (Message, usize) = bincode::serde::decode_from_slice(rest, wire_config())?;
+    if used != rest.len() {
+        return Err(DecodeError::TrailingBytes { extra: rest.len() - used });
+    }
+    check_bounds(&message.body)?;
+    Ok(message)
+}
+
+/// Checks the preamble and the cluster id; returns the bytes after them.
+fn open(bytes: &[u8], cluster_id: u64) -> Result<&[u8], DecodeError> {
     if bytes.len() < PREAMBLE_LEN {
         return Err(DecodeError::TooShort { len: bytes.len() });
     }
@@ -253,12 +268,12 @@ pub fn decode(bytes: &[u8], cluster_id: u64) -> Result<Message, DecodeError> {
     if got != cluster_id {
         return Err(DecodeError::Cluster { got, ours: cluster_id });
     }
-    let rest = &rest[used..];
-    let (message, used): (Message, usize) = bincode::serde::decode_from_slice(rest, wire_config())?;
-    if used != rest.len() {
-        return Err(DecodeError::TrailingBytes { extra: rest.len() - used });
-    }
-    if let Body::Sync(sync) = &message.body {
+    Ok(&rest[used..])
+}
+
+/// The bounds serde cannot express.
+fn check_bounds(body: &Body) -> Result<(), DecodeError> {
+    if let Body::Sync(sync) = body {
         let lens = [sync.ranges.len(), sync.want.len(), sync.catalog_ranges.len(), sync.catalog_want.len()];
         if lens.iter().any(|len| *len > MAX_SYNC_RANGES) {
             return Err(DecodeError::OutOfBounds("sync ranges"));
@@ -269,7 +284,7 @@ pub fn decode(bytes: &[u8], cluster_id: u64) -> Result<Message, DecodeError> {
             return Err(DecodeError::OutOfBounds("sync range depth"));
         }
     }
-    Ok(message)
+    Ok(())
 }
 
 /// Encodes `value` alone, as it appears inside a message.

@@ -11,8 +11,8 @@ use crate::catalog::{Applied, CatalogEntry};
 use crate::member::{Member, State, Version};
 use crate::suspicion::Suspicion;
 use crate::timer::Timer;
-use crate::wire::Update;
-use crate::{Instant, NodeId};
+use crate::wire::{RawUpdate, Update};
+use crate::{Instant, MetadataCache, NodeId};
 
 /// Where a fact came from, which decides whether it is passed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +31,43 @@ impl Membership {
     pub(super) fn apply(&mut self, now: Instant, update: &Update, from_sync: bool) {
         let source = if from_sync { Source::Sync } else { Source::Gossip };
         self.apply_from(now, update, source);
+    }
+
+    /// Applies one fact received in a message, decoding it in full only if
+    /// it may change something (most received facts are repeats).
+    pub(super) fn apply_raw(&mut self, now: Instant, raw: &RawUpdate<'_>, from_sync: bool) {
+        if let Some((id, generation, incarnation, state)) = raw.fact().filter(|(id, ..)| *id != self.id) {
+            let version = Version::new(generation, incarnation, state);
+            // The cases in which `apply_from` would only count the fact as
+            // ignored: unknown members other than by an Alive fact, older
+            // versions, and repeats other than a confirming suspicion.
+            let ignored = match self.members.get(id) {
+                None => state != State::Alive,
+                Some(current) => match version.cmp(&current.version()) {
+                    Ordering::Less => true,
+                    Ordering::Equal => state != State::Suspect,
+                    Ordering::Greater => false,
+                },
+            };
+            if ignored {
+                self.counters.updates_ignored += 1;
+                return;
+            }
+        }
+        match raw.decode(self.meta_cache.as_ref()) {
+            Ok(update) => self.apply(now, &update, from_sync),
+            Err(error) => {
+                // The message as a whole decoded, so this cannot happen.
+                self.counters.decode_failures += 1;
+                debug!(%error, "dropped an update");
+            }
+        }
+    }
+
+    /// Shares decoded metadata with other instances in this process (see
+    /// [`MetadataCache`]); it changes nothing this node does.
+    pub fn share_metadata(&mut self, cache: MetadataCache) {
+        self.meta_cache = Some(cache);
     }
 
     /// Applies a fact this node concluded itself (a failed probe, an expired
@@ -101,7 +138,7 @@ impl Membership {
             return None;
         };
         let recent = self.config.probe_interval.saturating_mul(self.config.suspicion_mult);
-        let heard_recently = self.last_heard.get(&id).is_some_and(|at| now.saturating_since(*at) < recent);
+        let heard_recently = self.members.last_heard(id).is_some_and(|at| now.saturating_since(at) < recent);
         (by != self.id && current.state.is_live() && heard_recently).then_some(Update::Suspect {
             id,
             generation,

@@ -28,7 +28,9 @@ use crate::member::{Member, MemberTable, State};
 use crate::suspicion::Suspicion;
 use crate::timer::{Timer, Timers};
 use crate::wire::{self, Body, DecodeError, MessageBuilder, Update};
-use crate::{Address, Config, ConfigError, Instant, Metadata, MetadataError, NodeId, SpecError, WorkloadSpec};
+use crate::{
+    Address, Config, ConfigError, Instant, Metadata, MetadataCache, MetadataError, NodeId, SpecError, WorkloadSpec,
+};
 
 /// Who this node is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,9 +160,6 @@ pub struct Membership {
     relays: BTreeMap<u32, Relay>,
     /// Members declared Dead recently, oldest first, for gossip to the dead.
     recently_dead: VecDeque<(Instant, NodeId)>,
-    /// When each member last sent us a message: remote accusations against a
-    /// member we are hearing from are doubted.
-    last_heard: BTreeMap<NodeId, Instant>,
     suspicions: BTreeMap<NodeId, Suspicion>,
     seeds: Vec<Address>,
     health: LocalHealth,
@@ -168,6 +167,8 @@ pub struct Membership {
     counters: Counters,
     /// Always `None` unless the `bug-injection` feature set it.
     bug: Option<Bug>,
+    /// Decoded metadata shared with other instances, if the driver gave one.
+    meta_cache: Option<MetadataCache>,
 }
 
 impl Membership {
@@ -208,12 +209,12 @@ impl Membership {
             sync_hurry_rounds: 0,
             relays: BTreeMap::new(),
             recently_dead: VecDeque::new(),
-            last_heard: BTreeMap::new(),
             suspicions: BTreeMap::new(),
             seeds: Vec::new(),
             next_seq: 0,
             counters: Counters::default(),
             bug: None,
+            meta_cache: None,
         };
         membership.publish_self(now);
         Ok(membership)
@@ -289,6 +290,7 @@ impl Membership {
                 self.seeds.push(seed);
             }
         }
+        self.members.watch(&self.seeds);
         for seed in self.seeds.clone() {
             self.start_sync(None, seed, true);
         }
@@ -378,7 +380,7 @@ impl Membership {
     /// Handles one message that arrived from transport address `from`.
     /// Undecodable messages are dropped and counted; nothing else changes.
     pub fn handle_message(&mut self, now: Instant, from: &Address, bytes: &[u8]) {
-        let message = match wire::decode(bytes, self.config.cluster_id) {
+        let message = match wire::decode_incoming(bytes, self.config.cluster_id) {
             Ok(message) => message,
             Err(error) => {
                 match error {
@@ -397,7 +399,7 @@ impl Membership {
             self.counters.misdirected += 1;
             return;
         }
-        self.last_heard.insert(message.from, now);
+        self.members.heard_from(message.from, now);
         trace!(from = %message.from, body = ?message.body, updates = message.updates.len(), "recv");
         let from_sync = matches!(message.body, Body::Sync(_));
         let applied_before = self.counters.updates_applied;
@@ -405,7 +407,7 @@ impl Membership {
             // A member introducing itself (a join) is news to spread, even
             // when it arrives in an anti-entropy message.
             let from_sync = from_sync && update.member() != Some(message.from);
-            self.apply(now, update, from_sync);
+            self.apply_raw(now, update, from_sync);
         }
         if from_sync && self.counters.updates_applied > applied_before {
             // A peer knew something we did not; others may not know it either.

@@ -302,6 +302,9 @@ impl Membership {
 
     fn reap(&mut self, now: Instant) {
         self.catalog.reap(now, self.config.tombstone_retention);
+        // Contact matters only within this window (see doubt_remote_death).
+        let recent = self.config.probe_interval.saturating_mul(self.config.suspicion_mult);
+        self.members.forget_heard_before(now, recent);
         if self.members.gone_count() == 0 {
             return;
         }
@@ -315,7 +318,6 @@ impl Membership {
         for id in expired {
             debug!(member = %id, "forgetting member after dead_retention");
             self.members.remove(id);
-            self.last_heard.remove(&id);
         }
     }
 }

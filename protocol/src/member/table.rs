@@ -1,0 +1,346 @@
+//! The member table: every known member, ordered by key (a stable hash of its
+//! id) so that key ranges are contiguous, with the running summaries that
+//! anti-entropy and the periodic sweeps read.
+//!
+//! Every node holds one entry per member, so the simulator holds N² of them:
+//! the layout is chosen for size. Entries sit in 2^bits buckets by the top bits
+//! of their key, each a sorted `Vec` (about 16 to 32 entries), which costs a
+//! few bytes per entry beyond the entry itself; a `BTreeMap` costs about half
+//! again. When a member last sent us a message is kept in its entry, not in a
+//! map of its own.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::Member;
+use crate::wire::{KeyRange, RangeDigest};
+use crate::{Address, Instant, NodeId};
+
+/// Average entries per bucket above which the buckets double.
+const MAX_BUCKET_AVG: usize = 32;
+/// Most key bits used to pick a bucket (2^20 buckets: far beyond any cluster).
+const MAX_BITS: u32 = 20;
+
+#[derive(Clone, Debug)]
+struct Entry {
+    key: u64,
+    /// Microseconds + 1 of the last message this member sent us; 0: none.
+    heard: u64,
+    member: Member,
+}
+
+impl Entry {
+    fn order(&self) -> (u64, NodeId) {
+        (self.key, self.member.id)
+    }
+}
+
+/// Every known member, ordered by (key, id), with the digest of the live ones
+/// kept current.
+#[derive(Clone, Debug)]
+pub(crate) struct MemberTable {
+    buckets: Vec<Vec<Entry>>,
+    bits: u32,
+    len: usize,
+    live_hash: u64,
+    live_count: usize,
+    /// Dead plus Left entries, so periodic sweeps can skip a healthy table.
+    gone_count: usize,
+    /// Addresses the node asked about (its seeds), with how many live members
+    /// advertise each first.
+    watched: Vec<(Address, u32)>,
+    /// When members not (yet) in the table last sent us a message: a joiner
+    /// often pings before its Alive fact reaches us.
+    heard_unknown: BTreeMap<NodeId, Instant>,
+}
+
+impl Default for MemberTable {
+    fn default() -> MemberTable {
+        MemberTable {
+            buckets: vec![Vec::new()],
+            bits: 0,
+            len: 0,
+            live_hash: 0,
+            live_count: 0,
+            gone_count: 0,
+            watched: Vec::new(),
+            heard_unknown: BTreeMap::new(),
+        }
+    }
+}
+
+impl MemberTable {
+    fn bucket_of(&self, key: u64) -> usize {
+        // bits <= MAX_BITS, so the index fits.
+        #[allow(clippy::cast_possible_truncation)]
+        let index = key.checked_shr(64 - self.bits).unwrap_or(0) as usize;
+        index
+    }
+
+    /// The bucket of `id` and its position (or where it would go) in it.
+    fn find(&self, id: NodeId) -> (usize, Result<usize, usize>) {
+        let key = id.key();
+        let bucket = self.bucket_of(key);
+        (bucket, self.buckets[bucket].binary_search_by(|e| e.order().cmp(&(key, id))))
+    }
+
+    pub(crate) fn get(&self, id: NodeId) -> Option<&Member> {
+        match self.find(id) {
+            (bucket, Ok(at)) => Some(&self.buckets[bucket][at].member),
+            (_, Err(_)) => None,
+        }
+    }
+
+    /// Inserts or replaces the entry for `member.id`, keeping the digest.
+    pub(crate) fn upsert(&mut self, member: Member) {
+        self.count(&member, true);
+        let (bucket, found) = self.find(member.id);
+        match found {
+            Ok(at) => {
+                let old = std::mem::replace(&mut self.buckets[bucket][at].member, member);
+                self.count(&old, false);
+            }
+            Err(at) => {
+                let heard = self.heard_unknown.remove(&member.id).map_or(0, |t| t.as_micros().saturating_add(1));
+                let entries = &mut self.buckets[bucket];
+                if entries.len() == entries.capacity() {
+                    // Grow by a quarter, not double: these vectors are most of
+                    // a node's memory.
+                    entries.reserve_exact(entries.len() / 4 + 2);
+                }
+                entries.insert(at, Entry { key: member.id.key(), heard, member });
+                self.len += 1;
+                self.grow_if_crowded();
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, id: NodeId) -> Option<Member> {
+        let (bucket, Ok(at)) = self.find(id) else {
+            return None;
+        };
+        let old = self.buckets[bucket].remove(at).member;
+        self.len -= 1;
+        self.count(&old, false);
+        Some(old)
+    }
+
+    /// Doubles the buckets once they hold too many entries on average. Each
+    /// bucket splits in two in place: its entries are already in key order.
+    fn grow_if_crowded(&mut self) {
+        if self.len <= MAX_BUCKET_AVG << self.bits || self.bits >= MAX_BITS {
+            return;
+        }
+        self.bits += 1;
+        let shift = 64 - self.bits;
+        let old = std::mem::take(&mut self.buckets);
+        let mut buckets = Vec::with_capacity(old.len() * 2);
+        for mut entries in old {
+            let mid = entries.partition_point(|e| (e.key >> shift) & 1 == 0);
+            let high = entries.split_off(mid);
+            entries.shrink_to_fit();
+            buckets.push(entries);
+            buckets.push(high);
+        }
+        self.buckets = buckets;
+    }
+
+    /// Adds `member` to (or takes it from) the running summaries.
+    fn count(&mut self, member: &Member, add: bool) {
+        if !member.state.is_live() {
+            self.gone_count = if add { self.gone_count + 1 } else { self.gone_count - 1 };
+            return;
+        }
+        self.live_hash ^= member.entry_hash();
+        self.live_count = if add { self.live_count + 1 } else { self.live_count - 1 };
+        if let Some(addr) = member.meta.primary_addr() {
+            for (watched, n) in &mut self.watched {
+                if watched == addr {
+                    *n = if add { *n + 1 } else { n.saturating_sub(1) };
+                }
+            }
+        }
+    }
+
+    /// Starts counting the live members that advertise each of `addrs` first
+    /// (see [`MemberTable::is_live_address`]).
+    pub(crate) fn watch(&mut self, addrs: &[Address]) {
+        let mut watched: Vec<(Address, u32)> = addrs.iter().map(|a| (a.clone(), 0)).collect();
+        for member in self.iter().filter(|m| m.state.is_live()) {
+            let Some(addr) = member.meta.primary_addr() else { continue };
+            for (watched, n) in &mut watched {
+                if watched == addr {
+                    *n += 1;
+                }
+            }
+        }
+        self.watched = watched;
+    }
+
+    /// Dead plus Left members.
+    pub(crate) fn gone_count(&self) -> usize {
+        self.gone_count
+    }
+
+    /// Whether some live member (this node included) advertises `addr` first.
+    /// Only watched addresses are tracked; any other reads as `false`.
+    pub(crate) fn is_live_address(&self, addr: &Address) -> bool {
+        self.watched.iter().any(|(a, n)| a == addr && *n > 0)
+    }
+
+    /// Alive plus Suspect members, this node included: the N of the maths.
+    pub(crate) fn live_count(&self) -> usize {
+        self.live_count
+    }
+
+    /// Records that `id` sent us a message at `now`.
+    pub(crate) fn heard_from(&mut self, id: NodeId, now: Instant) {
+        match self.find(id) {
+            (bucket, Ok(at)) => self.buckets[bucket][at].heard = now.as_micros().saturating_add(1),
+            (_, Err(_)) => {
+                self.heard_unknown.insert(id, now);
+            }
+        }
+    }
+
+    /// When `id` last sent us a message, if we know.
+    pub(crate) fn last_heard(&self, id: NodeId) -> Option<Instant> {
+        match self.find(id) {
+            (bucket, Ok(at)) => {
+                let heard = self.buckets[bucket][at].heard;
+                (heard > 0).then(|| Instant::from_micros(heard - 1))
+            }
+            (_, Err(_)) => self.heard_unknown.get(&id).copied(),
+        }
+    }
+
+    /// Forgets when unknown members were heard from, if longer than `window`
+    /// before `now` (only recent contact is ever asked about).
+    pub(crate) fn forget_heard_before(&mut self, now: Instant, window: Duration) {
+        self.heard_unknown.retain(|_, at| now.saturating_since(*at) < window);
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Member> {
+        self.buckets.iter().flatten().map(|e| &e.member)
+    }
+
+    /// Members whose key lies in `range`, in key order.
+    pub(crate) fn in_range(&self, range: KeyRange) -> impl Iterator<Item = &Member> {
+        let (start, end) = (range.start(), range.end());
+        let buckets = &self.buckets[self.bucket_of(start)..=self.bucket_of(end)];
+        buckets.iter().flat_map(move |entries| {
+            let lo = entries.partition_point(|e| e.key < start);
+            let hi = entries.partition_point(|e| e.key <= end);
+            entries[lo..hi].iter().map(|e| &e.member)
+        })
+    }
+
+    /// Our summary of `range`.
+    pub(crate) fn digest(&self, range: KeyRange) -> RangeDigest {
+        let live = self.in_range(range).filter(|m| m.state.is_live()).map(Member::entry_hash);
+        RangeDigest::summarise(range, (self.live_hash, self.live_count), live)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::member::State;
+    use crate::{Address, Metadata};
+
+    fn member(index: u64, incarnation: u32, state: State) -> Member {
+        Member {
+            id: NodeId::from_index(index),
+            generation: 1,
+            incarnation,
+            state,
+            meta: Arc::new(Metadata::new(format!("n{index}"), Address::new(format!("sim:{index}")).expect("valid"))),
+            state_since: Instant::ZERO,
+        }
+    }
+
+    #[test]
+    fn root_digest_tracks_live_members_incrementally() {
+        let mut table = MemberTable::default();
+        for i in 0..50 {
+            table.upsert(member(i, 0, State::Alive));
+        }
+        table.upsert(member(7, 1, State::Suspect));
+        table.upsert(member(8, 0, State::Dead));
+        assert!(table.remove(NodeId::from_index(9)).is_some());
+        let recomputed = table.iter().filter(|m| m.state.is_live()).fold(0, |h, m| h ^ m.entry_hash());
+        let root = table.digest(KeyRange::ROOT);
+        assert_eq!((root.hash, root.count), (recomputed, 48));
+        assert_eq!(table.live_count(), 48);
+    }
+
+    #[test]
+    fn children_partition_their_parent() {
+        let mut table = MemberTable::default();
+        for i in 0..200 {
+            table.upsert(member(i, 0, State::Alive));
+        }
+        let children: Vec<_> = KeyRange::ROOT.children().expect("root splits").collect();
+        assert_eq!(children.len(), 16);
+        let total: u32 = children.iter().map(|c| table.digest(*c).count).sum();
+        let hash = children.iter().fold(0, |h, c| h ^ table.digest(*c).hash);
+        assert_eq!((hash, total), (table.digest(KeyRange::ROOT).hash, 200));
+        for m in table.iter() {
+            assert_eq!(children.iter().filter(|c| c.contains(m.id.key())).count(), 1);
+        }
+    }
+
+    #[test]
+    fn growing_keeps_key_order_and_every_entry_reachable() {
+        let mut table = MemberTable::default();
+        for i in 0..3_000 {
+            table.upsert(member(i, 0, State::Alive));
+        }
+        for i in (0..3_000).step_by(3) {
+            assert!(table.remove(NodeId::from_index(i)).is_some());
+        }
+        assert!(table.bits >= 6, "buckets grew: {} bits", table.bits);
+        let order: Vec<(u64, NodeId)> = table.iter().map(|m| (m.id.key(), m.id)).collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(order.len(), 2_000);
+        for i in 0..3_000 {
+            assert_eq!(table.get(NodeId::from_index(i)).is_some(), i % 3 != 0, "member {i}");
+        }
+        // A deep range holds exactly the members whose keys it contains.
+        let range = KeyRange { depth: 3, prefix: NodeId::from_index(17).key() };
+        let inside: Vec<NodeId> = table.in_range(range).map(|m| m.id).collect();
+        let expected: Vec<NodeId> = table.iter().filter(|m| range.contains(m.id.key())).map(|m| m.id).collect();
+        assert_eq!(inside, expected);
+        assert!(!inside.is_empty());
+    }
+
+    #[test]
+    fn watched_addresses_follow_live_members() {
+        let mut table = MemberTable::default();
+        table.upsert(member(1, 0, State::Alive));
+        let seed = Address::new("sim:1").expect("valid");
+        let other = Address::new("sim:2").expect("valid");
+        table.watch(&[seed.clone(), other.clone()]);
+        assert!(table.is_live_address(&seed));
+        assert!(!table.is_live_address(&other));
+        table.upsert(member(2, 0, State::Alive));
+        assert!(table.is_live_address(&other));
+        table.upsert(member(1, 0, State::Dead));
+        assert!(!table.is_live_address(&seed));
+    }
+
+    #[test]
+    fn contact_before_a_member_is_known_is_kept_until_it_is() {
+        let mut table = MemberTable::default();
+        let (id, at) = (NodeId::from_index(4), Instant::from_millis(1_500));
+        table.heard_from(id, at);
+        table.upsert(member(4, 0, State::Alive));
+        assert_eq!(table.last_heard(id), Some(at));
+        table.heard_from(NodeId::from_index(5), Instant::from_millis(100));
+        table.forget_heard_before(Instant::from_millis(5_000), Duration::from_secs(1));
+        assert_eq!(table.last_heard(NodeId::from_index(5)), None);
+        assert_eq!(table.last_heard(id), Some(at), "known members keep theirs");
+    }
+}
