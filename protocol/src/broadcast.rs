@@ -22,6 +22,9 @@ struct Pending {
 const MIN_UPDATE_LEN: usize = 19;
 /// Updates that may fail to fit before a message is considered full.
 const MAX_MISSES: u32 = 8;
+/// A first sighting of a member learned by gossip is queued only while fewer
+/// updates than this are pending (see ALGORITHM.md, "Dissemination").
+pub(crate) const SIGHTINGS_QUEUE_LIMIT: usize = 128;
 
 /// Pending updates, keyed by member, in transmit order.
 #[derive(Clone, Debug, Default)]

@@ -23,15 +23,64 @@ const MAX_BITS: u32 = 20;
 
 #[derive(Clone, Debug)]
 struct Entry {
-    key: u64,
     /// Microseconds + 1 of the last message this member sent us; 0: none.
     heard: u64,
     member: Member,
 }
 
-impl Entry {
-    fn order(&self) -> (u64, NodeId) {
-        (self.key, self.member.id)
+/// The members whose keys share the top `bits` bits, in (key, id) order. The
+/// keys sit apart from the entries so that a search touches few cache lines.
+#[derive(Clone, Debug, Default)]
+struct Bucket {
+    keys: Vec<u64>,
+    entries: Vec<Entry>,
+    /// XOR of the entry hashes of the live members here, and their count:
+    /// the digest of any range that covers whole buckets is a fold of these.
+    live_hash: u64,
+    live_count: u32,
+}
+
+impl Bucket {
+    /// Where (key, id) is, or would go.
+    fn search(&self, key: u64, id: NodeId) -> Result<usize, usize> {
+        let at = self.keys.partition_point(|k| *k < key);
+        // Distinct ids with equal keys are possible, if unlikely.
+        let same = self.keys[at..].iter().take_while(|k| **k == key).count();
+        let ids = &self.entries[at..at + same];
+        match ids.binary_search_by(|e| e.member.id.cmp(&id)) {
+            Ok(i) => Ok(at + i),
+            Err(i) => Err(at + i),
+        }
+    }
+
+    fn insert(&mut self, at: usize, key: u64, entry: Entry) {
+        if self.entries.len() == self.entries.capacity() {
+            // Grow by a quarter, not double: these vectors are most of a
+            // node's memory.
+            let more = self.entries.len() / 4 + 2;
+            self.entries.reserve_exact(more);
+            self.keys.reserve_exact(more);
+        }
+        self.keys.insert(at, key);
+        self.entries.insert(at, entry);
+    }
+
+    /// Splits off the entries whose key has bit `shift` set (they are last).
+    fn split(&mut self, shift: u32) -> Bucket {
+        let mid = self.keys.partition_point(|k| (k >> shift) & 1 == 0);
+        let mut high =
+            Bucket { keys: self.keys.split_off(mid), entries: self.entries.split_off(mid), ..Bucket::default() };
+        self.keys.shrink_to_fit();
+        self.entries.shrink_to_fit();
+        self.resummarise();
+        high.resummarise();
+        high
+    }
+
+    fn resummarise(&mut self) {
+        let live = self.entries.iter().map(|e| &e.member).filter(|m| m.state.is_live());
+        let (hash, count) = live.fold((0, 0), |(h, c), m| (h ^ m.entry_hash(), c + 1));
+        (self.live_hash, self.live_count) = (hash, count);
     }
 }
 
@@ -39,7 +88,8 @@ impl Entry {
 /// kept current.
 #[derive(Clone, Debug)]
 pub(crate) struct MemberTable {
-    buckets: Vec<Vec<Entry>>,
+    /// 2^bits buckets by the top bits of the key.
+    buckets: Vec<Bucket>,
     bits: u32,
     len: usize,
     live_hash: u64,
@@ -57,7 +107,7 @@ pub(crate) struct MemberTable {
 impl Default for MemberTable {
     fn default() -> MemberTable {
         MemberTable {
-            buckets: vec![Vec::new()],
+            buckets: vec![Bucket::default()],
             bits: 0,
             len: 0,
             live_hash: 0,
@@ -81,34 +131,28 @@ impl MemberTable {
     fn find(&self, id: NodeId) -> (usize, Result<usize, usize>) {
         let key = id.key();
         let bucket = self.bucket_of(key);
-        (bucket, self.buckets[bucket].binary_search_by(|e| e.order().cmp(&(key, id))))
+        (bucket, self.buckets[bucket].search(key, id))
     }
 
     pub(crate) fn get(&self, id: NodeId) -> Option<&Member> {
         match self.find(id) {
-            (bucket, Ok(at)) => Some(&self.buckets[bucket][at].member),
+            (bucket, Ok(at)) => Some(&self.buckets[bucket].entries[at].member),
             (_, Err(_)) => None,
         }
     }
 
     /// Inserts or replaces the entry for `member.id`, keeping the digest.
     pub(crate) fn upsert(&mut self, member: Member) {
-        self.count(&member, true);
         let (bucket, found) = self.find(member.id);
+        self.count(bucket, &member, true);
         match found {
             Ok(at) => {
-                let old = std::mem::replace(&mut self.buckets[bucket][at].member, member);
-                self.count(&old, false);
+                let old = std::mem::replace(&mut self.buckets[bucket].entries[at].member, member);
+                self.count(bucket, &old, false);
             }
             Err(at) => {
                 let heard = self.heard_unknown.remove(&member.id).map_or(0, |t| t.as_micros().saturating_add(1));
-                let entries = &mut self.buckets[bucket];
-                if entries.len() == entries.capacity() {
-                    // Grow by a quarter, not double: these vectors are most of
-                    // a node's memory.
-                    entries.reserve_exact(entries.len() / 4 + 2);
-                }
-                entries.insert(at, Entry { key: member.id.key(), heard, member });
+                self.buckets[bucket].insert(at, member.id.key(), Entry { heard, member });
                 self.len += 1;
                 self.grow_if_crowded();
             }
@@ -119,9 +163,10 @@ impl MemberTable {
         let (bucket, Ok(at)) = self.find(id) else {
             return None;
         };
-        let old = self.buckets[bucket].remove(at).member;
+        self.buckets[bucket].keys.remove(at);
+        let old = self.buckets[bucket].entries.remove(at).member;
         self.len -= 1;
-        self.count(&old, false);
+        self.count(bucket, &old, false);
         Some(old)
     }
 
@@ -135,24 +180,26 @@ impl MemberTable {
         let shift = 64 - self.bits;
         let old = std::mem::take(&mut self.buckets);
         let mut buckets = Vec::with_capacity(old.len() * 2);
-        for mut entries in old {
-            let mid = entries.partition_point(|e| (e.key >> shift) & 1 == 0);
-            let high = entries.split_off(mid);
-            entries.shrink_to_fit();
-            buckets.push(entries);
+        for mut low in old {
+            let high = low.split(shift);
+            buckets.push(low);
             buckets.push(high);
         }
         self.buckets = buckets;
     }
 
     /// Adds `member` to (or takes it from) the running summaries.
-    fn count(&mut self, member: &Member, add: bool) {
+    fn count(&mut self, bucket: usize, member: &Member, add: bool) {
         if !member.state.is_live() {
             self.gone_count = if add { self.gone_count + 1 } else { self.gone_count - 1 };
             return;
         }
-        self.live_hash ^= member.entry_hash();
+        let hash = member.entry_hash();
+        self.live_hash ^= hash;
         self.live_count = if add { self.live_count + 1 } else { self.live_count - 1 };
+        let bucket = &mut self.buckets[bucket];
+        bucket.live_hash ^= hash;
+        bucket.live_count = if add { bucket.live_count + 1 } else { bucket.live_count - 1 };
         if let Some(addr) = member.meta.primary_addr() {
             for (watched, n) in &mut self.watched {
                 if watched == addr {
@@ -196,7 +243,7 @@ impl MemberTable {
     /// Records that `id` sent us a message at `now`.
     pub(crate) fn heard_from(&mut self, id: NodeId, now: Instant) {
         match self.find(id) {
-            (bucket, Ok(at)) => self.buckets[bucket][at].heard = now.as_micros().saturating_add(1),
+            (bucket, Ok(at)) => self.buckets[bucket].entries[at].heard = now.as_micros().saturating_add(1),
             (_, Err(_)) => {
                 self.heard_unknown.insert(id, now);
             }
@@ -207,7 +254,7 @@ impl MemberTable {
     pub(crate) fn last_heard(&self, id: NodeId) -> Option<Instant> {
         match self.find(id) {
             (bucket, Ok(at)) => {
-                let heard = self.buckets[bucket][at].heard;
+                let heard = self.buckets[bucket].entries[at].heard;
                 (heard > 0).then(|| Instant::from_micros(heard - 1))
             }
             (_, Err(_)) => self.heard_unknown.get(&id).copied(),
@@ -221,22 +268,28 @@ impl MemberTable {
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Member> {
-        self.buckets.iter().flatten().map(|e| &e.member)
+        self.buckets.iter().flat_map(|b| &b.entries).map(|e| &e.member)
     }
 
     /// Members whose key lies in `range`, in key order.
     pub(crate) fn in_range(&self, range: KeyRange) -> impl Iterator<Item = &Member> {
         let (start, end) = (range.start(), range.end());
         let buckets = &self.buckets[self.bucket_of(start)..=self.bucket_of(end)];
-        buckets.iter().flat_map(move |entries| {
-            let lo = entries.partition_point(|e| e.key < start);
-            let hi = entries.partition_point(|e| e.key <= end);
-            entries[lo..hi].iter().map(|e| &e.member)
+        buckets.iter().flat_map(move |bucket| {
+            let lo = bucket.keys.partition_point(|k| *k < start);
+            let hi = bucket.keys.partition_point(|k| *k <= end);
+            bucket.entries[lo..hi].iter().map(|e| &e.member)
         })
     }
 
-    /// Our summary of `range`.
+    /// Our summary of `range`: from the running totals when it covers whole
+    /// buckets, by a scan of its entries otherwise.
     pub(crate) fn digest(&self, range: KeyRange) -> RangeDigest {
+        if range.depth > 0 && 4 * u32::from(range.depth) <= self.bits {
+            let buckets = &self.buckets[self.bucket_of(range.start())..=self.bucket_of(range.end())];
+            let (hash, count) = buckets.iter().fold((0, 0), |(h, c), b| (h ^ b.live_hash, c + b.live_count));
+            return RangeDigest { range, hash, count };
+        }
         let live = self.in_range(range).filter(|m| m.state.is_live()).map(Member::entry_hash);
         RangeDigest::summarise(range, (self.live_hash, self.live_count), live)
     }
@@ -303,6 +356,14 @@ mod tests {
         }
         assert!(table.bits >= 6, "buckets grew: {} bits", table.bits);
         let order: Vec<(u64, NodeId)> = table.iter().map(|m| (m.id.key(), m.id)).collect();
+        // Digests from bucket totals agree with scans, at every depth.
+        for depth in 1..=4 {
+            let range = KeyRange { depth, prefix: NodeId::from_index(5).key() };
+            let scanned = table.in_range(range).filter(|m| m.state.is_live()).fold(0, |h, m| h ^ m.entry_hash());
+            let count = table.in_range(range).count();
+            let digest = table.digest(range);
+            assert_eq!((digest.hash, digest.count as usize), (scanned, count), "depth {depth}");
+        }
         assert!(order.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(order.len(), 2_000);
         for i in 0..3_000 {

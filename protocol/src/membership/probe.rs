@@ -109,10 +109,15 @@ impl Membership {
         self.probe_next = 0;
     }
 
-    /// A new member joins the current pass at a random position still ahead.
+    /// A new member joins the current pass at a random position still ahead;
+    /// the member there moves to the end (an inside-out Fisher-Yates step,
+    /// so the rest of the pass stays a uniform shuffle, in O(1) rather than
+    /// shifting up to N ids).
     pub(super) fn add_to_probe_order(&mut self, id: NodeId) {
         let at = self.rng.random_range(self.probe_next..=self.probe_order.len());
-        self.probe_order.insert(at, id);
+        self.probe_order.push(id);
+        let last = self.probe_order.len() - 1;
+        self.probe_order.swap(at, last);
     }
 
     pub(super) fn on_probe_timeout(&mut self, now: Instant, seq: u32) {
