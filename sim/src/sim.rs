@@ -15,7 +15,9 @@ use std::time::Instant as WallInstant;
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use shoal_protocol::{Address, Config, Event, Identity, Instant, Membership, Metadata, NodeId, State, Transmit, wire};
+use shoal_protocol::{
+    Address, Config, Event, Identity, Instant, Membership, Metadata, MetadataCache, NodeId, State, Transmit, wire,
+};
 
 use crate::checks::{self, Check};
 use crate::fault::{FaultKind, Select};
@@ -366,6 +368,8 @@ pub struct Simulation {
     wall_start: Option<WallInstant>,
     leak_on_finish: bool,
     bytes_sent: u64,
+    /// Decoded metadata shared by every node (N copies instead of N²).
+    meta_cache: MetadataCache,
 }
 
 impl std::fmt::Debug for Simulation {
@@ -486,6 +490,7 @@ impl Simulation {
             wall_start: None,
             leak_on_finish: false,
             bytes_sent: 0,
+            meta_cache: MetadataCache::default(),
             scenario,
         };
         sim.schedule_initial();
@@ -661,6 +666,7 @@ impl Simulation {
                 BugKind::NoAntiEntropy => shoal_protocol::Bug::NoAntiEntropy,
             });
         }
+        node.share_metadata(self.meta_cache.clone());
         if !seeds.is_empty() {
             node.join(local, seeds.iter().map(|&s| self.addrs[s].clone()));
         }
