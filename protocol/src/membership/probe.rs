@@ -307,6 +307,8 @@ impl Membership {
 
     fn reap(&mut self, now: Instant) {
         self.catalog.reap(now, self.config.tombstone_retention);
+        self.statuses.reap(now, self.config.status_retention);
+        self.reap_downs(now);
         // Contact matters only within this window (see doubt_remote_death).
         let recent = self.config.probe_interval.saturating_mul(self.config.suspicion_mult);
         self.members.forget_heard_before(now, recent);

@@ -18,6 +18,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use super::{Body, DecodeError, Update, check_bounds, open, wire_config};
 use crate::catalog::CatalogEntry;
 use crate::member::State;
+use crate::status::StatusEntry;
 use crate::{Address, Capacity, Metadata, MetadataCache, NodeId};
 
 /// A received message whose updates are decoded lazily.
@@ -65,6 +66,7 @@ enum Head<'a> {
         incarnation: u32,
     },
     Workload(CatalogEntry),
+    Status(StatusEntry),
 }
 
 /// [`Metadata`] as it is encoded, checked as strictly as decoding it would
@@ -168,14 +170,14 @@ fn varint_len(value: u64) -> usize {
 
 impl RawUpdate<'_> {
     /// The membership fact's member, generation, incarnation and state, or
-    /// `None` for a catalog entry.
+    /// `None` for a catalog entry or a replica status.
     pub(crate) fn fact(&self) -> Option<(NodeId, u64, u32, State)> {
         match self.head {
             Head::Alive { id, generation, incarnation, .. } => Some((id, generation, incarnation, State::Alive)),
             Head::Suspect { id, generation, incarnation, .. } => Some((id, generation, incarnation, State::Suspect)),
             Head::Dead { id, generation, incarnation, .. } => Some((id, generation, incarnation, State::Dead)),
             Head::Left { id, generation, incarnation } => Some((id, generation, incarnation, State::Left)),
-            Head::Workload(_) => None,
+            Head::Workload(_) | Head::Status(_) => None,
         }
     }
 
@@ -207,6 +209,7 @@ impl RawUpdate<'_> {
             &Head::Dead { id, generation, incarnation, by } => Update::Dead { id, generation, incarnation, by },
             &Head::Left { id, generation, incarnation } => Update::Left { id, generation, incarnation },
             Head::Workload(entry) => Update::Workload(entry.clone()),
+            Head::Status(entry) => Update::Status(entry.clone()),
         })
     }
 }
@@ -231,6 +234,12 @@ mod tests {
             alive(3, u64::MAX, u32::MAX, "n3"),
             Update::Suspect { id: NodeId::from_index(4), generation: 2, incarnation: 9, by: NodeId::from_index(1) },
             Update::Left { id: NodeId::from_index(5), generation: 1, incarnation: 0 },
+            Update::Status(StatusEntry {
+                node: NodeId::from_index(6),
+                generation: 1,
+                version: 3,
+                status: crate::ReplicaStatus::new("web", 0, crate::ReplicaState::Running),
+            }),
         ];
         let message = Message { from: NodeId::from_index(9), body: Body::Gossip, updates: updates.clone() };
         let bytes = encode_message(7, &message);
