@@ -310,9 +310,14 @@ pub(crate) fn encode_value<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, wire_config()).unwrap_or_default()
 }
 
-/// The encoded size of `value`, in bytes.
+/// The encoded size of `value`, in bytes (counted, not allocated).
 pub(crate) fn encoded_len<T: Serialize>(value: &T) -> usize {
-    encode_value(value).len()
+    let mut size = bincode::enc::write::SizeWriter::default();
+    // As in encode_value: only a failing Serialize impl fails, and ours are derived.
+    match bincode::serde::encode_into_writer(value, &mut size, wire_config()) {
+        Ok(()) => size.bytes_written,
+        Err(_) => 0,
+    }
 }
 
 /// Bytes bincode uses for a collection length (a varint u64).
@@ -344,7 +349,9 @@ impl MessageBuilder {
         head.extend_from_slice(&encode_value(&cluster_id));
         head.extend_from_slice(&encode_value(&from));
         head.extend_from_slice(&encode_value(body));
-        MessageBuilder { head, updates: Vec::new(), count: 0, budget }
+        // Reserved up front: messages are usually filled close to the budget.
+        let updates = Vec::with_capacity(budget.min(64 * 1024).saturating_sub(head.len()));
+        MessageBuilder { head, updates, count: 0, budget }
     }
 
     /// Bytes the message would take with one more update of `len` bytes.

@@ -91,8 +91,15 @@ impl Membership {
         self.queue_transmit(to, addr, &body, builder.finish());
     }
 
-    /// Compares the peer's summaries of one table with ours.
-    fn compare_ranges(&self, table: Table, theirs: &[RangeDigest], they_want: &[KeyRange]) -> RangePlan {
+    /// Compares the peer's summaries of one table with ours. Sub-range
+    /// summaries beyond `max_compare` would be cut, so are not computed.
+    fn compare_ranges(
+        &self,
+        table: Table,
+        theirs: &[RangeDigest],
+        they_want: &[KeyRange],
+        max_compare: usize,
+    ) -> RangePlan {
         let mut plan = RangePlan { serve: they_want.to_vec(), ..RangePlan::default() };
         for theirs in theirs {
             let mine = self.digest(table, theirs.range);
@@ -102,7 +109,10 @@ impl Membership {
             let small = mine.count.saturating_add(theirs.count) <= LEAF_ENTRIES;
             let children = theirs.range.children().filter(|_| !small && mine.count > 0 && theirs.count > 0);
             match children {
-                Some(children) => plan.compare.extend(children.map(|child| self.digest(table, child))),
+                Some(children) => {
+                    let room = max_compare.saturating_sub(plan.compare.len());
+                    plan.compare.extend(children.take(room).map(|child| self.digest(table, child)));
+                }
                 None => {
                     // Dead members and deleted workloads are not in the
                     // summaries, so send ours even when our live count is
@@ -120,16 +130,17 @@ impl Membership {
         if self.has_bug(Bug::NoAntiEntropy) {
             return;
         }
-        let mut plans = [
-            self.compare_ranges(Table::Members, &sync.ranges, &sync.want),
-            self.compare_ranges(Table::Catalog, &sync.catalog_ranges, &sync.catalog_want),
-            self.compare_ranges(Table::Statuses, &sync.status_ranges, &sync.status_want),
-        ];
         let round = sync.round.saturating_add(1);
         let last_round = round >= self.config.sync_max_rounds;
         // Summaries and wants take at most half the budget (the rest is for
         // entries); what is cut now is found again in a later round.
         let max_ranges = (self.config.sync_budget / 2 / DIGEST_LEN).min(MAX_SYNC_RANGES);
+        let max_compare = if last_round { 0 } else { max_ranges / 4 };
+        let mut plans = [
+            self.compare_ranges(Table::Members, &sync.ranges, &sync.want, max_compare),
+            self.compare_ranges(Table::Catalog, &sync.catalog_ranges, &sync.catalog_want, max_compare),
+            self.compare_ranges(Table::Statuses, &sync.status_ranges, &sync.status_want, max_compare),
+        ];
         for plan in &mut plans {
             if last_round {
                 plan.compare.clear();
