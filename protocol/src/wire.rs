@@ -310,6 +310,16 @@ pub(crate) fn encode_value<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, wire_config()).unwrap_or_default()
 }
 
+/// Appends the encoding of `value` to `out`; returns its length.
+pub(crate) fn encode_append<T: Serialize>(value: &T, out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    // As in encode_value: only a failing Serialize impl fails, and ours are derived.
+    if bincode::serde::encode_into_std_write(value, out, wire_config()).is_err() {
+        out.truncate(start);
+    }
+    out.len() - start
+}
+
 /// The encoded size of `value`, in bytes (counted, not allocated).
 pub(crate) fn encoded_len<T: Serialize>(value: &T) -> usize {
     let mut size = bincode::enc::write::SizeWriter::default();

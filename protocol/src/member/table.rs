@@ -41,9 +41,22 @@ struct Bucket {
 }
 
 impl Bucket {
-    /// Where (key, id) is, or would go.
-    fn search(&self, key: u64, id: NodeId) -> Result<usize, usize> {
-        let at = self.keys.partition_point(|k| *k < key);
+    /// Where (key, id) is, or would go, in a bucket chosen by the top `bits`
+    /// of the key.
+    fn search(&self, key: u64, id: NodeId, bits: u32) -> Result<usize, usize> {
+        // Keys are uniform hashes, so the key's place within the bucket's
+        // span predicts its index to within a few entries: start there and
+        // walk, touching one cache line where a binary search touches four.
+        let n = self.keys.len();
+        let within = key.checked_shl(bits).unwrap_or(0);
+        #[allow(clippy::cast_possible_truncation)] // less than n
+        let mut at = ((u128::from(within) * n as u128) >> 64) as usize;
+        while at > 0 && self.keys[at - 1] >= key {
+            at -= 1;
+        }
+        while at < n && self.keys[at] < key {
+            at += 1;
+        }
         // Distinct ids with equal keys are possible, if unlikely.
         let same = self.keys[at..].iter().take_while(|k| **k == key).count();
         let ids = &self.entries[at..at + same];
@@ -131,7 +144,7 @@ impl MemberTable {
     fn find(&self, id: NodeId) -> (usize, Result<usize, usize>) {
         let key = id.key();
         let bucket = self.bucket_of(key);
-        (bucket, self.buckets[bucket].search(key, id))
+        (bucket, self.buckets[bucket].search(key, id, self.bits))
     }
 
     pub(crate) fn get(&self, id: NodeId) -> Option<&Member> {
