@@ -345,28 +345,31 @@ fn len_prefix_len(count: usize) -> usize {
 /// [`Message`], so [`decode`] reads it back.
 #[derive(Debug)]
 pub(crate) struct MessageBuilder {
-    head: Vec<u8>,
-    updates: Vec<u8>,
+    /// The header, then the updates (the update count goes between them at
+    /// the end, once its width is known).
+    buf: Vec<u8>,
+    head_len: usize,
     count: usize,
     budget: usize,
 }
 
 impl MessageBuilder {
     pub(crate) fn new(cluster_id: u64, from: NodeId, body: &Body, budget: usize) -> MessageBuilder {
-        let mut head = Vec::with_capacity(64);
-        head.extend_from_slice(&MAGIC);
-        head.push(PROTOCOL_VERSION);
-        head.extend_from_slice(&encode_value(&cluster_id));
-        head.extend_from_slice(&encode_value(&from));
-        head.extend_from_slice(&encode_value(body));
-        // Reserved up front: messages are usually filled close to the budget.
-        let updates = Vec::with_capacity(budget.min(64 * 1024).saturating_sub(head.len()));
-        MessageBuilder { head, updates, count: 0, budget }
+        // One allocation, reserved up front: messages are usually filled
+        // close to the budget.
+        let mut buf = Vec::with_capacity(budget.min(64 * 1024));
+        buf.extend_from_slice(&MAGIC);
+        buf.push(PROTOCOL_VERSION);
+        encode_append(&cluster_id, &mut buf);
+        encode_append(&from, &mut buf);
+        encode_append(body, &mut buf);
+        let head_len = buf.len();
+        MessageBuilder { buf, head_len, count: 0, budget }
     }
 
     /// Bytes the message would take with one more update of `len` bytes.
     fn len_with(&self, len: usize) -> usize {
-        self.head.len() + len_prefix_len(self.count + 1) + self.updates.len() + len
+        self.buf.len() + len_prefix_len(self.count + 1) + len
     }
 
     /// Appends an encoded update if the message stays within budget.
@@ -374,7 +377,7 @@ impl MessageBuilder {
         if self.len_with(encoded_update.len()) > self.budget {
             return false;
         }
-        self.updates.extend_from_slice(encoded_update);
+        self.buf.extend_from_slice(encoded_update);
         self.count += 1;
         true
     }
@@ -385,10 +388,10 @@ impl MessageBuilder {
     }
 
     pub(crate) fn finish(self) -> Vec<u8> {
-        let mut out = self.head;
-        out.extend_from_slice(&encode_value(&(self.count as u64)));
-        out.extend_from_slice(&self.updates);
-        out
+        let MessageBuilder { mut buf, head_len, count, .. } = self;
+        let prefix = encode_value(&(count as u64));
+        buf.splice(head_len..head_len, prefix);
+        buf
     }
 }
 

@@ -6,8 +6,7 @@
 //! the layout is chosen for size. Entries sit in 2^bits buckets by the top bits
 //! of their key, each a sorted `Vec` (about 16 to 32 entries), which costs a
 //! few bytes per entry beyond the entry itself; a `BTreeMap` costs about half
-//! again. When a member last sent us a message is kept in its entry, not in a
-//! map of its own.
+//! again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,8 +22,6 @@ const MAX_BITS: u32 = 20;
 
 #[derive(Clone, Debug)]
 struct Entry {
-    /// Microseconds + 1 of the last message this member sent us; 0: none.
-    heard: u64,
     member: Member,
 }
 
@@ -112,9 +109,13 @@ pub(crate) struct MemberTable {
     /// Addresses the node asked about (its seeds), with how many live members
     /// advertise each first.
     watched: Vec<(Address, u32)>,
-    /// When members not (yet) in the table last sent us a message: a joiner
-    /// often pings before its Alive fact reaches us.
-    heard_unknown: BTreeMap<NodeId, Instant>,
+    /// When members that sent us a message recently last did, known or not
+    /// (a joiner often pings before its Alive fact reaches us). Only recent
+    /// contact is ever asked about, so this holds the few members heard from
+    /// lately: small, and warm in the cache, unlike the table.
+    heard: BTreeMap<NodeId, Instant>,
+    /// Entries in `heard` after its last sweep.
+    heard_after_sweep: usize,
 }
 
 impl Default for MemberTable {
@@ -127,7 +128,8 @@ impl Default for MemberTable {
             live_count: 0,
             gone_count: 0,
             watched: Vec::new(),
-            heard_unknown: BTreeMap::new(),
+            heard: BTreeMap::new(),
+            heard_after_sweep: 0,
         }
     }
 }
@@ -164,8 +166,7 @@ impl MemberTable {
                 self.count(bucket, &old, false);
             }
             Err(at) => {
-                let heard = self.heard_unknown.remove(&member.id).map_or(0, |t| t.as_micros().saturating_add(1));
-                self.buckets[bucket].insert(at, member.id.key(), Entry { heard, member });
+                self.buckets[bucket].insert(at, member.id.key(), Entry { member });
                 self.len += 1;
                 self.grow_if_crowded();
             }
@@ -253,31 +254,24 @@ impl MemberTable {
         self.live_count
     }
 
-    /// Records that `id` sent us a message at `now`.
-    pub(crate) fn heard_from(&mut self, id: NodeId, now: Instant) {
-        match self.find(id) {
-            (bucket, Ok(at)) => self.buckets[bucket].entries[at].heard = now.as_micros().saturating_add(1),
-            (_, Err(_)) => {
-                self.heard_unknown.insert(id, now);
-            }
+    /// Records that `id` sent us a message at `now`; contact longer than
+    /// `window` ago may be forgotten.
+    pub(crate) fn heard_from(&mut self, id: NodeId, now: Instant, window: Duration) {
+        self.heard.insert(id, now);
+        if self.heard.len() >= 2 * self.heard_after_sweep.max(32) {
+            self.forget_heard_before(now, window);
         }
     }
 
-    /// When `id` last sent us a message, if we know.
+    /// When `id` last sent us a message, if within the window.
     pub(crate) fn last_heard(&self, id: NodeId) -> Option<Instant> {
-        match self.find(id) {
-            (bucket, Ok(at)) => {
-                let heard = self.buckets[bucket].entries[at].heard;
-                (heard > 0).then(|| Instant::from_micros(heard - 1))
-            }
-            (_, Err(_)) => self.heard_unknown.get(&id).copied(),
-        }
+        self.heard.get(&id).copied()
     }
 
-    /// Forgets when unknown members were heard from, if longer than `window`
-    /// before `now` (only recent contact is ever asked about).
+    /// Forgets contact longer than `window` before `now`.
     pub(crate) fn forget_heard_before(&mut self, now: Instant, window: Duration) {
-        self.heard_unknown.retain(|_, at| now.saturating_since(*at) < window);
+        self.heard.retain(|_, at| now.saturating_since(*at) < window);
+        self.heard_after_sweep = self.heard.len();
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Member> {
@@ -406,15 +400,21 @@ mod tests {
     }
 
     #[test]
-    fn contact_before_a_member_is_known_is_kept_until_it_is() {
+    fn recent_contact_is_kept_for_known_and_unknown_members() {
         let mut table = MemberTable::default();
+        let window = Duration::from_secs(4);
         let (id, at) = (NodeId::from_index(4), Instant::from_millis(1_500));
-        table.heard_from(id, at);
+        table.heard_from(id, at, window);
         table.upsert(member(4, 0, State::Alive));
         assert_eq!(table.last_heard(id), Some(at));
-        table.heard_from(NodeId::from_index(5), Instant::from_millis(100));
-        table.forget_heard_before(Instant::from_millis(5_000), Duration::from_secs(1));
-        assert_eq!(table.last_heard(NodeId::from_index(5)), None);
-        assert_eq!(table.last_heard(id), Some(at), "known members keep theirs");
+        table.heard_from(NodeId::from_index(5), Instant::from_millis(4_000), window);
+        table.forget_heard_before(Instant::from_millis(6_000), window);
+        assert_eq!(table.last_heard(id), None, "older than the window");
+        assert_eq!(table.last_heard(NodeId::from_index(5)), Some(Instant::from_millis(4_000)));
+        // Many senders: the map is swept as it grows, keeping the recent.
+        for i in 0..1_000 {
+            table.heard_from(NodeId::from_index(100 + i), Instant::from_millis(10_000 + i * 10), window);
+        }
+        assert!(table.heard.len() < 1_000 && table.heard.len() >= 400, "{}", table.heard.len());
     }
 }

@@ -408,7 +408,8 @@ impl Membership {
             self.counters.misdirected += 1;
             return;
         }
-        self.members.heard_from(message.from, now);
+        let recent = self.config.probe_interval.saturating_mul(self.config.suspicion_mult);
+        self.members.heard_from(message.from, now, recent);
         trace!(from = %message.from, body = ?message.body, updates = message.updates.len(), "recv");
         let from_sync = matches!(message.body, Body::Sync(_));
         let applied_before = self.counters.updates_applied;
