@@ -95,7 +95,7 @@ impl Membership {
             let entry =
                 StatusEntry { node: self.id, generation: self.generation, version: self.work.status_version, status };
             self.statuses.apply(&entry, now);
-            self.broadcasts.push(&Update::Status(entry));
+            self.broadcast(now, &Update::Status(entry));
         }
     }
 

@@ -127,7 +127,7 @@ impl Membership {
                     }
                 }
                 self.transition(now, update);
-                self.broadcasts.push(update);
+                self.broadcast(now, update);
             }
         }
     }
@@ -159,7 +159,7 @@ impl Membership {
                 self.counters.updates_applied += 1;
                 debug!(workload = %entry.name, deleted = entry.spec.is_none(), "catalog entry changed");
                 if source == Source::Gossip || applied == Applied::Changed {
-                    self.broadcasts.push(&Update::Workload(entry.clone()));
+                    self.broadcast(now, &Update::Workload(entry.clone()));
                 }
             }
             Applied::Ignored => self.counters.updates_ignored += 1,
@@ -178,7 +178,7 @@ impl Membership {
             StatusApplied::Changed => {
                 self.counters.updates_applied += 1;
                 if source == Source::Gossip {
-                    self.broadcasts.push(&Update::Status(entry.clone()));
+                    self.broadcast(now, &Update::Status(entry.clone()));
                 }
             }
             StatusApplied::Ignored => self.counters.updates_ignored += 1,
@@ -208,7 +208,7 @@ impl Membership {
         // full for minutes after anti-entropy had told everyone (12 KB/s per
         // node a minute after 3,000 nodes joined). Anti-entropy carries the rest.
         if source == Source::Gossip && self.broadcasts.len() < SIGHTINGS_QUEUE_LIMIT {
-            self.broadcasts.push(update);
+            self.broadcast(now, update);
         }
     }
 
@@ -314,7 +314,7 @@ impl Membership {
         debug!(member = %id, %by, confirmations = suspicion.confirmations(), until = %deadline, "suspicion confirmed");
         self.counters.updates_applied += 1;
         self.timers.set(deadline, Timer::Suspicion { id, deadline });
-        self.broadcasts.push(update);
+        self.broadcast(now, update);
     }
 
     pub(super) fn on_suspicion_timeout(&mut self, now: Instant, id: NodeId, deadline: Instant, late: bool) {

@@ -174,6 +174,9 @@ pub struct Membership {
     counters: Counters,
     /// Always `None` unless the `bug-injection` feature set it.
     bug: Option<Bug>,
+    /// While nothing is queued the gossip timer sleeps; this is when it
+    /// would have fired next (see `probe.rs: on_gossip_tick`).
+    gossip_idle: Option<Instant>,
     /// Decoded metadata shared with other instances, if the driver gave one.
     meta_cache: Option<MetadataCache>,
 }
@@ -224,6 +227,7 @@ impl Membership {
             counters: Counters::default(),
             bug: None,
             meta_cache: None,
+            gossip_idle: None,
         };
         membership.publish_self(now);
         Ok(membership)
@@ -326,7 +330,7 @@ impl Membership {
             builder.try_push(&encoded);
             self.queue_transmit(Some(target), addr, &Body::Gossip, builder.finish());
         }
-        self.broadcasts.push(&left);
+        self.broadcast(now, &left);
     }
 
     /// Publishes new metadata (it spreads like any update).
@@ -353,7 +357,7 @@ impl Membership {
     pub fn submit(&mut self, now: Instant, spec: WorkloadSpec) -> Result<CatalogEntry, SpecError> {
         spec.validate()?;
         let entry = self.catalog.write(spec.name.clone(), Some(Arc::new(spec)), self.id, now);
-        self.broadcasts.push(&Update::Workload(entry.clone()));
+        self.broadcast(now, &Update::Workload(entry.clone()));
         Ok(entry)
     }
 
@@ -362,7 +366,7 @@ impl Membership {
     pub fn delete_workload(&mut self, now: Instant, name: &str) -> Option<CatalogEntry> {
         self.catalog.get(name).filter(|e| e.spec.is_some())?;
         let entry = self.catalog.write(name.to_string(), None, self.id, now);
-        self.broadcasts.push(&Update::Workload(entry.clone()));
+        self.broadcast(now, &Update::Workload(entry.clone()));
         Some(entry)
     }
 
@@ -456,10 +460,7 @@ impl Membership {
                 Timer::ProbeTimeout { seq } => self.on_probe_timeout(now, seq),
                 Timer::RelayTimeout { seq } => self.on_relay_timeout(seq),
                 Timer::Suspicion { id, deadline } => self.on_suspicion_timeout(now, id, deadline, late),
-                Timer::GossipTick => {
-                    self.timers.set(now + self.config.gossip_interval, Timer::GossipTick);
-                    self.gossip_round(now);
-                }
+                Timer::GossipTick => self.on_gossip_tick(now),
                 Timer::PushPullTick { at } => {
                     if at == self.next_push_pull {
                         self.on_push_pull_tick(now);
@@ -517,12 +518,15 @@ impl Membership {
     /// Records this node Alive at its current incarnation and gossips it.
     fn publish_self(&mut self, now: Instant) {
         self.set_self_state(now, State::Alive);
-        self.broadcasts.push(&Update::Alive {
-            id: self.id,
-            generation: self.generation,
-            incarnation: self.incarnation,
-            meta: Arc::clone(&self.meta),
-        });
+        self.broadcast(
+            now,
+            &Update::Alive {
+                id: self.id,
+                generation: self.generation,
+                incarnation: self.incarnation,
+                meta: Arc::clone(&self.meta),
+            },
+        );
     }
 
     /// Queues a message piggybacking as many pending updates as fit,

@@ -200,6 +200,31 @@ impl Membership {
         }
     }
 
+    /// Every `gossip_interval` while updates are pending. With nothing
+    /// pending the timer is not re-armed (idle ticks were most of a quiet
+    /// node's wakeups); queueing an update re-arms it on the same phase.
+    pub(super) fn on_gossip_tick(&mut self, now: Instant) {
+        let next = now + self.config.gossip_interval;
+        if self.broadcasts.is_empty() {
+            self.gossip_idle = Some(next);
+            return;
+        }
+        self.timers.set(next, Timer::GossipTick);
+        self.gossip_round(now);
+    }
+
+    /// Queues `update` for gossip, waking a sleeping gossip timer at the
+    /// first tick of its old phase not before `now`.
+    pub(super) fn broadcast(&mut self, now: Instant, update: &Update) {
+        self.broadcasts.push(update);
+        let Some(mut at) = self.gossip_idle.take() else { return };
+        let interval = self.config.gossip_interval.as_micros().max(1);
+        let behind = u128::from(now.as_micros().saturating_sub(at.as_micros()));
+        let periods = u32::try_from(behind.div_ceil(interval)).unwrap_or(u32::MAX);
+        at = at + self.config.gossip_interval.saturating_mul(periods);
+        self.timers.set(at, Timer::GossipTick);
+    }
+
     /// Sends pending updates to a few random members, and to members declared
     /// Dead recently (so a falsely accused one hears of it and refutes).
     pub(super) fn gossip_round(&mut self, now: Instant) {
