@@ -221,7 +221,7 @@ impl Membership {
         let interval = self.config.gossip_interval.as_micros().max(1);
         let behind = u128::from(now.as_micros().saturating_sub(at.as_micros()));
         let periods = u32::try_from(behind.div_ceil(interval)).unwrap_or(u32::MAX);
-        at = at + self.config.gossip_interval.saturating_mul(periods);
+        at += self.config.gossip_interval.saturating_mul(periods);
         self.timers.set(at, Timer::GossipTick);
     }
 
