@@ -1,0 +1,93 @@
+//! What the supervisor reports about each replica it runs.
+
+use std::fmt;
+
+/// One replica of one workload on this node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReplicaKey {
+    pub workload: String,
+    pub replica: u16,
+}
+
+impl ReplicaKey {
+    pub fn new(workload: impl Into<String>, replica: u16) -> ReplicaKey {
+        ReplicaKey { workload: workload.into(), replica }
+    }
+
+    /// `<workload>-<replica>`: the replica's folder in the data dir and the
+    /// stem of its container name. Workload names are `[a-z0-9-]`, so this is
+    /// a safe path component.
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", self.workload, self.replica)
+    }
+}
+
+impl fmt::Display for ReplicaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.workload, self.replica)
+    }
+}
+
+/// Where a replica is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReplicaState {
+    /// Being started (or waiting for an old instance to stop first).
+    Starting,
+    /// The process or container is up.
+    Running,
+    /// It exited badly or could not start; `detail` says why and whether a
+    /// restart is scheduled.
+    Failed,
+    /// It exited cleanly and the restart policy does not restart it.
+    Stopped,
+}
+
+impl fmt::Display for ReplicaState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReplicaState::Starting => "starting",
+            ReplicaState::Running => "running",
+            ReplicaState::Failed => "failed",
+            ReplicaState::Stopped => "stopped",
+        })
+    }
+}
+
+/// A snapshot of one replica, as the agent gossips it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    pub workload: String,
+    pub replica: u16,
+    pub state: ReplicaState,
+    /// Restarts by the supervisor since this spec was first started here.
+    pub restarts: u32,
+    /// Short and human: "pid 4242", "exited with status 3; restart in 2s",
+    /// "docker engine not reachable at …".
+    pub detail: String,
+}
+
+/// How an instance ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Exit {
+    /// Exit status 0. A signal or a driver error is not a success.
+    pub(crate) success: bool,
+    pub(crate) detail: String,
+}
+
+impl Exit {
+    pub(crate) fn failed(detail: impl Into<String>) -> Exit {
+        Exit { success: false, detail: detail.into() }
+    }
+
+    /// From a process's exit code or terminating signal.
+    pub(crate) fn from_code_or_signal(code: Option<i64>, signal: Option<i32>) -> Exit {
+        match (code, signal) {
+            (Some(code), _) => Exit { success: code == 0, detail: format!("exited with status {code}") },
+            (None, Some(sig)) => {
+                let name = nix::sys::signal::Signal::try_from(sig).map(|s| format!(" ({})", s.as_str()));
+                Exit::failed(format!("killed by signal {sig}{}", name.unwrap_or_default()))
+            }
+            (None, None) => Exit::failed("exited for an unknown reason"),
+        }
+    }
+}
