@@ -10,6 +10,9 @@ use shoal_node::driver::{ReplicaState, ReplicaStatus, Supervisor, SupervisorConf
 use shoal_protocol::{Driver, Resources, RestartMode, RestartPolicy, WorkloadSpec};
 use shoal_tests::test_dir;
 
+mod driver_support;
+use driver_support::wait_status;
+
 fn supervisor(dir: &Path, grace: Duration) -> Supervisor {
     let mut config = SupervisorConfig::new(dir, "node-a");
     config.stop_grace = grace;
@@ -35,27 +38,6 @@ fn shell(name: &str, script: &str, mode: RestartMode) -> WorkloadSpec {
 
 fn replica_dir(data: &Path, name: &str, replica: u16) -> PathBuf {
     data.join("workloads").join(format!("{name}-{replica}"))
-}
-
-/// Waits (on the change notification) until the replica's status satisfies `ok`.
-async fn wait_status(
-    sup: &Supervisor,
-    name: &str,
-    replica: u16,
-    timeout: Duration,
-    ok: impl Fn(&ReplicaStatus) -> bool,
-) -> anyhow::Result<ReplicaStatus> {
-    let mut changes = sup.subscribe();
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let status = sup.status(name, replica);
-        if let Some(status) = status.as_ref().filter(|s| ok(s)) {
-            return Ok(status.clone());
-        }
-        if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
-            bail!("timed out; last status {status:?}");
-        }
-    }
 }
 
 /// Waits until the file holds at least `lines` whole lines.
