@@ -69,14 +69,16 @@ impl DockerConn {
         DriverError::DockerUnreachable { socket: self.socket.display().to_string(), source }
     }
 
-    /// Server answers (404, 409, ...) are the request's fault; anything else
-    /// means the engine went away.
+    /// Transport failures mean the engine went away; anything else (a 404, a
+    /// 409, a bad answer) is the request's own failure.
     fn error(&self, action: &'static str, source: BollardError) -> DriverError {
         match source {
-            BollardError::DockerResponseServerError { .. } | BollardError::DockerStreamError { .. } => {
-                DriverError::Docker { action, source }
-            }
-            other => self.unreachable(other),
+            BollardError::IOError { .. }
+            | BollardError::HyperLegacyError { .. }
+            | BollardError::HyperResponseError { .. }
+            | BollardError::RequestTimeoutError
+            | BollardError::SocketNotFoundError(_) => self.unreachable(source),
+            source => DriverError::Docker { action, source },
         }
     }
 
@@ -286,4 +288,31 @@ fn key_of(labels: &HashMap<String, String>) -> Option<ReplicaKey> {
 
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_differ_by_node_and_labels_give_the_replica_back() {
+        let key = ReplicaKey::new("web", 1);
+        let a = container_name("node-a", &key);
+        assert!(a.starts_with("shoal-web-1-") && a.len() == "shoal-web-1-".len() + 12, "{a}");
+        assert_ne!(a, container_name("node-b", &key));
+        let body = create_body(
+            DockerSpec { image: "img", args: &[], env: &BTreeMap::new(), ports: &[(8000, 80)] },
+            &key,
+            "node-a",
+            "abc",
+        );
+        let labels = body.labels.unwrap_or_default();
+        assert_eq!(key_of(&labels), Some(key));
+        assert_eq!(labels.get(LABEL_SPEC).map(String::as_str), Some("abc"));
+        assert_eq!(body.cmd, None, "no args keep the image's CMD");
+        let env = body.env.unwrap_or_default();
+        assert!(env.contains(&"SHOAL_REPLICA=1".to_string()) && env.contains(&"SHOAL_NODE=node-a".to_string()));
+        let bindings = body.host_config.and_then(|h| h.port_bindings).unwrap_or_default();
+        assert_eq!(bindings["80/tcp"].as_ref().map(|b| b[0].host_port.clone()), Some(Some("8000".into())));
+    }
 }

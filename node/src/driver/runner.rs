@@ -188,3 +188,31 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_protocol::Resources;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn only_the_driver_section_changes_the_run_hash() {
+        let driver =
+            |command: &str| Driver::Exec { command: command.into(), args: vec![], env: BTreeMap::new(), workdir: None };
+        let spec = WorkloadSpec {
+            name: "web".into(),
+            replicas: 1,
+            resources: Resources::default(),
+            constraints: BTreeMap::new(),
+            driver: driver("a"),
+            restart: RestartPolicy::default(),
+        };
+        let mut other = spec.clone();
+        other.replicas = 7;
+        other.restart.mode = RestartMode::Never;
+        other.resources.cpu_millis = 500;
+        assert_eq!(run_hash(&spec), run_hash(&other));
+        other.driver = driver("b");
+        assert_ne!(run_hash(&spec), run_hash(&other));
+    }
+}

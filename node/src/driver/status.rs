@@ -91,3 +91,19 @@ impl Exit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exits_read_as_people_say_them() {
+        assert_eq!(
+            Exit::from_code_or_signal(Some(0), None),
+            Exit { success: true, detail: "exited with status 0".into() }
+        );
+        assert_eq!(Exit::from_code_or_signal(Some(3), None), Exit::failed("exited with status 3"));
+        assert_eq!(Exit::from_code_or_signal(None, Some(9)), Exit::failed("killed by signal 9 (SIGKILL)"));
+        assert_eq!(ReplicaKey::new("web", 2).dir_name(), "web-2");
+    }
+}
