@@ -150,12 +150,16 @@ async fn a_missing_command_is_a_failed_status() -> anyhow::Result<()> {
 async fn stop_sends_sigterm_first() -> anyhow::Result<()> {
     let data = test_dir("driver-term");
     let sup = supervisor(&data, Duration::from_secs(20));
-    let spec =
-        shell("polite", "trap 'echo term > term.txt; exit 0' TERM; while :; do sleep 0.05; done", RestartMode::Always);
+    let spec = shell(
+        "polite",
+        "trap 'echo term > term.txt; exit 0' TERM; echo ready > ready.txt; while :; do sleep 0.05; done",
+        RestartMode::Always,
+    );
     sup.ensure_running(&spec, 0).await;
     let pid =
         pid_of(&wait_status(&sup, "polite", 0, Duration::from_secs(10), |s| s.state == ReplicaState::Running).await?)?;
-    tokio::time::sleep(Duration::from_millis(200)).await; // let the shell install its trap
+    // The trap is set once the shell says so.
+    wait_lines(&replica_dir(&data, "polite", 0).join("ready.txt"), 1, Duration::from_secs(10)).await?;
     let before = Instant::now();
     sup.stop("polite", 0).await;
     assert!(before.elapsed() < Duration::from_secs(10), "took the SIGTERM, well before the 20 s grace");
