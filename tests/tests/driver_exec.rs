@@ -127,6 +127,9 @@ async fn never_stays_failed_and_a_clean_exit_is_stopped() -> anyhow::Result<()> 
     sup.ensure_running(&shell("once", "exit 3", RestartMode::Never), 0).await;
     assert_eq!(sup.status("once", 0), Some(failed));
     assert_eq!(sup.status("clean", 0), Some(clean));
+    // A new policy alone (same command) brings the failed one back.
+    sup.ensure_running(&shell("once", "exit 3", RestartMode::OnFailure), 0).await;
+    wait_status(&sup, "once", 0, Duration::from_secs(10), |s| s.restarts >= 2).await?;
     sup.stop_all().await;
     Ok(())
 }

@@ -150,22 +150,20 @@ impl Supervisor {
 
     /// Runs replica `replica` of `spec` unless it already runs this spec.
     /// A changed driver section replaces the replica (the old one is stopped
-    /// first); a changed restart policy applies at its next exit. Returns at
+    /// first); a changed restart policy applies at its next exit, or at once
+    /// to a replica that the old policy left down. Returns at
     /// once: starting, and any failure, show in [`Supervisor::statuses`].
     pub async fn ensure_running(&self, spec: &WorkloadSpec, replica: u16) {
         let key = ReplicaKey::new(spec.name.clone(), replica);
         let mut runners = self.runners.lock().await;
-        let previous = runners.remove(&key);
-        if let Some(runner) = previous.as_ref().filter(|r| r.run_hash == runner::run_hash(spec)) {
-            runner.set_policy(spec.restart);
-        } else {
-            self.shared.set(&key, ReplicaState::Starting, 0, "");
-            let runner = Runner::spawn(Arc::clone(&self.shared), spec.clone(), key.clone(), previous);
-            runners.insert(key, runner);
-            return;
-        }
-        if let Some(runner) = previous {
-            runners.insert(key, runner);
+        match runners.get(&key) {
+            Some(runner) if runner.run_hash == runner::run_hash(spec) => runner.set_policy(spec.restart),
+            _ => {
+                let previous = runners.remove(&key);
+                self.shared.set(&key, ReplicaState::Starting, 0, "");
+                let runner = Runner::spawn(Arc::clone(&self.shared), spec.clone(), key.clone(), previous);
+                runners.insert(key, runner);
+            }
         }
     }
 

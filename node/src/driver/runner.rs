@@ -118,6 +118,14 @@ impl Instance {
     }
 }
 
+fn restarts_after(mode: RestartMode, success: bool) -> bool {
+    match mode {
+        RestartMode::Always => true,
+        RestartMode::OnFailure => !success,
+        RestartMode::Never => false,
+    }
+}
+
 /// Resolves when the supervisor asks for a stop (or has dropped the runner).
 async fn stop_requested(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|&stop| stop).await;
@@ -163,15 +171,15 @@ async fn run(
             backoff.reset();
         }
         let state = if exit.success { ReplicaState::Stopped } else { ReplicaState::Failed };
-        let restart = match policy.borrow().mode {
-            RestartMode::Always => true,
-            RestartMode::OnFailure => !exit.success,
-            RestartMode::Never => false,
-        };
-        if !restart {
+        let success = exit.success;
+        if !restarts_after(policy.borrow().mode, success) {
             shared.set(key, state, restarts, &exit.detail);
-            stop_requested(&mut stop).await;
-            break;
+            // Stays down until stopped, or until a new policy says otherwise.
+            tokio::select! {
+                () = stop_requested(&mut stop) => break,
+                changed = policy.wait_for(|p| restarts_after(p.mode, success)) => if changed.is_err() { break },
+            }
+            backoff = Backoff::new(&policy.borrow_and_update());
         }
         let delay = backoff.next_delay();
         shared.set(key, state, restarts, &format!("{}; restart in {delay:?}", exit.detail));
