@@ -70,11 +70,13 @@ pub struct Unplaced {
     pub reason: UnplacedReason,
 }
 
-/// The answer: for each workload, the nodes running its replicas (replica
-/// `i` on `nodes[i]`), and what could not be placed.
+/// The answer: for each workload, the node of each replica (replica `i` on
+/// `nodes[i]`, `None` if it found no node), and what could not be placed.
+/// A replica keeps its index wherever it goes, so a node taking over replica
+/// `i` can tell when the previous owner of `i` may stop.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Placement {
-    pub assignments: BTreeMap<String, Vec<NodeId>>,
+    pub assignments: BTreeMap<String, Vec<Option<NodeId>>>,
     pub unplaced: BTreeMap<String, Unplaced>,
 }
 
@@ -82,7 +84,19 @@ impl Placement {
     /// Replicas assigned to `node`, as (workload, replica index).
     pub fn on_node(&self, node: NodeId) -> impl Iterator<Item = (&str, usize)> {
         self.assignments.iter().flat_map(move |(name, nodes)| {
-            nodes.iter().enumerate().filter(move |(_, n)| **n == node).map(move |(i, _)| (name.as_str(), i))
+            nodes.iter().enumerate().filter(move |(_, n)| **n == Some(node)).map(move |(i, _)| (name.as_str(), i))
+        })
+    }
+
+    /// The node replica `replica` of `workload` is placed on.
+    pub fn owner(&self, workload: &str, replica: usize) -> Option<NodeId> {
+        self.assignments.get(workload).and_then(|nodes| nodes.get(replica).copied().flatten())
+    }
+
+    /// Every placed replica, as (workload, replica index, node).
+    pub fn replicas(&self) -> impl Iterator<Item = (&str, usize, NodeId)> {
+        self.assignments.iter().flat_map(|(name, nodes)| {
+            nodes.iter().enumerate().filter_map(move |(i, n)| Some((name.as_str(), i, (*n)?)))
         })
     }
 }
@@ -284,8 +298,8 @@ pub fn place(candidates: &[Candidate], workloads: &[WorkloadSpec], config: Place
 
     let mut placement = Placement::default();
     for (w, workload) in workloads.iter().enumerate() {
-        let nodes: Vec<NodeId> = assigned[w].iter().flatten().map(|&i| candidates[i as usize].id).collect();
-        let placed = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
+        let nodes: Vec<Option<NodeId>> = assigned[w].iter().map(|i| i.map(|i| candidates[i as usize].id)).collect();
+        let placed = u32::try_from(nodes.iter().flatten().count()).unwrap_or(u32::MAX);
         if placed < workload.replicas {
             let matching =
                 u32::try_from((0..candidates.len()).filter(|&node| eligible(w, node)).count()).unwrap_or(u32::MAX);
@@ -333,7 +347,7 @@ mod tests {
         let by_id: BTreeMap<NodeId, &Candidate> = candidates.iter().map(|c| (c.id, c)).collect();
         let mut used: BTreeMap<NodeId, (u64, u64)> = BTreeMap::new();
         for workload in workloads {
-            let nodes = &placement.assignments[&workload.name];
+            let nodes: Vec<NodeId> = placement.assignments[&workload.name].iter().flatten().copied().collect();
             let placed = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
             assert!(placed <= workload.replicas);
             if placed < workload.replicas {
@@ -343,7 +357,7 @@ mod tests {
             distinct.sort();
             distinct.dedup();
             assert_eq!(distinct.len(), nodes.len(), "replicas of {} on distinct nodes", workload.name);
-            for node in nodes {
+            for node in &nodes {
                 let candidate = by_id[node];
                 for (k, v) in &workload.constraints {
                     assert_eq!(candidate.labels.get(k), Some(v), "constraint {k}={v} holds");
@@ -447,8 +461,8 @@ pub mod quality {
     /// cluster's (total replicas over total capacity): 1.0 is perfect balance.
     pub fn load_ratio(candidates: &[Candidate], placement: &Placement) -> f64 {
         let mut count: std::collections::BTreeMap<NodeId, u64> = std::collections::BTreeMap::new();
-        for node in placement.assignments.values().flatten() {
-            *count.entry(*node).or_default() += 1;
+        for (_, _, node) in placement.replicas() {
+            *count.entry(node).or_default() += 1;
         }
         let total_weight: f64 = candidates.iter().map(|c| weight(c.capacity)).sum();
         let total: u64 = count.values().sum();
@@ -466,7 +480,7 @@ pub mod quality {
     /// the joiner's.
     pub fn moves(before: &Placement, after: &Placement, left: Option<NodeId>, joined: Option<NodeId>) -> (u64, u64) {
         let pairs = |p: &Placement| -> BTreeSet<(String, NodeId)> {
-            p.assignments.iter().flat_map(|(w, nodes)| nodes.iter().map(move |n| (w.clone(), *n))).collect()
+            p.replicas().map(|(w, _, n)| (w.to_string(), n)).collect()
         };
         let (old, new) = (pairs(before), pairs(after));
         let moved = old.difference(&new).count() as u64;
