@@ -113,17 +113,18 @@ async fn on_failure_restarts_with_growing_backoff() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn never_stays_failed_and_a_clean_exit_is_stopped() -> anyhow::Result<()> {
+async fn never_and_a_clean_exit_under_on_failure_stay_down() -> anyhow::Result<()> {
     let data = test_dir("driver-never");
     let sup = supervisor(&data, Duration::from_secs(5));
     sup.ensure_running(&shell("once", "exit 3", RestartMode::Never), 0).await;
     sup.ensure_running(&shell("clean", "exit 0", RestartMode::OnFailure), 0).await;
     let failed = wait_status(&sup, "once", 0, Duration::from_secs(10), |s| s.state == ReplicaState::Failed).await?;
     assert_eq!(failed.detail, "exited with status 3");
-    let clean = wait_status(&sup, "clean", 0, Duration::from_secs(10), |s| s.state == ReplicaState::Stopped).await?;
+    // Down but not stopped on purpose: `Failed`, saying how it ended.
+    let clean = wait_status(&sup, "clean", 0, Duration::from_secs(10), |s| s.state == ReplicaState::Failed).await?;
     assert_eq!(clean.detail, "exited with status 0");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // Still failed, never restarted; ensuring the same spec again changes nothing.
+    // Still down, never restarted; ensuring the same spec again changes nothing.
     sup.ensure_running(&shell("once", "exit 3", RestartMode::Never), 0).await;
     assert_eq!(sup.status("once", 0), Some(failed));
     assert_eq!(sup.status("clean", 0), Some(clean));

@@ -18,10 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+pub use shoal_protocol::{ReplicaState, ReplicaStatus};
 use shoal_protocol::{SpecError, WorkloadSpec};
 use tokio::sync::watch;
 
-pub use status::{ReplicaKey, ReplicaState, ReplicaStatus};
+pub use status::ReplicaKey;
 
 use docker::DockerConn;
 use runner::Runner;
@@ -99,16 +100,21 @@ impl Shared {
     }
 
     fn set(&self, key: &ReplicaKey, state: ReplicaState, restarts: u32, detail: &str) {
+        // Statuses ride in datagrams: cut the detail to the protocol's bound.
+        let mut end = detail.len().min(ReplicaStatus::MAX_DETAIL_LEN);
+        while !detail.is_char_boundary(end) {
+            end -= 1;
+        }
         let status = ReplicaStatus {
             workload: key.workload.clone(),
             replica: key.replica,
             state,
             restarts,
-            detail: detail.to_string(),
+            detail: detail[..end].to_string(),
         };
         let changed = self.statuses().insert(key.clone(), status.clone()).is_none_or(|old| old != status);
         if changed {
-            tracing::debug!(replica = %key, %state, restarts, detail, "replica status");
+            tracing::debug!(replica = %key, ?state, restarts, detail, "replica status");
             self.changes.send_modify(|v| *v = v.wrapping_add(1));
         }
     }
@@ -168,7 +174,9 @@ impl Supervisor {
     }
 
     /// Stops a replica gracefully (SIGTERM or `docker stop`, SIGKILL after
-    /// the grace), removes its container, and forgets its status. Also
+    /// the grace), removes its container, and forgets its status (the
+    /// supervisor never reports `Stopped`: the agent gossips that tombstone
+    /// once this returns). Also
     /// removes this node's containers for a replica it does not run (see
     /// [`Supervisor::leftovers`]).
     pub async fn stop(&self, workload: &str, replica: u16) {

@@ -11,8 +11,8 @@ use tokio::task::JoinHandle;
 use super::backoff::Backoff;
 use super::docker::{Container, DockerSpec};
 use super::exec::{ExecSpec, Process};
-use super::status::{Exit, ReplicaKey, ReplicaState};
-use super::{DriverError, Shared};
+use super::status::{Exit, ReplicaKey};
+use super::{DriverError, ReplicaState, Shared};
 
 /// The handle the supervisor keeps for a replica's task. Dropping it aborts
 /// the task: exec processes die with it (kill-on-drop), containers keep
@@ -170,10 +170,11 @@ async fn run(
         } else if started.elapsed() >= shared.config.stable_after {
             backoff.reset();
         }
-        let state = if exit.success { ReplicaState::Stopped } else { ReplicaState::Failed };
+        // Even a clean exit is `Failed` ("exited with status 0"): `Stopped`
+        // means the node stopped it on purpose and no longer runs it.
         let success = exit.success;
         if !restarts_after(policy.borrow().mode, success) {
-            shared.set(key, state, restarts, &exit.detail);
+            shared.set(key, ReplicaState::Failed, restarts, &exit.detail);
             // Stays down until stopped, or until a new policy says otherwise.
             tokio::select! {
                 () = stop_requested(&mut stop) => break,
@@ -182,7 +183,7 @@ async fn run(
             backoff = Backoff::new(&policy.borrow_and_update());
         }
         let delay = backoff.next_delay();
-        shared.set(key, state, restarts, &format!("{}; restart in {delay:?}", exit.detail));
+        shared.set(key, ReplicaState::Failed, restarts, &format!("{}; restart in {delay:?}", exit.detail));
         tokio::select! {
             () = tokio::time::sleep(delay) => restarts = restarts.saturating_add(1),
             () = stop_requested(&mut stop) => break,

@@ -1,4 +1,5 @@
-//! What the supervisor reports about each replica it runs.
+//! Naming a replica, and how an instance ended. Statuses themselves are
+//! `shoal_protocol::ReplicaStatus`, as they are gossiped.
 
 use std::fmt;
 
@@ -26,44 +27,6 @@ impl fmt::Display for ReplicaKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.workload, self.replica)
     }
-}
-
-/// Where a replica is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ReplicaState {
-    /// Being started (or waiting for an old instance to stop first).
-    Starting,
-    /// The process or container is up.
-    Running,
-    /// It exited badly or could not start; `detail` says why and whether a
-    /// restart is scheduled.
-    Failed,
-    /// It exited cleanly and the restart policy does not restart it.
-    Stopped,
-}
-
-impl fmt::Display for ReplicaState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ReplicaState::Starting => "starting",
-            ReplicaState::Running => "running",
-            ReplicaState::Failed => "failed",
-            ReplicaState::Stopped => "stopped",
-        })
-    }
-}
-
-/// A snapshot of one replica, as the agent gossips it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReplicaStatus {
-    pub workload: String,
-    pub replica: u16,
-    pub state: ReplicaState,
-    /// Restarts by the supervisor since this spec was first started here.
-    pub restarts: u32,
-    /// Short and human: "pid 4242", "exited with status 3; restart in 2s",
-    /// "docker engine not reachable at …".
-    pub detail: String,
 }
 
 /// How an instance ended.
