@@ -134,8 +134,8 @@ fn workloads_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("workloads")
 }
 
-/// Runs this node's replicas. Must be created and used inside a tokio
-/// runtime. Dropping it without [`Supervisor::stop_all`] kills exec
+/// Runs this node's replicas, as tasks on the tokio runtime that calls it
+/// (which needs time, io and process support: `enable_all`). Dropping it without [`Supervisor::stop_all`] kills exec
 /// replicas and leaves containers running, for the next agent to adopt.
 #[derive(Debug)]
 pub struct Supervisor {
@@ -226,5 +226,37 @@ impl Supervisor {
         let found = self.shared.docker.replicas(&self.shared.config.node_id).await?;
         let runners = self.runners.lock().await;
         Ok(found.into_iter().filter(|key| !runners.contains_key(key)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send<T: Send>(_: &T) {}
+
+    #[test]
+    fn the_supervisor_and_its_futures_can_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Supervisor>();
+        // The futures are only built, never run: this checks types.
+        let sup = Supervisor::new(SupervisorConfig::new(std::env::temp_dir().join("shoal-send-check"), "n"));
+        let spec = WorkloadSpec {
+            name: "w".into(),
+            replicas: 1,
+            resources: shoal_protocol::Resources::default(),
+            constraints: BTreeMap::new(),
+            driver: shoal_protocol::Driver::Exec {
+                command: "true".into(),
+                args: vec![],
+                env: BTreeMap::new(),
+                workdir: None,
+            },
+            restart: shoal_protocol::RestartPolicy::default(),
+        };
+        send(&sup.ensure_running(&spec, 0));
+        send(&sup.stop("w", 0));
+        send(&sup.stop_all());
+        send(&sup.leftovers());
     }
 }
