@@ -1,5 +1,6 @@
 //! The event loop: a heap of (time, sequence)-ordered actions, jumping from
-//! one to the next. Each node is a real [`Membership`]; after every input the
+//! one to the next. Each node is a [`SimNode`](crate::impls::SimNode) (a real Shoal `Membership`, or
+//! a peer implementation being compared with it); after every input the
 //! loop drains its transmits (into the network model) and its events (into
 //! the checks), then asks for its next deadline and, if that moved earlier,
 //! pushes a wakeup. Stale wakeups (a newer one replaced them, or the node
@@ -24,6 +25,7 @@ use shoal_protocol::{Address, Event, NodeId, Transmit};
 
 use crate::checks::{self, Check};
 use crate::fault::FaultKind;
+use crate::impls::{Impl, Implementation};
 use crate::net::Rule;
 use crate::report::{NetCounters, Report, Sample};
 use crate::scenario::{FaultSpec, Scenario};
@@ -50,6 +52,9 @@ pub enum SimError {
     /// feature.
     #[error("scenario injects bug `{0}`: rebuild with `--features bug-injection`")]
     BugInjectionUnavailable(&'static str),
+    /// `--impl foca` in a build without the `compare` feature.
+    #[error("comparing with foca needs the `compare` feature: rebuild with `--features compare`")]
+    CompareUnavailable,
     /// A fault names a node that does not exist.
     #[error("fault `{fault}` names node {node}, but there are only {nodes}")]
     NoSuchNode {
@@ -143,6 +148,7 @@ pub struct Simulation {
     wall_start: Option<WallInstant>,
     leak_on_finish: bool,
     bytes_sent: u64,
+    imp: Box<dyn Implementation>,
 }
 
 impl std::fmt::Debug for Simulation {
@@ -167,15 +173,40 @@ impl Simulation {
         seed: u64,
         sink: Option<Box<dyn std::io::Write>>,
     ) -> Result<Simulation, SimError> {
+        Simulation::with_impl(scenario, seed, sink, Impl::Shoal)
+    }
+
+    /// Like [`Simulation::with_trace`], driving `imp` with its defaults.
+    pub fn with_impl(
+        scenario: Scenario,
+        seed: u64,
+        sink: Option<Box<dyn std::io::Write>>,
+        imp: Impl,
+    ) -> Result<Simulation, SimError> {
+        Simulation::check_size(&scenario)?;
+        let imp = imp.build(&scenario)?;
+        Simulation::with_implementation(scenario, seed, sink, imp)
+    }
+
+    fn check_size(scenario: &Scenario) -> Result<(), SimError> {
         let n = scenario.nodes;
         if n == 0 || n > MAX_NODES {
             return Err(SimError::Nodes { got: n, max: MAX_NODES });
         }
-        #[cfg(not(feature = "bug-injection"))]
-        if let Some(bug) = scenario.bug {
-            return Err(SimError::BugInjectionUnavailable(bug.name()));
-        }
-        let config = scenario.preset.config().validate().map_err(shoal_protocol::Error::from)?;
+        Ok(())
+    }
+
+    /// The general form: any [`Implementation`] (e.g. one tuned to a
+    /// bandwidth) in the scenario's network and faults.
+    pub fn with_implementation(
+        scenario: Scenario,
+        seed: u64,
+        sink: Option<Box<dyn std::io::Write>>,
+        imp: Box<dyn Implementation>,
+    ) -> Result<Simulation, SimError> {
+        Simulation::check_size(&scenario)?;
+        let n = scenario.nodes;
+        let config = imp.timing().clone();
         for spec in &scenario.faults {
             faults::check_nodes(&spec.kind, n)?;
         }
@@ -231,6 +262,7 @@ impl Simulation {
             wall_start: None,
             leak_on_finish: false,
             bytes_sent: 0,
+            imp,
             scenario,
         };
         sim.schedule_initial();

@@ -3,7 +3,7 @@
 // Node indexes fit u32 (at most MAX_NODES); times in f64 seconds are small and non-negative.
 #![allow(clippy::cast_possible_truncation)]
 
-use crate::report::{Report, Sample, Verdict};
+use crate::report::{ProtocolTotals, Report, Sample, Verdict};
 use crate::stats::Summary;
 
 use super::{Action, Simulation, TICK_MICROS};
@@ -82,17 +82,10 @@ impl Simulation {
                 msgs.push(slot.msgs_out as f64 / secs);
             }
         }
-        let mut totals = shoal_protocol::Counters::default();
-        let mut late_timers = 0;
+        let mut totals = ProtocolTotals::default();
         for slot in &self.world.nodes {
             if let Some(node) = slot.node.as_ref() {
-                let c = node.counters();
-                totals.declared_dead += c.declared_dead;
-                totals.suspicions_raised += c.suspicions_raised;
-                totals.self_refutes += c.self_refutes;
-                totals.syncs_started += c.syncs_started;
-                totals.decode_failures += c.decode_failures;
-                late_timers += c.late_timers;
+                totals.add(&node.totals());
             }
         }
         let distinct_views_end = self.distinct_views();
@@ -115,6 +108,7 @@ impl Simulation {
         }
         Report {
             scenario: self.scenario.name.clone(),
+            implementation: self.imp.name(),
             seed: self.seed,
             nodes,
             duration_s: duration,
@@ -129,14 +123,7 @@ impl Simulation {
             max_distinct_views: self.max_views.max(distinct_views_end),
             faults_fired: self.fired.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             net: self.net,
-            protocol: crate::report::ProtocolTotals {
-                suspicions_raised: totals.suspicions_raised,
-                declared_dead: totals.declared_dead,
-                self_refutes: totals.self_refutes,
-                syncs_started: totals.syncs_started,
-                decode_failures: totals.decode_failures,
-                late_timers,
-            },
+            protocol: totals,
             steps: self.steps,
             wall_s: wall,
             speedup: if wall > 0.0 { duration / wall } else { 0.0 },

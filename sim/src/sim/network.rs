@@ -25,7 +25,7 @@ impl Simulation {
             self.net.unknown_address += 1;
             return;
         };
-        let reliable = net::is_sync(&payload);
+        let reliable = self.imp.reliable(&payload);
         if reliable {
             self.net.streamed += 1;
         } else {

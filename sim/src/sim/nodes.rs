@@ -6,23 +6,13 @@
 
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore};
-use shoal_protocol::{Address, Event, Identity, Instant, Membership, Metadata, NodeId, wire};
+use shoal_protocol::{Event, Instant, NodeId};
 
-use crate::net;
+use crate::impls::Boot;
 use crate::scenario::Bootstrap;
-#[cfg(feature = "bug-injection")]
-use crate::scenario::BugKind;
 use crate::trace::{self, Kind};
 
 use super::{Action, BACKLOG_LIMIT, Simulation};
-
-fn identity(index: usize, generation: u64, addr: &Address) -> Identity {
-    Identity {
-        id: NodeId::from_index(index as u64),
-        generation,
-        meta: Metadata::new(format!("n{index}"), addr.clone()),
-    }
-}
 
 fn event_subject(event: &Event) -> Option<NodeId> {
     match *event {
@@ -78,12 +68,15 @@ impl Simulation {
         let generation = slot.generation;
         let span = tracing::debug_span!("node", node = i);
         let _entered = span.enter();
-        let mut node = match Membership::new(
-            self.world.config.clone(),
-            identity(i, generation, &self.addrs[i]),
-            protocol_seed,
-            local,
-        ) {
+        let boot = Boot {
+            index: i,
+            generation,
+            seed: protocol_seed,
+            now: local,
+            addr: &self.addrs[i],
+            seeds: seeds.iter().map(|&s| self.addrs[s].clone()).collect(),
+        };
+        let node = match self.imp.boot(boot) {
             Ok(node) => node,
             Err(error) => {
                 // Validated up front; a refusal here is a simulator bug.
@@ -91,16 +84,6 @@ impl Simulation {
                 return;
             }
         };
-        #[cfg(feature = "bug-injection")]
-        if let Some(bug) = self.scenario.bug {
-            node.inject_bug(match bug {
-                BugKind::IgnoreRefutations => shoal_protocol::Bug::IgnoreRefutations,
-                BugKind::NoAntiEntropy => shoal_protocol::Bug::NoAntiEntropy,
-            });
-        }
-        if !seeds.is_empty() {
-            node.join(local, seeds.iter().map(|&s| self.addrs[s].clone()));
-        }
         drop(_entered);
         let slot = &mut self.world.nodes[i];
         slot.node = Some(node);
@@ -122,20 +105,21 @@ impl Simulation {
             check.on_crash(&self.world, i);
         }
         let now = self.world.now;
-        let slot = &mut self.world.nodes[i];
         // What a restart that keeps state would rejoin through.
-        slot.rejoin_via = slot
+        let rejoin_via = self.world.nodes[i]
             .node
             .as_ref()
             .map(|node| {
                 node.members()
                     .filter(|m| m.state.is_live())
-                    .filter_map(|m| m.meta.primary_addr().and_then(|a| net::index_of(a.as_str())))
+                    .filter_map(|m| self.world.index_of(m.id))
                     .filter(|&p| p != i)
                     .take(64)
                     .collect()
             })
             .unwrap_or_default();
+        let slot = &mut self.world.nodes[i];
+        slot.rejoin_via = rejoin_via;
         slot.node = None;
         slot.epoch += 1;
         slot.wake_at = u64::MAX;
@@ -254,7 +238,7 @@ impl Simulation {
     pub(super) fn reschedule(&mut self, i: usize) {
         let now = self.world.now;
         let slot = &mut self.world.nodes[i];
-        let Some(deadline) = slot.node.as_ref().and_then(Membership::poll_timeout) else { return };
+        let Some(deadline) = slot.node.as_ref().and_then(|node| node.poll_timeout()) else { return };
         let at = slot.clock.global(deadline.as_micros()).saturating_add(slot.slow_micros).max(now);
         if at < slot.wake_at {
             slot.wake_at = at;
@@ -277,12 +261,7 @@ impl Simulation {
             // the `by` of the Dead fact in the message it just handled.
             self.world.dead_origin = match input {
                 None => Some(viewer),
-                Some(payload) => wire::decode(payload, self.world.config.cluster_id).ok().and_then(|m| {
-                    m.updates.iter().find_map(|u| match u {
-                        wire::Update::Dead { id: dead, by, .. } if *dead == id => self.world.index_of(*by),
-                        _ => None,
-                    })
-                }),
+                Some(payload) => self.imp.declared_by(payload, id).and_then(|by| self.world.index_of(by)),
             };
         }
         for check in &mut self.checks {

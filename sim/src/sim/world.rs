@@ -6,7 +6,9 @@
 
 use std::collections::VecDeque;
 
-use shoal_protocol::{Config, Membership, NodeId, State};
+use shoal_protocol::{Config, NodeId, State};
+
+use crate::impls::SimNode;
 
 /// A node's clock: local = base_local + (global - base_global) · (1 + ppm/1e6).
 #[derive(Clone, Copy, Debug, Default)]
@@ -49,7 +51,7 @@ impl Clock {
 #[derive(Debug)]
 pub struct NodeSlot {
     /// The protocol instance; `None` before it starts and while crashed.
-    pub node: Option<Membership>,
+    pub node: Option<Box<dyn SimNode>>,
     /// The generation of the current (or last) process.
     pub generation: u64,
     /// Bumped on every crash and restart; wakeups of an old epoch are stale.
