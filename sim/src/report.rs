@@ -259,6 +259,7 @@ impl fmt::Display for Report {
         writeln!(f)?;
         let none = Summary::default();
         writeln!(f, "detection latency      {}", secs(&self.summary("detection_latency_s").unwrap_or(none)))?;
+        writeln!(f, "first to notice        {}", secs(&self.summary("first_detection_s").unwrap_or(none)))?;
         writeln!(f, "crash known everywhere {}", secs(&self.summary("known_everywhere_s").unwrap_or(none)))?;
         writeln!(f, "time to converge       {}", secs(&self.summary("time_to_converge_s").unwrap_or(none)))?;
         writeln!(
