@@ -45,6 +45,10 @@ pub struct Outcome {
     pub summaries: Vec<(&'static str, Summary)>,
     /// Counts, by name.
     pub counts: Vec<(&'static str, u64)>,
+    /// Raw samples behind some summaries, for plots and comparisons (not in
+    /// the JSON report: there can be 100,000 of them).
+    #[serde(skip)]
+    pub samples: Vec<(&'static str, Vec<f64>)>,
 }
 
 /// One invariant.
