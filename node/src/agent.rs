@@ -21,6 +21,7 @@ use crate::api::{self, ApiRequest};
 use crate::config::Settings;
 use crate::metrics;
 use crate::store::{DataDir, StoreError};
+use crate::transport::drops::{self, DropReason};
 use crate::transport::{
     Dialer, Transport, TransportConfig, TransportError, TransportEvent, quic_multiaddr, split_peer,
 };
@@ -384,6 +385,7 @@ impl Agent {
                     status: status.into(),
                     live_members: self.membership.live_members(),
                     local_health: self.membership.local_health(),
+                    datagrams_dropped: DropReason::ALL.into_iter().map(drops::dropped).sum(),
                 });
             }
             ApiRequest::Metrics(reply) => {

@@ -11,7 +11,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use shoal_node::client::Client;
 use shoal_node::config::{AgentArgs, DEFAULT_API};
 use shoal_node::crypto::ClusterKey;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[derive(Debug, Parser)]
 #[command(name = "shoal", version, about = "A leaderless compute mesh: agent and CLI")]
@@ -142,12 +144,14 @@ async fn shutdown_signal() {
 fn init_logging(format: LogFormat, agent: bool) {
     let default = if agent { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let output = match format {
+        LogFormat::Human => output.boxed(),
+        LogFormat::Json => output.json().boxed(),
     };
+    // The log's filter applies to the log alone: the drop counter sees
+    // quinn's endpoint events whatever RUST_LOG says.
+    let counter = agent.then(shoal_node::transport::drops::layer);
+    let _ = tracing_subscriber::registry().with(output.with_filter(filter)).with(counter).try_init();
 }

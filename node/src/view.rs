@@ -65,4 +65,8 @@ pub struct HealthView {
     /// Alive plus suspect members, this node included.
     pub live_members: usize,
     pub local_health: u32,
+    /// Datagrams QUIC dropped before any connection (garbage, truncated or
+    /// undecryptable handshakes, unknown connections); by reason in `/metrics`.
+    #[serde(default)]
+    pub datagrams_dropped: u64,
 }
