@@ -20,6 +20,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::api::{self, ApiRequest};
 use crate::config::Settings;
 use crate::metrics;
+use crate::persist::CatalogSaver;
 use crate::store::{DataDir, StoreError};
 use crate::transport::drops::{self, DropReason};
 use crate::transport::{
@@ -58,6 +59,7 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     let started = std::time::Instant::now();
     let data_dir = DataDir::open(&settings.data_dir)?;
     let loaded = data_dir.load()?;
+    let catalog = data_dir.load_catalog()?;
     let mut config = settings.profile.config();
     config.cluster_id = settings.cluster_key.cluster_id();
     let transport_config = TransportConfig {
@@ -80,7 +82,11 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     };
     let identity = Identity { id: loaded.id, generation: loaded.generation, meta };
     let clock = Clock { origin: tokio::time::Instant::now() };
-    let membership = Membership::new(config, identity, rand::random(), clock.now())?;
+    let mut membership = Membership::new(config, identity, rand::random(), clock.now())?;
+    // Before joining: what this node knew survives even a restart of every node.
+    let restored = catalog.len();
+    membership.restore_catalog(clock.now(), catalog);
+    let saver = CatalogSaver::start(data_dir.clone(), &membership);
 
     let listener = tokio::net::TcpListener::bind(settings.api)
         .await
@@ -98,10 +104,11 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     }
     info!(
         %addr, api = %settings.api, generation = loaded.generation, data_dir = %data_dir.path().display(),
-        profile = settings.profile.name(), mdns = settings.mdns, "agent started"
+        profile = settings.profile.name(), mdns = settings.mdns, catalog_entries = restored, "agent started"
     );
     let agent = Agent {
         membership,
+        saver,
         transport,
         clock,
         settings,
@@ -218,6 +225,7 @@ impl Clock {
 
 struct Agent {
     membership: Membership,
+    saver: CatalogSaver,
     transport: Transport,
     clock: Clock,
     settings: Settings,
@@ -260,6 +268,9 @@ impl Agent {
                     self.join_seeds();
                 }
                 () = sleep_until_some(self.next_join), if self.next_join.is_some() => self.join_seeds(),
+                () = sleep_until_some(self.saver.due()), if self.saver.due().is_some() => {
+                    self.saver.save(&self.membership);
+                }
                 () = tokio::time::sleep_until(wake) => self.membership.handle_timeout(self.clock.now()),
                 () = &mut shutdown, if !shutdown_done => {
                     shutdown_done = true;
@@ -268,11 +279,13 @@ impl Agent {
                 }
             }
             self.drain();
+            self.saver.note(&self.membership);
             if self.done_leaving() {
                 break;
             }
         }
         info!("left; stopping");
+        self.saver.finish(&self.membership, Duration::from_secs(5)).await;
         self.transport.shutdown(Duration::from_secs(1)).await;
     }
 
