@@ -27,6 +27,7 @@ use crate::transport::{
     Dialer, Transport, TransportConfig, TransportError, TransportEvent, quic_multiaddr, split_peer,
 };
 use crate::view::{HealthView, MemberView, SelfView};
+use crate::workloads;
 
 /// After a leave, how long the agent keeps gossiping before it exits anyway.
 pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -403,6 +404,27 @@ impl Agent {
             }
             ApiRequest::Metrics(reply) => {
                 let _ = reply.send(metrics::render(&self.membership, &self.transport.counters()));
+            }
+            ApiRequest::Workloads(reply) => {
+                let _ = reply.send(workloads::list(&self.membership));
+            }
+            ApiRequest::Workload(name, reply) => {
+                let _ = reply.send(workloads::detail(&self.membership, &name));
+            }
+            ApiRequest::Submit(spec, reply) => {
+                let name = spec.name.clone();
+                let outcome = workloads::submit(&mut self.membership, self.clock.now(), *spec);
+                if outcome.is_ok() {
+                    info!(workload = %name, "workload submitted");
+                }
+                let _ = reply.send(outcome);
+            }
+            ApiRequest::Delete(name, reply) => {
+                let deleted = self.membership.delete_workload(self.clock.now(), &name).is_some();
+                if deleted {
+                    info!(workload = %name, "workload deleted");
+                }
+                let _ = reply.send(deleted);
             }
             ApiRequest::Leave(reply) => {
                 info!("leave requested through the API");

@@ -11,6 +11,8 @@ pub mod config;
 pub mod crypto;
 pub mod metrics;
 pub mod persist;
+pub mod spec;
 pub mod store;
 pub mod transport;
 pub mod view;
+pub mod workloads;
