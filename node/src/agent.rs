@@ -406,10 +406,10 @@ impl Agent {
                 let _ = reply.send(metrics::render(&self.membership, &self.transport.counters()));
             }
             ApiRequest::Workloads(reply) => {
-                let _ = reply.send(workloads::list(&self.membership));
+                let _ = reply.send(workloads::list(&mut self.membership, self.clock.now()));
             }
             ApiRequest::Workload(name, reply) => {
-                let _ = reply.send(workloads::detail(&self.membership, &name));
+                let _ = reply.send(workloads::detail(&mut self.membership, self.clock.now(), &name));
             }
             ApiRequest::Submit(spec, reply) => {
                 let name = spec.name.clone();

@@ -70,14 +70,14 @@ pub(crate) fn workloads_table(workloads: &[WorkloadView]) -> anyhow::Result<()> 
 }
 
 pub(crate) fn render_workloads(workloads: &[WorkloadView]) -> String {
-    let header = ["NAME", "REPLICAS", "PLACED", "NODES", "STATE"].map(String::from);
+    let header = ["NAME", "DESIRED", "RUNNING", "NODES", "STATE"].map(String::from);
     let mut rows = vec![header.to_vec()];
     for w in workloads {
-        let nodes: Vec<&str> = w.placement.iter().map(|r| r.node.as_str()).collect();
+        let nodes: Vec<&str> = w.placement.iter().filter_map(|r| r.node.as_deref()).collect();
         rows.push(vec![
             w.name.clone(),
             w.replicas.to_string(),
-            w.placement.len().to_string(),
+            w.running.to_string(),
             if nodes.is_empty() { "-".into() } else { nodes.join(",") },
             w.state.clone(),
         ]);
@@ -91,7 +91,8 @@ pub(crate) fn workload_detail(detail: &WorkloadDetail) -> anyhow::Result<()> {
     let memory = s.resources.memory.as_ref().and_then(|m| m.bytes()).unwrap_or(0);
     println!("name:         {}", w.name);
     println!("state:        {}", w.state);
-    println!("replicas:     {} asked, {} placed", w.replicas, w.placement.len());
+    let placed = w.placement.iter().filter(|r| r.node.is_some()).count();
+    println!("replicas:     {} desired, {placed} placed, {} running", w.replicas, w.running);
     println!("resources:    {}m cpu, {} per replica", s.resources.cpu, human_bytes(memory));
     let constraints: Vec<String> = s.constraints.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!("constraints:  {}", if constraints.is_empty() { "none".into() } else { constraints.join(", ") });
@@ -100,7 +101,21 @@ pub(crate) fn workload_detail(detail: &WorkloadDetail) -> anyhow::Result<()> {
     println!("restart:      {}", serde_json::to_string(&s.restart)?);
     println!("version:      {} (written by {})", detail.clock, detail.written_by);
     for r in &w.placement {
-        println!("replica {:<4}  {} ({})", r.replica, r.node, r.node_id);
+        let node = match (&r.node, &r.node_id) {
+            (Some(name), Some(id)) => format!("on {name} ({id})"),
+            _ => "on no node".to_string(),
+        };
+        let mut line = format!("replica {:<4}  {:<8} {node}", r.replica, r.state);
+        if r.restarts > 0 {
+            line.push_str(&format!(", {} restarts", r.restarts));
+        }
+        if !r.detail.is_empty() {
+            line.push_str(&format!(": {}", r.detail));
+        }
+        if !r.elsewhere.is_empty() {
+            line.push_str(&format!(" (handing over from {})", r.elsewhere.join(", ")));
+        }
+        println!("{line}");
     }
     if let Some(why) = &w.unplaced {
         println!("unplaced:     {why}");

@@ -1,15 +1,13 @@
 //! The workload API's answers: each workload with where its replicas are
-//! placed, computed from this node's view (every node computes the same
-//! placement from the same view).
-//!
-//! Placement here is `shoal_protocol::placement::place` over the alive
-//! members' capacity and labels.
+//! placed (`Membership::placement`: every node computes the same placement
+//! from the same view) and how each is doing, as the nodes running them
+//! report (`Membership::replica_statuses`).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use shoal_protocol::placement::{Candidate, Placement, PlacementConfig, UnplacedReason, place};
-use shoal_protocol::{Instant, Membership, NodeId, SpecError, State, WorkloadSpec};
+use shoal_protocol::placement::{Placement, UnplacedReason};
+use shoal_protocol::{Instant, Membership, NodeId, ReplicaState, SpecError, StatusEntry, WorkloadSpec};
 
 use crate::spec::SpecFile;
 use crate::view::node_id_hex;
@@ -20,23 +18,38 @@ pub struct WorkloadView {
     pub name: String,
     /// Replicas asked for.
     pub replicas: u32,
-    /// Where each placed replica goes, replica 0 first.
+    /// Replicas their owner reports running.
+    pub running: u32,
+    /// Each replica, 0 first.
     pub placement: Vec<ReplicaView>,
     /// Why some replicas have no node, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unplaced: Option<String>,
-    /// placed, partly-placed, unplaced, or stopped (0 replicas asked for).
+    /// running, failing (a replica failed), partly-placed, unplaced,
+    /// pending (placed, not all reported running yet), or stopped (0 asked).
     pub state: String,
 }
 
-/// One replica's node.
+/// One replica: the node it is placed on, and what that node reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaView {
     pub replica: u32,
-    /// The node's name.
-    pub node: String,
-    /// The node's id, 32 hex digits.
-    pub node_id: String,
+    /// The owner's name (`None`: no node fits).
+    pub node: Option<String>,
+    /// The owner's id, 32 hex digits.
+    pub node_id: Option<String>,
+    /// starting, running or failed as its owner reports it; pending (placed,
+    /// no report yet) or unplaced.
+    pub state: String,
+    #[serde(default)]
+    pub restarts: u32,
+    /// Why it failed, as its owner's driver said.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// Other nodes still running it (a handover in progress), as
+    /// `name: state`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elsewhere: Vec<String>,
 }
 
 /// `GET /v1/workloads/{name}`: the spec, who wrote it, and its placement.
@@ -62,21 +75,22 @@ pub struct ErrorView {
 }
 
 /// Every workload, by name.
-pub fn list(membership: &Membership) -> Vec<WorkloadView> {
-    let (placement, names) = (placement(membership), names(membership));
-    membership.workloads().map(|spec| view(&names, &placement, spec)).collect()
+pub fn list(membership: &mut Membership, now: Instant) -> Vec<WorkloadView> {
+    let placement = membership.placement(now);
+    let known = Known::of(membership);
+    membership.workloads().map(|spec| known.view(&placement, spec)).collect()
 }
 
 /// One workload, if it exists.
-pub fn detail(membership: &Membership, name: &str) -> Option<WorkloadDetail> {
+pub fn detail(membership: &mut Membership, now: Instant, name: &str) -> Option<WorkloadDetail> {
+    let placement = membership.placement(now);
     let entry = membership.catalog_entries().find(|e| e.name == name)?;
     let spec = entry.spec.as_deref()?;
-    let writer = entry.stamp.node;
-    let written_by = membership.member(writer).map_or_else(|| node_id_hex(writer), |m| m.meta.name.clone());
+    let known = Known::of(membership);
     Some(WorkloadDetail {
-        workload: view(&names(membership), &placement(membership), spec),
+        workload: known.view(&placement, spec),
         spec: SpecFile::from_spec(spec),
-        written_by,
+        written_by: known.name(entry.stamp.node),
         clock: entry.stamp.clock,
     })
 }
@@ -90,65 +104,118 @@ pub fn submit(
     let name = spec.name.clone();
     let new = !membership.workloads().any(|w| w.name == name);
     membership.submit(now, spec)?;
-    let detail = detail(membership, &name).ok_or_else(|| SpecError {
+    let detail = detail(membership, now, &name).ok_or_else(|| SpecError {
         field: "name".into(),
         reason: "the workload vanished as it was written; submit it again".into(),
     })?;
     Ok((detail, new))
 }
 
-fn placement(membership: &Membership) -> Placement {
-    let candidates: Vec<Candidate> = membership
-        .members()
-        .filter(|m| m.state == State::Alive)
-        .map(|m| Candidate { id: m.id, capacity: m.meta.capacity, labels: m.meta.labels.clone() })
-        .collect();
-    let specs: Vec<WorkloadSpec> = membership.workloads().cloned().collect();
-    place(&candidates, &specs, PlacementConfig::default())
+/// Member names and replica reports, looked up once per answer.
+struct Known {
+    names: BTreeMap<NodeId, String>,
+    /// Reports by (workload, replica).
+    reports: BTreeMap<(String, u16), Vec<StatusEntry>>,
 }
 
-fn names(membership: &Membership) -> BTreeMap<NodeId, String> {
-    membership.members().map(|m| (m.id, m.meta.name.clone())).collect()
-}
+impl Known {
+    fn of(membership: &Membership) -> Known {
+        let names = membership.members().map(|m| (m.id, m.meta.name.clone())).collect();
+        let mut reports: BTreeMap<(String, u16), Vec<StatusEntry>> = BTreeMap::new();
+        for entry in membership.replica_statuses() {
+            reports.entry((entry.status.workload.clone(), entry.status.replica)).or_default().push(entry.clone());
+        }
+        Known { names, reports }
+    }
 
-fn view(names: &BTreeMap<NodeId, String>, placement: &Placement, spec: &WorkloadSpec) -> WorkloadView {
-    let nodes = placement.assignments.get(&spec.name).map(Vec::as_slice).unwrap_or_default();
-    let replicas = nodes
-        .iter()
-        .zip(0..)
-        .map(|(id, replica)| ReplicaView {
-            replica,
-            node: names.get(id).cloned().unwrap_or_else(|| node_id_hex(*id)),
-            node_id: node_id_hex(*id),
-        })
-        .collect::<Vec<_>>();
-    let unplaced = placement.unplaced.get(&spec.name).map(|u| {
-        let why = match &u.reason {
-            UnplacedReason::NoNodeMatchesConstraints => "no alive node has every label in `constraints`".to_string(),
-            UnplacedReason::TooFewMatchingNodes { eligible: 1 } => {
-                "only 1 alive node matches `constraints`, and replicas need distinct nodes".to_string()
-            }
-            UnplacedReason::TooFewMatchingNodes { eligible } => {
-                format!("only {eligible} alive nodes match `constraints`, and replicas need distinct nodes")
-            }
-            UnplacedReason::InsufficientResources { needed } => format!(
-                "no matching node has {}m CPU and {} bytes of memory free",
-                needed.cpu_millis, needed.memory_bytes
-            ),
+    fn name(&self, id: NodeId) -> String {
+        self.names.get(&id).cloned().unwrap_or_else(|| node_id_hex(id))
+    }
+
+    fn view(&self, placement: &Placement, spec: &WorkloadSpec) -> WorkloadView {
+        let owners = placement.assignments.get(&spec.name).map(Vec::as_slice).unwrap_or_default();
+        let replicas: Vec<ReplicaView> = (0..spec.replicas)
+            .map(|replica| {
+                let owner = owners.get(replica as usize).copied().flatten();
+                let index = u16::try_from(replica).unwrap_or(u16::MAX);
+                let reports = self.reports.get(&(spec.name.clone(), index)).map(Vec::as_slice).unwrap_or_default();
+                self.replica(replica, owner, reports)
+            })
+            .collect();
+        let running = replicas.iter().filter(|r| r.state == "running").count();
+        let placed = replicas.iter().filter(|r| r.node.is_some()).count();
+        let unplaced = placement
+            .unplaced
+            .get(&spec.name)
+            .map(|u| format!("{} of {} replicas placed: {}", u.placed, u.wanted, unplaced_reason(&u.reason)));
+        let wanted = spec.replicas as usize;
+        let state = if wanted == 0 {
+            "stopped"
+        } else if running == wanted {
+            "running"
+        } else if replicas.iter().any(|r| r.state == "failed") {
+            "failing"
+        } else if placed == 0 {
+            "unplaced"
+        } else if placed < wanted {
+            "partly-placed"
+        } else {
+            "pending"
         };
-        format!("{} of {} replicas placed: {why}", u.placed, u.wanted)
-    });
-    let state = match (spec.replicas, replicas.len()) {
-        (0, _) => "stopped",
-        (_, 0) => "unplaced",
-        (wanted, placed) if (placed as u64) < u64::from(wanted) => "partly-placed",
-        _ => "placed",
-    };
-    WorkloadView {
-        name: spec.name.clone(),
-        replicas: spec.replicas,
-        placement: replicas,
-        unplaced,
-        state: state.into(),
+        WorkloadView {
+            name: spec.name.clone(),
+            replicas: spec.replicas,
+            running: u32::try_from(running).unwrap_or(u32::MAX),
+            placement: replicas,
+            unplaced,
+            state: state.into(),
+        }
+    }
+
+    fn replica(&self, replica: u32, owner: Option<NodeId>, reports: &[StatusEntry]) -> ReplicaView {
+        let own = reports.iter().find(|e| Some(e.node) == owner);
+        let state = match (owner, own.map(|e| e.status.state)) {
+            (None, _) => "unplaced",
+            (Some(_), None) => "pending",
+            (Some(_), Some(state)) => state_name(state),
+        };
+        let elsewhere = reports
+            .iter()
+            .filter(|e| Some(e.node) != owner)
+            .map(|e| format!("{}: {}", self.name(e.node), state_name(e.status.state)))
+            .collect();
+        ReplicaView {
+            replica,
+            node: owner.map(|id| self.name(id)),
+            node_id: owner.map(node_id_hex),
+            state: state.into(),
+            restarts: own.map_or(0, |e| e.status.restarts),
+            detail: own.map(|e| e.status.detail.clone()).unwrap_or_default(),
+            elsewhere,
+        }
+    }
+}
+
+fn state_name(state: ReplicaState) -> &'static str {
+    match state {
+        ReplicaState::Starting => "starting",
+        ReplicaState::Running => "running",
+        ReplicaState::Failed => "failed",
+        ReplicaState::Stopped => "stopped",
+    }
+}
+
+fn unplaced_reason(reason: &UnplacedReason) -> String {
+    match reason {
+        UnplacedReason::NoNodeMatchesConstraints => "no alive node has every label in `constraints`".to_string(),
+        UnplacedReason::TooFewMatchingNodes { eligible: 1 } => {
+            "only 1 alive node matches `constraints`, and replicas need distinct nodes".to_string()
+        }
+        UnplacedReason::TooFewMatchingNodes { eligible } => {
+            format!("only {eligible} alive nodes match `constraints`, and replicas need distinct nodes")
+        }
+        UnplacedReason::InsufficientResources { needed } => {
+            format!("no matching node has {}m CPU and {} bytes of memory free", needed.cpu_millis, needed.memory_bytes)
+        }
     }
 }
