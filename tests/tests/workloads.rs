@@ -200,3 +200,20 @@ fn the_catalog_spreads_deletes_everywhere_and_survives_a_whole_cluster_restart()
     })?;
     Ok(())
 }
+
+#[test]
+fn a_clean_stop_saves_a_catalog_change_made_just_before() -> anyhow::Result<()> {
+    let dir = test_dir("workloads-stop");
+    let mut a = Agent::start(&dir, "a", &["--no-mdns".into()])?;
+    wait_until(Duration::from_secs(30), "a answers", || a.members().is_some())?;
+    let web = write(&dir, "web.toml", WEB)?;
+    assert!(shoal(&a, &["submit", &web])?.0);
+    // SIGTERM at once, well inside the ~200 ms the running agent waits before saving.
+    let status = a.sigterm(Duration::from_secs(10))?;
+    assert!(status.success(), "{status}");
+    assert!(dir.join("a").join("catalog.bin").exists(), "saved on the way out");
+    a.spawn()?;
+    wait_until(Duration::from_secs(30), "a lists web after its restart", || names(&a) == Some(vec!["web".into()]))
+        .map_err(|e| e.context(a.log_tail()))?;
+    Ok(())
+}
