@@ -9,6 +9,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod crypto;
+pub mod driver;
 pub mod metrics;
 pub mod persist;
 pub mod spec;
