@@ -19,6 +19,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{self, ApiRequest};
 use crate::config::Settings;
+use crate::events::WorkloadEvents;
 use crate::metrics;
 use crate::persist::CatalogSaver;
 use crate::store::{DataDir, StoreError};
@@ -27,7 +28,7 @@ use crate::transport::{
     Dialer, Transport, TransportConfig, TransportError, TransportEvent, quic_multiaddr, split_peer,
 };
 use crate::view::{HealthView, MemberView, SelfView};
-use crate::workloads;
+use crate::workloads::{self, WorkloadDetail};
 
 /// After a leave, how long the agent keeps gossiping before it exits anyway.
 pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -110,6 +111,7 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     let agent = Agent {
         membership,
         saver,
+        events: WorkloadEvents::default(),
         transport,
         clock,
         settings,
@@ -227,6 +229,7 @@ impl Clock {
 struct Agent {
     membership: Membership,
     saver: CatalogSaver,
+    events: WorkloadEvents,
     transport: Transport,
     clock: Clock,
     settings: Settings,
@@ -281,6 +284,7 @@ impl Agent {
             }
             self.drain();
             self.saver.note(&self.membership);
+            self.events.observe(&mut self.membership, self.clock.now());
             if self.done_leaving() {
                 break;
             }
@@ -409,7 +413,8 @@ impl Agent {
                 let _ = reply.send(workloads::list(&mut self.membership, self.clock.now()));
             }
             ApiRequest::Workload(name, reply) => {
-                let _ = reply.send(workloads::detail(&mut self.membership, self.clock.now(), &name));
+                let detail = workloads::detail(&mut self.membership, self.clock.now(), &name);
+                let _ = reply.send(detail.map(|d| WorkloadDetail { events: self.events.recent(&name), ..d }));
             }
             ApiRequest::Submit(spec, reply) => {
                 let name = spec.name.clone();

@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod crypto;
 pub mod driver;
+pub mod events;
 pub mod metrics;
 pub mod persist;
 pub mod spec;

@@ -120,6 +120,12 @@ pub(crate) fn workload_detail(detail: &WorkloadDetail) -> anyhow::Result<()> {
     if let Some(why) = &w.unplaced {
         println!("unplaced:     {why}");
     }
+    if !detail.events.is_empty() {
+        println!("recent events (this node's view):");
+        for event in &detail.events {
+            println!("  {:>6}  {}", format!("{}s ago", event.secs_ago), event.what);
+        }
+    }
     Ok(())
 }
 

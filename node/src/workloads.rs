@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use shoal_protocol::placement::{Placement, UnplacedReason};
 use shoal_protocol::{Instant, Membership, NodeId, ReplicaState, SpecError, StatusEntry, WorkloadSpec};
 
+use crate::events::EventView;
 use crate::spec::SpecFile;
 use crate::view::node_id_hex;
 
@@ -62,6 +63,9 @@ pub struct WorkloadDetail {
     pub written_by: String,
     /// The version's logical clock.
     pub clock: u64,
+    /// What this node saw happen to it lately, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventView>,
 }
 
 /// An API error's body: what went wrong, and for a refused spec, the field.
@@ -92,6 +96,7 @@ pub fn detail(membership: &mut Membership, now: Instant, name: &str) -> Option<W
         spec: SpecFile::from_spec(spec),
         written_by: known.name(entry.stamp.node),
         clock: entry.stamp.clock,
+        events: Vec::new(),
     })
 }
 
@@ -196,7 +201,7 @@ impl Known {
     }
 }
 
-fn state_name(state: ReplicaState) -> &'static str {
+pub(crate) fn state_name(state: ReplicaState) -> &'static str {
     match state {
         ReplicaState::Starting => "starting",
         ReplicaState::Running => "running",
