@@ -95,7 +95,13 @@ fn workloads_through_the_cli_and_the_api() -> anyhow::Result<()> {
     assert!(ok && listed[0]["name"] == "web" && listed[0]["placement"].as_array().map(Vec::len) == Some(2), "{out}");
     let (ok, out, _) = shoal(&a, &["workload", "web"])?;
     assert!(ok && out.contains("250m cpu, 64.0MiB") && out.contains("unplaced:"), "{out}");
-    assert!(out.contains("recent events") && out.contains("submitted by a") && out.contains("placed on a"), "{out}");
+    // Events are noticed within about a second.
+    wait_until(Duration::from_secs(5), "web's events say it was submitted and placed", || {
+        shoal(&a, &["workload", "web"]).is_ok_and(|(_, out, _)| {
+            out.contains("recent events") && out.contains("submitted by a") && out.contains("placed on a")
+        })
+    })
+    .map_err(|e| e.context(format!("{:?}", shoal(&a, &["workload", "web"]))))?;
     assert!(out.contains("pending  on a (") && out.contains("unplaced on no node"), "{out}");
 
     // The API: 201 new, 200 replaced, 400 with the field, 404 unknown.
