@@ -16,6 +16,7 @@ use crate::store::catalog::{encode, fingerprint};
 /// How long after a change the catalog is saved: writes that come together
 /// (a burst of submits, a sync with a peer) are saved together.
 pub const SAVE_DELAY: Duration = Duration::from_millis(200);
+const CHECK_EVERY: Duration = Duration::from_millis(50);
 
 /// The agent's side of the catalog file.
 #[derive(Debug)]
@@ -25,6 +26,7 @@ pub struct CatalogSaver {
     /// The fingerprint of the catalog last handed to the writer.
     saved: u64,
     changed_at: Option<tokio::time::Instant>,
+    checked_at: Option<tokio::time::Instant>,
 }
 
 impl CatalogSaver {
@@ -32,14 +34,22 @@ impl CatalogSaver {
     pub fn start(dir: DataDir, membership: &Membership) -> CatalogSaver {
         let (latest, updates) = watch::channel(Vec::new());
         let writer = tokio::spawn(write_loop(dir, updates));
-        CatalogSaver { latest, writer, saved: fingerprint(membership.catalog_entries()), changed_at: None }
+        let saved = fingerprint(membership.catalog_entries());
+        CatalogSaver { latest, writer, saved, changed_at: None, checked_at: None }
     }
 
     /// Notes whether the catalog changed since it was last saved. Call after
     /// anything that may have changed it.
     pub fn note(&mut self, membership: &Membership) {
-        if self.changed_at.is_none() && fingerprint(membership.catalog_entries()) != self.saved {
-            self.changed_at = Some(tokio::time::Instant::now());
+        // The fingerprint reads the whole catalog: under a flood of messages,
+        // look at most every CHECK_EVERY (a save is ~200 ms away anyway).
+        let now = tokio::time::Instant::now();
+        if self.changed_at.is_some() || self.checked_at.is_some_and(|at| now - at < CHECK_EVERY) {
+            return;
+        }
+        self.checked_at = Some(now);
+        if fingerprint(membership.catalog_entries()) != self.saved {
+            self.changed_at = Some(now);
         }
     }
 
