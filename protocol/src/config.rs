@@ -51,6 +51,18 @@ pub struct Config {
     /// Deleted workloads' tombstones are forgotten after this. A node cut off
     /// for longer may bring a deleted workload back when it returns.
     pub tombstone_retention: Duration,
+    /// A member that becomes Alive (first seen, or back from Dead or Left)
+    /// receives work only after this long, doubled for each time it went down
+    /// in the last `flap_window`: a flapping member does not drag work back
+    /// and forth. Suspect members keep their work.
+    pub settle_time: Duration,
+    /// Downs within this long count towards a member's settle time.
+    pub flap_window: Duration,
+    /// A node keeps running a replica it no longer owns until the new owner
+    /// reports it running (make-before-break), or for at most this long.
+    pub handover_grace: Duration,
+    /// Stopped replicas' status tombstones are forgotten after this.
+    pub status_retention: Duration,
     /// Ceiling of the local health multiplier: timeouts stretch to at most
     /// `(max_local_health + 1)` times their base.
     pub max_local_health: u32,
@@ -102,6 +114,10 @@ impl Config {
             reconnect_interval: Duration::from_secs(10),
             dead_retention: Duration::from_secs(24 * 3600),
             tombstone_retention: Duration::from_secs(7 * 24 * 3600),
+            settle_time: Duration::from_secs(10),
+            flap_window: Duration::from_secs(3600),
+            handover_grace: Duration::from_secs(30),
+            status_retention: Duration::from_secs(300),
             max_local_health: 8,
             datagram_budget: 1_400,
             sync_budget: 32 * 1_024,
@@ -120,6 +136,8 @@ impl Config {
             gossip_to_the_dead: Duration::from_secs(60),
             push_pull_interval: Duration::from_secs(60),
             reconnect_interval: Duration::from_secs(30),
+            settle_time: Duration::from_secs(30),
+            handover_grace: Duration::from_secs(60),
             ..Config::lan()
         }
     }
@@ -137,6 +155,8 @@ impl Config {
             gossip_to_the_dead: Duration::from_secs(15),
             push_pull_interval: Duration::from_secs(15),
             reconnect_interval: Duration::from_secs(5),
+            settle_time: Duration::from_secs(2),
+            handover_grace: Duration::from_secs(10),
             ..Config::lan()
         }
     }
@@ -151,6 +171,8 @@ impl Config {
             ("reconnect_interval", self.reconnect_interval),
             ("dead_retention", self.dead_retention),
             ("tombstone_retention", self.tombstone_retention),
+            ("handover_grace", self.handover_grace),
+            ("status_retention", self.status_retention),
         ];
         for (field, value) in positive_durations {
             if value.is_zero() {

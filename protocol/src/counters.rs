@@ -115,6 +115,8 @@ pub struct Counters {
     pub invalid_metadata: u64,
     /// Catalog entries whose spec broke a bound.
     pub invalid_specs: u64,
+    /// Replica statuses that broke a bound.
+    pub invalid_statuses: u64,
     /// Updates claiming our id with a newer generation: another process with
     /// our identity.
     pub identity_conflicts: u64,

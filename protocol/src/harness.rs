@@ -4,13 +4,16 @@
 //! is `shoal-sim`; this is the in-crate harness its rules are proven on.)
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::{Address, Config, Event, Identity, Instant, Membership, Metadata, NodeId, State};
+use crate::{
+    Address, Capacity, Config, Event, Identity, Instant, Membership, Metadata, NodeId, ReplicaState, ReplicaStatus,
+    State,
+};
 
 pub(crate) fn addr(index: usize) -> Address {
     Address::new(format!("sim:{index}")).expect("short address")
@@ -25,8 +28,13 @@ pub(crate) fn id(index: usize) -> NodeId {
 }
 
 pub(crate) fn identity(index: usize, generation: u64) -> Identity {
-    Identity { id: id(index), generation, meta: Metadata::new(format!("n{index}"), addr(index)) }
+    let mut meta = Metadata::new(format!("n{index}"), addr(index));
+    meta.capacity = Capacity { cpu_millis: 4_000, memory_bytes: 8 << 30 };
+    Identity { id: id(index), generation, meta }
 }
+
+/// How long the harness's driver takes to start a replica.
+pub(crate) const START_TIME: Duration = Duration::from_secs(1);
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Datagram {
@@ -52,6 +60,15 @@ pub(crate) struct Cluster {
     seed: u64,
     /// Every event, stamped with time and node.
     pub(crate) events: Vec<(Instant, usize, Event)>,
+    /// When set, every node runs what its plan says (an instant driver),
+    /// once per `run_until_true` step.
+    pub(crate) drive_workloads: bool,
+    /// The replicas each node runs, as (workload, replica) → when started.
+    /// A replica reports Starting for its first [`START_TIME`].
+    pub(crate) running: Vec<BTreeMap<(String, u16), Instant>>,
+    /// Replica starts and stops, over the whole run.
+    pub(crate) starts: u64,
+    pub(crate) stops: u64,
 }
 
 impl Cluster {
@@ -76,6 +93,10 @@ impl Cluster {
             rng: ChaCha8Rng::seed_from_u64(seed),
             seed,
             events: Vec::new(),
+            drive_workloads: false,
+            running: vec![BTreeMap::new(); n],
+            starts: 0,
+            stops: 0,
         }
     }
 
@@ -121,6 +142,7 @@ impl Cluster {
     /// The node stops: no messages, no timers, state lost.
     pub(crate) fn crash(&mut self, i: usize) {
         self.nodes[i] = None;
+        self.running[i].clear();
     }
 
     /// The node starts again with empty state and a new generation, and
@@ -234,7 +256,56 @@ impl Cluster {
                 return Some(self.now.saturating_since(start));
             }
             self.run_for(step);
+            if self.drive_workloads {
+                self.drive();
+            }
         }
         None
+    }
+
+    /// Every node starts and stops replicas as its plan says, at once, and
+    /// reports them Running.
+    pub(crate) fn drive(&mut self) {
+        for i in 0..self.nodes.len() {
+            let Some(node) = self.nodes[i].as_mut() else { continue };
+            let plan = node.plan(self.now);
+            let (running, now) = (&mut self.running[i], self.now);
+            for duty in plan.run {
+                if let std::collections::btree_map::Entry::Vacant(slot) = running.entry((duty.workload, duty.replica)) {
+                    slot.insert(now);
+                    self.starts += 1;
+                }
+            }
+            for key in plan.stop {
+                self.stops += u64::from(running.remove(&key).is_some());
+            }
+            let report = running.iter().map(|((w, r), since)| {
+                let up = now.saturating_since(*since) >= START_TIME;
+                ReplicaStatus::new(w.clone(), *r, if up { ReplicaState::Running } else { ReplicaState::Starting })
+            });
+            node.report_replicas(now, report.collect::<Vec<_>>());
+            self.drain(i);
+        }
+    }
+
+    /// The nodes running each replica, as (workload, replica) → nodes.
+    pub(crate) fn copies(&self) -> BTreeMap<(String, u16), Vec<usize>> {
+        let mut copies: BTreeMap<(String, u16), Vec<usize>> = BTreeMap::new();
+        for (i, running) in self.running.iter().enumerate() {
+            for key in running.keys() {
+                copies.entry(key.clone()).or_default().push(i);
+            }
+        }
+        copies
+    }
+
+    /// How many distinct replicas have a copy past its start time.
+    pub(crate) fn serving(&self) -> usize {
+        let up = self
+            .running
+            .iter()
+            .flat_map(|r| r.iter())
+            .filter(|(_, since)| self.now.saturating_since(**since) >= START_TIME);
+        up.map(|(key, _)| key).collect::<BTreeSet<_>>().len()
     }
 }

@@ -66,7 +66,7 @@ impl Version {
             Update::Dead { generation, incarnation, .. } => Version::new(generation, incarnation, State::Dead),
             Update::Left { generation, incarnation, .. } => Version::new(generation, incarnation, State::Left),
             // Not a membership fact; callers only ask about membership facts.
-            Update::Workload(_) => Version::new(0, 0, State::Alive),
+            Update::Workload(_) | Update::Status(_) => Version::new(0, 0, State::Alive),
         }
     }
 }
@@ -84,7 +84,8 @@ pub struct Member {
     pub state: State,
     /// What the member last said about itself.
     pub meta: Arc<Metadata>,
-    /// When this node last changed `state` (local time).
+    /// When the member last went from live (Alive, Suspect) to gone (Dead,
+    /// Left) or back, in local time: how long it has been settled, or dead.
     pub state_since: Instant,
 }
 

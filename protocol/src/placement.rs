@@ -70,11 +70,13 @@ pub struct Unplaced {
     pub reason: UnplacedReason,
 }
 
-/// The answer: for each workload, the nodes running its replicas (replica
-/// `i` on `nodes[i]`), and what could not be placed.
+/// The answer: for each workload, the node of each replica (replica `i` on
+/// `nodes[i]`, `None` if it found no node), and what could not be placed.
+/// A replica keeps its index wherever it goes, so a node taking over replica
+/// `i` can tell when the previous owner of `i` may stop.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Placement {
-    pub assignments: BTreeMap<String, Vec<NodeId>>,
+    pub assignments: BTreeMap<String, Vec<Option<NodeId>>>,
     pub unplaced: BTreeMap<String, Unplaced>,
 }
 
@@ -82,7 +84,19 @@ impl Placement {
     /// Replicas assigned to `node`, as (workload, replica index).
     pub fn on_node(&self, node: NodeId) -> impl Iterator<Item = (&str, usize)> {
         self.assignments.iter().flat_map(move |(name, nodes)| {
-            nodes.iter().enumerate().filter(move |(_, n)| **n == node).map(move |(i, _)| (name.as_str(), i))
+            nodes.iter().enumerate().filter(move |(_, n)| **n == Some(node)).map(move |(i, _)| (name.as_str(), i))
+        })
+    }
+
+    /// The node replica `replica` of `workload` is placed on.
+    pub fn owner(&self, workload: &str, replica: usize) -> Option<NodeId> {
+        self.assignments.get(workload).and_then(|nodes| nodes.get(replica).copied().flatten())
+    }
+
+    /// Every placed replica, as (workload, replica index, node).
+    pub fn replicas(&self) -> impl Iterator<Item = (&str, usize, NodeId)> {
+        self.assignments.iter().flat_map(|(name, nodes)| {
+            nodes.iter().enumerate().filter_map(move |(i, n)| Some((name.as_str(), i, (*n)?)))
         })
     }
 }
@@ -110,6 +124,67 @@ impl Ring {
     fn first_at_or_after(&self, position: u64) -> usize {
         let index = self.tokens.partition_point(|(token, _)| *token < position);
         if index == self.tokens.len() { 0 } else { index }
+    }
+}
+
+/// The ring's tokens whose node is still under its cap, as "next open token
+/// at or after i" with path compression (a node at its cap stays there for
+/// the rest of the run), so a walk skips full nodes in near-constant time.
+struct OpenTokens {
+    /// `next[i] == i` while token i is open; otherwise a later token to look
+    /// from (`len` past the end).
+    next: Vec<u32>,
+    /// Each node's tokens: `of_node[starts[n]..starts[n + 1]]`.
+    starts: Vec<u32>,
+    of_node: Vec<u32>,
+}
+
+impl OpenTokens {
+    #[allow(clippy::cast_possible_truncation)] // see `place`
+    fn new(ring: &Ring, nodes: usize) -> OpenTokens {
+        let mut starts = vec![0u32; nodes + 1];
+        for &(_, node) in &ring.tokens {
+            starts[node as usize + 1] += 1;
+        }
+        for n in 0..nodes {
+            starts[n + 1] += starts[n];
+        }
+        let mut fill = starts.clone();
+        let mut of_node = vec![0u32; ring.tokens.len()];
+        for (index, &(_, node)) in ring.tokens.iter().enumerate() {
+            of_node[fill[node as usize] as usize] = index as u32;
+            fill[node as usize] += 1;
+        }
+        OpenTokens { next: (0..=ring.tokens.len() as u32).collect(), starts, of_node }
+    }
+
+    fn close_node(&mut self, node: usize) {
+        for &token in &self.of_node[self.starts[node] as usize..self.starts[node + 1] as usize] {
+            self.next[token as usize] = token + 1;
+        }
+    }
+
+    /// The first open token at or after `from`, wrapping round once.
+    fn next_from(&mut self, from: usize) -> Option<usize> {
+        let len = self.next.len() - 1;
+        let found = self.find(from);
+        let found = if found == len { self.find(0) } else { found };
+        (found < len).then_some(found)
+    }
+
+    fn find(&mut self, mut i: usize) -> usize {
+        let mut root = i;
+        while self.next[root] as usize != root {
+            root = self.next[root] as usize;
+        }
+        while self.next[i] as usize != root {
+            let next = self.next[i] as usize;
+            #[allow(clippy::cast_possible_truncation)]
+            let compressed = root as u32;
+            self.next[i] = compressed;
+            i = next;
+        }
+        root
     }
 }
 
@@ -225,6 +300,7 @@ pub fn place(candidates: &[Candidate], workloads: &[WorkloadSpec], config: Place
     first_pairs.sort_unstable();
     let mut first_pairs = first_pairs.into_iter().peekable();
     let mut retries = std::collections::BinaryHeap::new();
+    let mut open = OpenTokens::new(&ring, candidates.len());
     let mut leftovers = Vec::new();
     loop {
         let from_retries = match (first_pairs.peek(), retries.peek()) {
@@ -244,18 +320,24 @@ pub fn place(candidates: &[Candidate], workloads: &[WorkloadSpec], config: Place
         let node = ring.tokens[seeker.cursor].1 as usize;
         if usable(node, w, &load, &holds, true) {
             take(&mut load, &mut holds[w], node, needs[w]);
+            if load.replicas[node] >= load.cap[node] {
+                open.close_node(node);
+            }
             assigned[w][replica as usize] = Some(node as u32);
             continue;
         }
-        // Walk on past nodes that can never take this replica in this run.
+        // Walk on past nodes that can never take this replica in this run,
+        // jumping over every token of a node at its cap at once.
+        let len = ring.tokens.len();
         loop {
-            seeker.cursor = (seeker.cursor + 1) % ring.tokens.len();
-            seeker.steps += 1;
-            if seeker.steps >= ring.tokens.len() {
+            let Some(next) = open.next_from((seeker.cursor + 1) % len) else {
+                seeker.steps = len;
                 break;
-            }
-            let next = ring.tokens[seeker.cursor].1 as usize;
-            if usable(next, w, &load, &holds, true) {
+            };
+            // Tokens advanced: a full lap back to the same token is `len`.
+            seeker.steps += (next + len - (seeker.cursor + 1) % len) % len + 1;
+            seeker.cursor = next;
+            if seeker.steps >= len || usable(ring.tokens[next].1 as usize, w, &load, &holds, true) {
                 break;
             }
         }
@@ -284,8 +366,8 @@ pub fn place(candidates: &[Candidate], workloads: &[WorkloadSpec], config: Place
 
     let mut placement = Placement::default();
     for (w, workload) in workloads.iter().enumerate() {
-        let nodes: Vec<NodeId> = assigned[w].iter().flatten().map(|&i| candidates[i as usize].id).collect();
-        let placed = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
+        let nodes: Vec<Option<NodeId>> = assigned[w].iter().map(|i| i.map(|i| candidates[i as usize].id)).collect();
+        let placed = u32::try_from(nodes.iter().flatten().count()).unwrap_or(u32::MAX);
         if placed < workload.replicas {
             let matching =
                 u32::try_from((0..candidates.len()).filter(|&node| eligible(w, node)).count()).unwrap_or(u32::MAX);
@@ -333,7 +415,7 @@ mod tests {
         let by_id: BTreeMap<NodeId, &Candidate> = candidates.iter().map(|c| (c.id, c)).collect();
         let mut used: BTreeMap<NodeId, (u64, u64)> = BTreeMap::new();
         for workload in workloads {
-            let nodes = &placement.assignments[&workload.name];
+            let nodes: Vec<NodeId> = placement.assignments[&workload.name].iter().flatten().copied().collect();
             let placed = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
             assert!(placed <= workload.replicas);
             if placed < workload.replicas {
@@ -343,7 +425,7 @@ mod tests {
             distinct.sort();
             distinct.dedup();
             assert_eq!(distinct.len(), nodes.len(), "replicas of {} on distinct nodes", workload.name);
-            for node in nodes {
+            for node in &nodes {
                 let candidate = by_id[node];
                 for (k, v) in &workload.constraints {
                     assert_eq!(candidate.labels.get(k), Some(v), "constraint {k}={v} holds");
@@ -447,8 +529,8 @@ pub mod quality {
     /// cluster's (total replicas over total capacity): 1.0 is perfect balance.
     pub fn load_ratio(candidates: &[Candidate], placement: &Placement) -> f64 {
         let mut count: std::collections::BTreeMap<NodeId, u64> = std::collections::BTreeMap::new();
-        for node in placement.assignments.values().flatten() {
-            *count.entry(*node).or_default() += 1;
+        for (_, _, node) in placement.replicas() {
+            *count.entry(node).or_default() += 1;
         }
         let total_weight: f64 = candidates.iter().map(|c| weight(c.capacity)).sum();
         let total: u64 = count.values().sum();
@@ -466,7 +548,7 @@ pub mod quality {
     /// the joiner's.
     pub fn moves(before: &Placement, after: &Placement, left: Option<NodeId>, joined: Option<NodeId>) -> (u64, u64) {
         let pairs = |p: &Placement| -> BTreeSet<(String, NodeId)> {
-            p.assignments.iter().flat_map(|(w, nodes)| nodes.iter().map(move |n| (w.clone(), *n))).collect()
+            p.replicas().map(|(w, _, n)| (w.to_string(), n)).collect()
         };
         let (old, new) = (pairs(before), pairs(after));
         let moved = old.difference(&new).count() as u64;

@@ -15,6 +15,7 @@ use bincode::config::{Configuration, Limit, Varint};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::CatalogEntry;
+use crate::status::StatusEntry;
 use crate::{Address, Config, Metadata, NodeId};
 
 /// The first four bytes of every Shoal message.
@@ -78,6 +79,8 @@ pub enum Update {
     Left { id: NodeId, generation: u64, incarnation: u32 },
     /// A version of a workload catalog entry (or its tombstone).
     Workload(CatalogEntry),
+    /// What a node reports about one replica it runs (or has stopped).
+    Status(StatusEntry),
 }
 
 /// What an update is about, which is also what a newer update replaces in
@@ -86,6 +89,7 @@ pub enum Update {
 pub enum Subject {
     Member(NodeId),
     Workload(String),
+    Status(NodeId, String, u16),
 }
 
 impl Update {
@@ -96,7 +100,7 @@ impl Update {
             | Update::Suspect { id, .. }
             | Update::Dead { id, .. }
             | Update::Left { id, .. } => Some(*id),
-            Update::Workload(_) => None,
+            Update::Workload(_) | Update::Status(_) => None,
         }
     }
 
@@ -104,6 +108,7 @@ impl Update {
     pub fn subject(&self) -> Subject {
         match self {
             Update::Workload(entry) => Subject::Workload(entry.name.clone()),
+            Update::Status(entry) => Subject::Status(entry.node, entry.status.workload.clone(), entry.status.replica),
             Update::Alive { id, .. }
             | Update::Suspect { id, .. }
             | Update::Dead { id, .. }
@@ -146,6 +151,9 @@ pub struct Sync {
     /// The same two, for the workload catalog (keyed by hashed name).
     pub catalog_ranges: Vec<RangeDigest>,
     pub catalog_want: Vec<KeyRange>,
+    /// The same two, for replica statuses (keyed by hashed node and replica).
+    pub status_ranges: Vec<RangeDigest>,
+    pub status_want: Vec<KeyRange>,
 }
 
 impl RangeDigest {
@@ -259,12 +267,20 @@ pub fn decode(bytes: &[u8], cluster_id: u64) -> Result<Message, DecodeError> {
         return Err(DecodeError::TrailingBytes { extra: rest.len() - used });
     }
     if let Body::Sync(sync) = &message.body {
-        let lens = [sync.ranges.len(), sync.want.len(), sync.catalog_ranges.len(), sync.catalog_want.len()];
+        let lens = [
+            sync.ranges.len(),
+            sync.want.len(),
+            sync.catalog_ranges.len(),
+            sync.catalog_want.len(),
+            sync.status_ranges.len(),
+            sync.status_want.len(),
+        ];
         if lens.iter().any(|len| *len > MAX_SYNC_RANGES) {
             return Err(DecodeError::OutOfBounds("sync ranges"));
         }
-        let digests = sync.ranges.iter().chain(&sync.catalog_ranges).map(|d| d.range.depth);
-        let mut depths = digests.chain(sync.want.iter().chain(&sync.catalog_want).map(|r| r.depth));
+        let digests = sync.ranges.iter().chain(&sync.catalog_ranges).chain(&sync.status_ranges).map(|d| d.range.depth);
+        let wants = sync.want.iter().chain(&sync.catalog_want).chain(&sync.status_want);
+        let mut depths = digests.chain(wants.map(|r| r.depth));
         if depths.any(|d| d > KeyRange::MAX_DEPTH) {
             return Err(DecodeError::OutOfBounds("sync range depth"));
         }

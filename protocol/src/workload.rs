@@ -103,15 +103,7 @@ impl WorkloadSpec {
 
     /// Checks every field; the first problem found is returned.
     pub fn validate(&self) -> Result<(), SpecError> {
-        let name_ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= Self::MAX_NAME_LEN
-                && s.starts_with(|c: char| c.is_ascii_lowercase())
-                && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        };
-        if !name_ok(&self.name) {
-            return refuse("name", "use 1 to 63 characters of a-z, 0-9 and '-', starting with a letter");
-        }
+        validate_name(&self.name)?;
         if self.replicas > Self::MAX_REPLICAS {
             return refuse("replicas", format!("{} is more than the limit of {}", self.replicas, Self::MAX_REPLICAS));
         }
@@ -145,6 +137,16 @@ impl WorkloadSpec {
         }
         Ok(())
     }
+}
+
+/// Checks a workload name: 1 to 63 of `[a-z0-9-]`, starting with a letter
+/// (so it can name a container, a directory and a DNS label).
+pub(crate) fn validate_name(name: &str) -> Result<(), SpecError> {
+    let ok = !name.is_empty()
+        && name.len() <= WorkloadSpec::MAX_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok { Ok(()) } else { refuse("name", "use 1 to 63 characters of a-z, 0-9 and '-', starting with a letter") }
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use shoal_protocol::wire::{self, Body, KeyRange, Message, RangeDigest, Sync, Update};
 use shoal_protocol::{
-    Address, Capacity, CatalogEntry, Driver, Metadata, NodeId, Resources, RestartPolicy, Stamp, WorkloadSpec,
+    Address, Capacity, CatalogEntry, Driver, Metadata, NodeId, ReplicaState, ReplicaStatus, Resources, RestartPolicy,
+    Stamp, StatusEntry, WorkloadSpec,
 };
 
 fn node_id() -> impl Strategy<Value = NodeId> + Clone {
@@ -79,6 +80,15 @@ fn update() -> impl Strategy<Value = Update> {
                 })
             }
         ),
+        (node_id(), any::<u64>(), any::<u64>(), "[a-z][a-z0-9-]{0,20}", any::<u16>(), 0u8..4, "[ -~]{0,40}").prop_map(
+            |(node, generation, version, workload, replica, state, detail)| {
+                let state =
+                    [ReplicaState::Starting, ReplicaState::Running, ReplicaState::Failed, ReplicaState::Stopped]
+                        [usize::from(state)];
+                let status = ReplicaStatus { workload, replica, state, restarts: 2, detail };
+                Update::Status(StatusEntry { node, generation, version, status })
+            }
+        ),
     ]
 }
 
@@ -100,7 +110,8 @@ fn body() -> impl Strategy<Value = Body> {
         (any::<u8>(), prop::collection::vec(digest, 0..20), prop::collection::vec(key_range(), 0..20)).prop_map(
             |(round, ranges, want)| {
                 let (catalog_ranges, catalog_want) = (ranges.iter().rev().copied().collect(), want.clone());
-                Body::Sync(Sync { round, ranges, want, catalog_ranges, catalog_want })
+                let (status_ranges, status_want) = (ranges.clone(), want.clone());
+                Body::Sync(Sync { round, ranges, want, catalog_ranges, catalog_want, status_ranges, status_want })
             }
         ),
     ]

@@ -273,6 +273,8 @@ mod tests {
             want: Vec::new(),
             catalog_ranges: Vec::new(),
             catalog_want: Vec::new(),
+            status_ranges: Vec::new(),
+            status_want: Vec::new(),
         });
         for (cluster_id, from) in [(0, 1), (7, 300), (u64::MAX, u64::MAX)] {
             let message = |body: Body| Message { from: NodeId::from_index(from), body, updates: Vec::new() };

@@ -9,6 +9,7 @@ use tracing::{debug, info, warn};
 use super::{Bug, Event, Membership};
 use crate::catalog::{Applied, CatalogEntry};
 use crate::member::{Member, State, Version};
+use crate::status::{Applied as StatusApplied, StatusEntry};
 use crate::suspicion::Suspicion;
 use crate::timer::Timer;
 use crate::wire::Update;
@@ -41,8 +42,10 @@ impl Membership {
 
     fn apply_from(&mut self, now: Instant, update: &Update, source: Source) {
         let Some(id) = update.member() else {
-            if let Update::Workload(entry) = update {
-                self.apply_workload(now, entry, source);
+            match update {
+                Update::Workload(entry) => self.apply_workload(now, entry, source),
+                Update::Status(entry) => self.apply_status(now, entry, source),
+                _ => {}
             }
             return;
         };
@@ -126,6 +129,25 @@ impl Membership {
         }
     }
 
+    /// A replica status from a peer: the greater version wins. Like catalog
+    /// entries, first sightings learned by anti-entropy do not spread on.
+    fn apply_status(&mut self, now: Instant, entry: &StatusEntry, source: Source) {
+        if !self.accept_status(entry) {
+            self.counters.updates_ignored += 1;
+            return;
+        }
+        match self.statuses.apply(entry, now) {
+            StatusApplied::Changed => {
+                self.counters.updates_applied += 1;
+                if source == Source::Gossip {
+                    self.broadcasts.push(&Update::Status(entry.clone()));
+                }
+            }
+            StatusApplied::Ignored => self.counters.updates_ignored += 1,
+            StatusApplied::Invalid => self.counters.invalid_statuses += 1,
+        }
+    }
+
     /// First sighting of a member.
     fn learn(&mut self, now: Instant, update: &Update, source: Source) {
         let Update::Alive { id, generation, incarnation, meta } = update else {
@@ -169,13 +191,21 @@ impl Membership {
             Update::Suspect { .. } => State::Suspect,
             Update::Dead { .. } => State::Dead,
             Update::Left { .. } => State::Left,
-            Update::Workload(_) => return,
+            Update::Workload(_) | Update::Status(_) => return,
         };
-        if member.state != before.state {
+        // Suspicion comes and goes without moving work, so what placement
+        // needs (how long a member has been live, or gone) ignores it.
+        if member.state.is_live() != before.state.is_live() {
             member.state_since = now;
         }
         let (state, generation, incarnation) = (member.state, member.generation, member.incarnation);
         self.members.upsert(member);
+        if generation > before.generation {
+            self.statuses.forget_node(id, generation);
+        }
+        if before.state.is_live() && !state.is_live() {
+            self.note_member_down(id, now);
+        }
         // (A member back from the dead may still be in the rest of this pass.)
         if !before.state.is_live() && state.is_live() && !self.probe_order[self.probe_next..].contains(&id) {
             self.add_to_probe_order(id);
@@ -305,7 +335,7 @@ impl Membership {
             Update::Suspect { incarnation, .. }
             | Update::Dead { incarnation, .. }
             | Update::Left { incarnation, .. } => *incarnation >= self.incarnation,
-            Update::Workload(_) => false,
+            Update::Workload(_) | Update::Status(_) => false,
         };
         if !accusation || self.leaving || self.has_bug(Bug::IgnoreRefutations) {
             self.counters.updates_ignored += 1;

@@ -8,6 +8,7 @@
 //! [`Membership::poll_transmit`] and [`Membership::poll_event`], then sleeps
 //! until [`Membership::poll_timeout`] and calls [`Membership::handle_timeout`].
 
+mod duties;
 mod merge;
 mod probe;
 mod sync;
@@ -25,9 +26,12 @@ use crate::catalog::{Catalog, CatalogEntry};
 use crate::counters::Counters;
 use crate::health::LocalHealth;
 use crate::member::{Member, MemberTable, State};
+use crate::status::StatusTable;
 use crate::suspicion::Suspicion;
 use crate::timer::{Timer, Timers};
 use crate::wire::{self, Body, DecodeError, MessageBuilder, Update};
+pub use duties::{Duty, Plan};
+
 use crate::{Address, Config, ConfigError, Instant, Metadata, MetadataError, NodeId, SpecError, WorkloadSpec};
 
 /// Who this node is.
@@ -140,6 +144,9 @@ pub struct Membership {
     leaving: bool,
     members: MemberTable,
     catalog: Catalog,
+    /// Every node's reported replica statuses, this node's included.
+    statuses: StatusTable,
+    work: duties::WorkState,
     rng: ChaCha8Rng,
     timers: Timers,
     broadcasts: BroadcastQueue,
@@ -195,6 +202,8 @@ impl Membership {
             leaving: false,
             members: MemberTable::default(),
             catalog: Catalog::default(),
+            statuses: StatusTable::default(),
+            work: duties::WorkState::default(),
             rng,
             timers,
             broadcasts: BroadcastQueue::default(),
@@ -568,3 +577,5 @@ impl Membership {
 mod scenario_tests;
 #[cfg(test)]
 mod unit_tests;
+#[cfg(test)]
+mod workload_tests;

@@ -302,6 +302,8 @@ impl Membership {
 
     fn reap(&mut self, now: Instant) {
         self.catalog.reap(now, self.config.tombstone_retention);
+        self.statuses.reap(now, self.config.status_retention);
+        self.reap_downs(now);
         if self.members.gone_count() == 0 {
             return;
         }

@@ -23,17 +23,21 @@ const LEAF_ENTRIES: u32 = 8;
 /// The largest encoding of one [`RangeDigest`] (varints at their widest).
 const DIGEST_LEN: usize = 1 + 10 + 10 + 5;
 
-/// The two replicated tables anti-entropy reconciles, each over its own key
-/// space: members by hashed id, workloads by hashed name.
+/// The replicated tables anti-entropy reconciles, each over its own key
+/// space: members by hashed id, workloads by hashed name, replica statuses
+/// by hashed (node, workload, replica).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Table {
     Members,
     Catalog,
+    Statuses,
 }
+
+const TABLES: [Table; 3] = [Table::Members, Table::Catalog, Table::Statuses];
 
 /// What one side decides to do about one table in one round.
 #[derive(Debug, Default)]
-struct Plan {
+struct RangePlan {
     /// Ranges whose entries we send.
     serve: Vec<KeyRange>,
     /// Ranges whose entries we ask for.
@@ -47,6 +51,7 @@ impl Membership {
         match table {
             Table::Members => self.members.digest(range),
             Table::Catalog => self.catalog.digest(range),
+            Table::Statuses => self.statuses.digest(range),
         }
     }
 
@@ -55,6 +60,7 @@ impl Membership {
         match table {
             Table::Members => self.members.in_range(range).flat_map(|m| m.facts(self.id)).collect(),
             Table::Catalog => self.catalog.in_range(range).cloned().map(Update::Workload).collect(),
+            Table::Statuses => self.statuses.in_range(range).cloned().map(Update::Status).collect(),
         }
     }
 
@@ -71,6 +77,8 @@ impl Membership {
             want: Vec::new(),
             catalog_ranges: vec![self.catalog.digest(KeyRange::ROOT)],
             catalog_want: Vec::new(),
+            status_ranges: vec![self.statuses.digest(KeyRange::ROOT)],
+            status_want: Vec::new(),
         });
         let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.sync_budget);
         if introduce {
@@ -84,8 +92,8 @@ impl Membership {
     }
 
     /// Compares the peer's summaries of one table with ours.
-    fn plan(&self, table: Table, theirs: &[RangeDigest], they_want: &[KeyRange]) -> Plan {
-        let mut plan = Plan { serve: they_want.to_vec(), ..Plan::default() };
+    fn compare_ranges(&self, table: Table, theirs: &[RangeDigest], they_want: &[KeyRange]) -> RangePlan {
+        let mut plan = RangePlan { serve: they_want.to_vec(), ..RangePlan::default() };
         for theirs in theirs {
             let mine = self.digest(table, theirs.range);
             if (mine.hash, mine.count) == (theirs.hash, theirs.count) {
@@ -112,14 +120,17 @@ impl Membership {
         if self.has_bug(Bug::NoAntiEntropy) {
             return;
         }
-        let mut members = self.plan(Table::Members, &sync.ranges, &sync.want);
-        let mut catalog = self.plan(Table::Catalog, &sync.catalog_ranges, &sync.catalog_want);
+        let mut plans = [
+            self.compare_ranges(Table::Members, &sync.ranges, &sync.want),
+            self.compare_ranges(Table::Catalog, &sync.catalog_ranges, &sync.catalog_want),
+            self.compare_ranges(Table::Statuses, &sync.status_ranges, &sync.status_want),
+        ];
         let round = sync.round.saturating_add(1);
         let last_round = round >= self.config.sync_max_rounds;
         // Summaries and wants take at most half the budget (the rest is for
         // entries); what is cut now is found again in a later round.
         let max_ranges = (self.config.sync_budget / 2 / DIGEST_LEN).min(MAX_SYNC_RANGES);
-        for plan in [&mut members, &mut catalog] {
+        for plan in &mut plans {
             if last_round {
                 plan.compare.clear();
                 plan.want.clear();
@@ -129,27 +140,31 @@ impl Membership {
             plan.compare.truncate(max_ranges / 4);
         }
 
-        let summaries_len = encoded_len(&(&members.compare, &members.want, &catalog.compare, &catalog.want));
-        let overhead = 64 + summaries_len + DIGEST_LEN * (members.serve.len() + catalog.serve.len() + 2);
+        let summaries_len: usize = plans.iter().map(|p| encoded_len(&(&p.compare, &p.want))).sum();
+        let served: usize = plans.iter().map(|p| p.serve.len()).sum();
+        let overhead = 64 + summaries_len + DIGEST_LEN * (served + 2);
         let mut budget = self.config.sync_budget.saturating_sub(overhead);
         let mut entries = Vec::new();
-        for (table, plan) in [(Table::Members, &mut members), (Table::Catalog, &mut catalog)] {
+        for (table, plan) in TABLES.into_iter().zip(&mut plans) {
             let unserved = self.entries_for(table, &plan.serve, &mut budget, &mut entries);
             if !last_round {
                 plan.compare.extend(unserved.iter().map(|range| self.digest(table, *range)));
             }
         }
-        let nothing_to_say = [&members, &catalog].iter().all(|p| p.compare.is_empty() && p.want.is_empty());
+        let nothing_to_say = plans.iter().all(|p| p.compare.is_empty() && p.want.is_empty());
         if entries.is_empty() && nothing_to_say {
             return;
         }
         self.hurry_push_pull(now);
+        let [members, catalog, statuses] = plans;
         let body = Body::Sync(Sync {
             round,
             ranges: members.compare,
             want: members.want,
             catalog_ranges: catalog.compare,
             catalog_want: catalog.want,
+            status_ranges: statuses.compare,
+            status_want: statuses.want,
         });
         let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.sync_budget);
         for entry in &entries {
