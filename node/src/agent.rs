@@ -19,12 +19,16 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{self, ApiRequest};
 use crate::config::Settings;
+use crate::events::WorkloadEvents;
 use crate::metrics;
+use crate::persist::CatalogSaver;
 use crate::store::{DataDir, StoreError};
+use crate::transport::drops::{self, DropReason};
 use crate::transport::{
     Dialer, Transport, TransportConfig, TransportError, TransportEvent, quic_multiaddr, split_peer,
 };
 use crate::view::{HealthView, MemberView, SelfView};
+use crate::workloads::{self, WorkloadDetail};
 
 /// After a leave, how long the agent keeps gossiping before it exits anyway.
 pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -57,6 +61,7 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     let started = std::time::Instant::now();
     let data_dir = DataDir::open(&settings.data_dir)?;
     let loaded = data_dir.load()?;
+    let catalog = data_dir.load_catalog()?;
     let mut config = settings.profile.config();
     config.cluster_id = settings.cluster_key.cluster_id();
     let transport_config = TransportConfig {
@@ -79,7 +84,11 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     };
     let identity = Identity { id: loaded.id, generation: loaded.generation, meta };
     let clock = Clock { origin: tokio::time::Instant::now() };
-    let membership = Membership::new(config, identity, rand::random(), clock.now())?;
+    let mut membership = Membership::new(config, identity, rand::random(), clock.now())?;
+    // Before joining: what this node knew survives even a restart of every node.
+    let restored = catalog.len();
+    membership.restore_catalog(clock.now(), catalog);
+    let saver = CatalogSaver::start(data_dir.clone(), &membership);
 
     let listener = tokio::net::TcpListener::bind(settings.api)
         .await
@@ -97,10 +106,12 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     }
     info!(
         %addr, api = %settings.api, generation = loaded.generation, data_dir = %data_dir.path().display(),
-        profile = settings.profile.name(), mdns = settings.mdns, "agent started"
+        profile = settings.profile.name(), mdns = settings.mdns, catalog_entries = restored, "agent started"
     );
     let agent = Agent {
         membership,
+        saver,
+        events: WorkloadEvents::default(),
         transport,
         clock,
         settings,
@@ -217,6 +228,8 @@ impl Clock {
 
 struct Agent {
     membership: Membership,
+    saver: CatalogSaver,
+    events: WorkloadEvents,
     transport: Transport,
     clock: Clock,
     settings: Settings,
@@ -259,6 +272,9 @@ impl Agent {
                     self.join_seeds();
                 }
                 () = sleep_until_some(self.next_join), if self.next_join.is_some() => self.join_seeds(),
+                () = sleep_until_some(self.saver.due()), if self.saver.due().is_some() => {
+                    self.saver.save(&self.membership);
+                }
                 () = tokio::time::sleep_until(wake) => self.membership.handle_timeout(self.clock.now()),
                 () = &mut shutdown, if !shutdown_done => {
                     shutdown_done = true;
@@ -267,11 +283,14 @@ impl Agent {
                 }
             }
             self.drain();
+            self.saver.note(&self.membership);
+            self.events.observe(&mut self.membership, self.clock.now());
             if self.done_leaving() {
                 break;
             }
         }
         info!("left; stopping");
+        self.saver.finish(&self.membership, Duration::from_secs(5)).await;
         self.transport.shutdown(Duration::from_secs(1)).await;
     }
 
@@ -384,10 +403,33 @@ impl Agent {
                     status: status.into(),
                     live_members: self.membership.live_members(),
                     local_health: self.membership.local_health(),
+                    datagrams_dropped: DropReason::ALL.into_iter().map(drops::dropped).sum(),
                 });
             }
             ApiRequest::Metrics(reply) => {
                 let _ = reply.send(metrics::render(&self.membership, &self.transport.counters()));
+            }
+            ApiRequest::Workloads(reply) => {
+                let _ = reply.send(workloads::list(&mut self.membership, self.clock.now()));
+            }
+            ApiRequest::Workload(name, reply) => {
+                let detail = workloads::detail(&mut self.membership, self.clock.now(), &name);
+                let _ = reply.send(detail.map(|d| WorkloadDetail { events: self.events.recent(&name), ..d }));
+            }
+            ApiRequest::Submit(spec, reply) => {
+                let name = spec.name.clone();
+                let outcome = workloads::submit(&mut self.membership, self.clock.now(), *spec);
+                if outcome.is_ok() {
+                    info!(workload = %name, "workload submitted");
+                }
+                let _ = reply.send(outcome);
+            }
+            ApiRequest::Delete(name, reply) => {
+                let deleted = self.membership.delete_workload(self.clock.now(), &name).is_some();
+                if deleted {
+                    info!(workload = %name, "workload deleted");
+                }
+                let _ = reply.send(deleted);
             }
             ApiRequest::Leave(reply) => {
                 info!("leave requested through the API");

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use crate::spec::SpecFile;
 use crate::view::{HealthView, MemberView, SelfView};
+use crate::workloads::{ErrorView, WorkloadDetail, WorkloadView};
 
 /// Why a request to an agent failed, with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,31 @@ impl Client {
         Ok(())
     }
 
+    /// Submits (or replaces) a workload; returns its detail and whether it is new.
+    pub fn submit(&self, spec: &SpecFile) -> Result<(WorkloadDetail, bool), ClientError> {
+        let body =
+            serde_json::to_string(spec).map_err(|e| ClientError::Decode { api: self.api, why: e.to_string() })?;
+        let request = self.agent.post(&self.url("/v1/workloads")).set("content-type", "application/json");
+        let response = self.call_with(request, Some(&body))?;
+        let new = response.status() == 201;
+        let detail = response.into_json().map_err(|e| ClientError::Decode { api: self.api, why: e.to_string() })?;
+        Ok((detail, new))
+    }
+
+    pub fn workloads(&self) -> Result<Vec<WorkloadView>, ClientError> {
+        self.get_json("/v1/workloads")
+    }
+
+    pub fn workload(&self, name: &str) -> Result<WorkloadDetail, ClientError> {
+        self.get_json(&format!("/v1/workloads/{}", path_segment(name)))
+    }
+
+    /// Deletes a workload everywhere.
+    pub fn delete(&self, name: &str) -> Result<(), ClientError> {
+        self.call(self.agent.delete(&self.url(&format!("/v1/workloads/{}", path_segment(name)))))?;
+        Ok(())
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.api)
     }
@@ -69,13 +96,34 @@ impl Client {
     }
 
     fn call(&self, request: ureq::Request) -> Result<ureq::Response, ClientError> {
-        match request.call() {
+        self.call_with(request, None)
+    }
+
+    fn call_with(&self, request: ureq::Request, body: Option<&str>) -> Result<ureq::Response, ClientError> {
+        let outcome = match body {
+            Some(body) => request.send_string(body),
+            None => request.call(),
+        };
+        match outcome {
             Ok(response) => Ok(response),
             Err(ureq::Error::Status(status, response)) => {
                 let body = response.into_string().unwrap_or_default();
+                // The API's errors are `{error, ...}`: show the sentence.
+                let body = serde_json::from_str::<ErrorView>(&body).map_or(body, |view| view.error);
                 Err(ClientError::Status { api: self.api, status, body })
             }
             Err(ureq::Error::Transport(_)) => Err(ClientError::NoAgent { api: self.api }),
         }
     }
+}
+
+/// A workload name as one URL path segment (names are `[a-z0-9-]`, but a
+/// mistyped one must still reach the agent to be refused there).
+fn path_segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -118,12 +118,31 @@ struct FileSettings {
     profile: Option<Profile>,
 }
 
-/// `memory = "4GiB"` or `memory = 4294967296` in the file.
-#[derive(Debug, Deserialize)]
+/// `memory = "4GiB"` or `memory = 4294967296` in a file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(untagged)]
-enum Memory {
+pub enum Memory {
     Bytes(u64),
     Text(String),
+}
+
+impl std::fmt::Display for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Memory::Bytes(bytes) => write!(f, "{bytes}"),
+            Memory::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+impl Memory {
+    /// The number of bytes, if the text is a size.
+    pub fn bytes(&self) -> Option<u64> {
+        match self {
+            Memory::Bytes(bytes) => Some(*bytes),
+            Memory::Text(text) => parse_bytes(text),
+        }
+    }
 }
 
 /// Why the settings are unusable. The agent did not start.
@@ -188,10 +207,9 @@ impl AgentArgs {
         let detected = detect_capacity();
         let cpu_millis = self.cpu.or(file.cpu).unwrap_or(detected.cpu_millis);
         let memory_bytes = match self.memory.map(Memory::Text).or(file.memory) {
-            Some(Memory::Bytes(bytes)) => bytes,
-            Some(Memory::Text(text)) => parse_bytes(&text).ok_or_else(|| SettingsError::Invalid {
+            Some(memory) => memory.bytes().ok_or_else(|| SettingsError::Invalid {
                 flag: "memory",
-                value: text,
+                value: memory.to_string(),
                 why: "use e.g. 4GiB".into(),
             })?,
             None => detected.memory_bytes,

@@ -28,6 +28,20 @@ pub(crate) struct LocalArgs {
     timeout: u64,
 }
 
+/// A workload to try `shoal submit` with.
+const EXAMPLE_SPEC: &str = r#"name = "example"
+replicas = 2
+[resources]
+cpu = 100            # millicores
+memory = "16MiB"
+[driver]
+kind = "exec"
+command = "sleep"
+args = ["3600"]
+[restart]
+policy = "always"
+"#;
+
 struct Node {
     name: String,
     api: SocketAddr,
@@ -46,6 +60,8 @@ pub(crate) async fn run(args: LocalArgs, log_args: Vec<String>) -> anyhow::Resul
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let key_file = dir.join("cluster.key");
     std::fs::write(&key_file, ClusterKey::generate().to_hex())?;
+    let example = dir.join("example.toml");
+    std::fs::write(&example, EXAMPLE_SPEC)?;
     let exe = std::env::current_exe().context("cannot find the shoal binary")?;
     println!("starting {} agents; data dirs and logs in {}", args.nodes, dir.display());
 
@@ -108,6 +124,11 @@ async fn watch(nodes: &mut [Node], args: &LocalArgs, exe: &Path, dir: &Path) -> 
         (format!("{shoal} members --api {}", first.api), "the member table".to_string()),
         (format!("{shoal} status --api {}", first.api), "one agent's own view".to_string()),
         (format!("curl -s http://{}/metrics", first.api), "Prometheus metrics".to_string()),
+        (
+            format!("{shoal} submit {} --api {}", dir.join("example.toml").display(), first.api),
+            "submit a workload".to_string(),
+        ),
+        (format!("{shoal} workloads --api {}", nodes[nodes.len() - 1].api), "any agent lists it".to_string()),
     ];
     if let Some(last) = nodes.last() {
         tries.push((

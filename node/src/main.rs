@@ -4,6 +4,7 @@ mod local;
 mod output;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -11,7 +12,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use shoal_node::client::Client;
 use shoal_node::config::{AgentArgs, DEFAULT_API};
 use shoal_node::crypto::ClusterKey;
-use tracing_subscriber::EnvFilter;
+use shoal_node::spec::{self, SpecFile};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[derive(Debug, Parser)]
 #[command(name = "shoal", version, about = "A leaderless compute mesh: agent and CLI")]
@@ -53,6 +57,37 @@ enum Command {
     },
     /// Ask an agent to leave the mesh gracefully and stop.
     Leave {
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// Submit a workload spec (TOML or JSON file) to the mesh, or replace
+    /// the workload of the same name.
+    Submit {
+        /// The spec file (`-` reads standard input).
+        file: PathBuf,
+        #[command(flatten)]
+        api: ApiArg,
+    },
+    /// List the workloads: replicas asked for, where they are placed, state.
+    Workloads {
+        #[command(flatten)]
+        api: ApiArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one workload: its spec and where each replica is placed.
+    Workload {
+        name: String,
+        #[command(flatten)]
+        api: ApiArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a workload from the mesh (every copy stops).
+    Delete {
+        name: String,
         #[command(flatten)]
         api: ApiArg,
     },
@@ -105,8 +140,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             output::line(&format!("the agent at {} is leaving the mesh", api.api));
             Ok(())
         }
+        Command::Submit { file, api } => {
+            let spec = read_spec(&file)?;
+            let (detail, new) = Client::new(api.api).submit(&SpecFile::from_spec(&spec))?;
+            let verb = if new { "submitted" } else { "replaced" };
+            output::line(&format!("workload {} {verb}; `shoal workload {}` shows it", detail.workload.name, spec.name));
+            output::workload_detail(&detail)
+        }
+        Command::Workloads { api, json } => {
+            let workloads = Client::new(api.api).workloads()?;
+            if json { output::json(&workloads) } else { output::workloads_table(&workloads) }
+        }
+        Command::Workload { name, api, json } => {
+            let detail = Client::new(api.api).workload(&name)?;
+            if json { output::json(&detail) } else { output::workload_detail(&detail) }
+        }
+        Command::Delete { name, api } => {
+            Client::new(api.api).delete(&name)?;
+            output::line(&format!("workload {name} deleted; every node stops its replicas"));
+            Ok(())
+        }
         Command::Local(args) => runtime()?.block_on(local::run(args, log_args)),
     }
+}
+
+/// Reads and checks a spec file; errors name the file and the field.
+fn read_spec(file: &Path) -> anyhow::Result<shoal_protocol::WorkloadSpec> {
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("cannot read the spec from standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    spec::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
 }
 
 impl Cli {
@@ -142,12 +207,14 @@ async fn shutdown_signal() {
 fn init_logging(format: LogFormat, agent: bool) {
     let default = if agent { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let output = match format {
+        LogFormat::Human => output.boxed(),
+        LogFormat::Json => output.json().boxed(),
     };
+    // The log's filter applies to the log alone: the drop counter sees
+    // quinn's endpoint events whatever RUST_LOG says.
+    let counter = agent.then(shoal_node::transport::drops::layer);
+    let _ = tracing_subscriber::registry().with(output.with_filter(filter)).with(counter).try_init();
 }

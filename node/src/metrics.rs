@@ -1,5 +1,6 @@
 //! `GET /metrics`: the protocol's counters, members by state, the probe
-//! round-trip histogram and the transport's counters, in Prometheus text.
+//! round-trip histogram and the transport's counters (with the datagrams QUIC
+//! dropped, by reason), in Prometheus text.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -7,6 +8,7 @@ use std::sync::atomic::Ordering;
 use shoal_protocol::{Membership, RttHistogram, State};
 
 use crate::transport::TransportCounters;
+use crate::transport::drops::{self, DropReason};
 
 /// Renders every metric. Counter names follow the protocol's field names, so a
 /// counter the protocol adds shows up here without a change.
@@ -54,6 +56,11 @@ pub fn render(membership: &Membership, transport: &TransportCounters) -> String 
         ("unroutable", t(&transport.unroutable)),
     ] {
         counter(&mut out, &format!("shoal_transport_{name}_total"), "", value);
+    }
+    let metric = "shoal_transport_datagrams_dropped_total";
+    let _ = writeln!(out, "# TYPE {metric} counter");
+    for reason in DropReason::ALL {
+        let _ = writeln!(out, "{metric}{{reason=\"{}\"}} {}", reason.name(), drops::dropped(reason));
     }
     let _ = writeln!(out, "# TYPE shoal_transport_connected_peers gauge");
     let _ = writeln!(out, "shoal_transport_connected_peers {}", t(&transport.connected_peers));

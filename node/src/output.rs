@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use shoal_node::view::{MemberView, SelfView};
+use shoal_node::workloads::{WorkloadDetail, WorkloadView};
 
 pub(crate) fn line(text: &str) {
     println!("{text}");
@@ -41,7 +42,12 @@ pub(crate) fn render_members(members: &[MemberView]) -> String {
             labels.join(","),
         ]);
     }
-    let columns = rows[0].len();
+    table(&rows)
+}
+
+/// Rows as aligned columns, two spaces apart.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> =
         (0..columns).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
@@ -51,6 +57,76 @@ pub(crate) fn render_members(members: &[MemberView]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// An aligned table of workloads, by name.
+pub(crate) fn workloads_table(workloads: &[WorkloadView]) -> anyhow::Result<()> {
+    if workloads.is_empty() {
+        println!("no workloads (`shoal submit FILE` adds one)");
+        return Ok(());
+    }
+    print!("{}", render_workloads(workloads));
+    Ok(())
+}
+
+pub(crate) fn render_workloads(workloads: &[WorkloadView]) -> String {
+    let header = ["NAME", "DESIRED", "RUNNING", "NODES", "STATE"].map(String::from);
+    let mut rows = vec![header.to_vec()];
+    for w in workloads {
+        let nodes: Vec<&str> = w.placement.iter().filter_map(|r| r.node.as_deref()).collect();
+        rows.push(vec![
+            w.name.clone(),
+            w.replicas.to_string(),
+            w.running.to_string(),
+            if nodes.is_empty() { "-".into() } else { nodes.join(",") },
+            w.state.clone(),
+        ]);
+    }
+    table(&rows)
+}
+
+pub(crate) fn workload_detail(detail: &WorkloadDetail) -> anyhow::Result<()> {
+    let w = &detail.workload;
+    let s = &detail.spec;
+    let memory = s.resources.memory.as_ref().and_then(|m| m.bytes()).unwrap_or(0);
+    println!("name:         {}", w.name);
+    println!("state:        {}", w.state);
+    let placed = w.placement.iter().filter(|r| r.node.is_some()).count();
+    println!("replicas:     {} desired, {placed} placed, {} running", w.replicas, w.running);
+    println!("resources:    {}m cpu, {} per replica", s.resources.cpu, human_bytes(memory));
+    let constraints: Vec<String> = s.constraints.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("constraints:  {}", if constraints.is_empty() { "none".into() } else { constraints.join(", ") });
+    let driver = serde_json::to_string(&s.driver)?;
+    println!("driver:       {driver}");
+    println!("restart:      {}", serde_json::to_string(&s.restart)?);
+    println!("version:      {} (written by {})", detail.clock, detail.written_by);
+    for r in &w.placement {
+        let node = match (&r.node, &r.node_id) {
+            (Some(name), Some(id)) => format!("on {name} ({id})"),
+            _ => "on no node".to_string(),
+        };
+        let mut line = format!("replica {:<4}  {:<8} {node}", r.replica, r.state);
+        if r.restarts > 0 {
+            line.push_str(&format!(", {} restarts", r.restarts));
+        }
+        if !r.detail.is_empty() {
+            line.push_str(&format!(": {}", r.detail));
+        }
+        if !r.elsewhere.is_empty() {
+            line.push_str(&format!(" (handing over from {})", r.elsewhere.join(", ")));
+        }
+        println!("{line}");
+    }
+    if let Some(why) = &w.unplaced {
+        println!("unplaced:     {why}");
+    }
+    if !detail.events.is_empty() {
+        println!("recent events (this node's view):");
+        for event in &detail.events {
+            println!("  {:>6}  {}", format!("{}s ago", event.secs_ago), event.what);
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn status(me: &SelfView) -> anyhow::Result<()> {

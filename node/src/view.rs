@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use shoal_protocol::{Capacity, Member, State};
+use shoal_protocol::{Capacity, Member, NodeId, State};
 
 /// One member, as `GET /v1/members` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,7 +25,7 @@ impl MemberView {
     /// The view of a protocol member.
     pub fn of(member: &Member) -> MemberView {
         MemberView {
-            id: member.id.0.iter().map(|b| format!("{b:02x}")).collect(),
+            id: node_id_hex(member.id),
             name: member.meta.name.clone(),
             state: member.state,
             addr: member.meta.primary_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -35,6 +35,11 @@ impl MemberView {
             incarnation: member.incarnation,
         }
     }
+}
+
+/// A node id as the API spells it: 32 hex digits.
+pub fn node_id_hex(id: NodeId) -> String {
+    id.0.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `GET /v1/self`: this node and a summary of its view.
@@ -65,4 +70,8 @@ pub struct HealthView {
     /// Alive plus suspect members, this node included.
     pub live_members: usize,
     pub local_health: u32,
+    /// Datagrams QUIC dropped before any connection (garbage, truncated or
+    /// undecryptable handshakes, unknown connections); by reason in `/metrics`.
+    #[serde(default)]
+    pub datagrams_dropped: u64,
 }

@@ -127,6 +127,67 @@ impl Ring {
     }
 }
 
+/// The ring's tokens whose node is still under its cap, as "next open token
+/// at or after i" with path compression (a node at its cap stays there for
+/// the rest of the run), so a walk skips full nodes in near-constant time.
+struct OpenTokens {
+    /// `next[i] == i` while token i is open; otherwise a later token to look
+    /// from (`len` past the end).
+    next: Vec<u32>,
+    /// Each node's tokens: `of_node[starts[n]..starts[n + 1]]`.
+    starts: Vec<u32>,
+    of_node: Vec<u32>,
+}
+
+impl OpenTokens {
+    #[allow(clippy::cast_possible_truncation)] // see `place`
+    fn new(ring: &Ring, nodes: usize) -> OpenTokens {
+        let mut starts = vec![0u32; nodes + 1];
+        for &(_, node) in &ring.tokens {
+            starts[node as usize + 1] += 1;
+        }
+        for n in 0..nodes {
+            starts[n + 1] += starts[n];
+        }
+        let mut fill = starts.clone();
+        let mut of_node = vec![0u32; ring.tokens.len()];
+        for (index, &(_, node)) in ring.tokens.iter().enumerate() {
+            of_node[fill[node as usize] as usize] = index as u32;
+            fill[node as usize] += 1;
+        }
+        OpenTokens { next: (0..=ring.tokens.len() as u32).collect(), starts, of_node }
+    }
+
+    fn close_node(&mut self, node: usize) {
+        for &token in &self.of_node[self.starts[node] as usize..self.starts[node + 1] as usize] {
+            self.next[token as usize] = token + 1;
+        }
+    }
+
+    /// The first open token at or after `from`, wrapping round once.
+    fn next_from(&mut self, from: usize) -> Option<usize> {
+        let len = self.next.len() - 1;
+        let found = self.find(from);
+        let found = if found == len { self.find(0) } else { found };
+        (found < len).then_some(found)
+    }
+
+    fn find(&mut self, mut i: usize) -> usize {
+        let mut root = i;
+        while self.next[root] as usize != root {
+            root = self.next[root] as usize;
+        }
+        while self.next[i] as usize != root {
+            let next = self.next[i] as usize;
+            #[allow(clippy::cast_possible_truncation)]
+            let compressed = root as u32;
+            self.next[i] = compressed;
+            i = next;
+        }
+        root
+    }
+}
+
 /// One replica looking for a node: its ring position and how far round it
 /// has walked.
 #[derive(Clone, Copy)]
@@ -239,6 +300,7 @@ pub fn place(candidates: &[Candidate], workloads: &[WorkloadSpec], config: Place
     first_pairs.sort_unstable();
     let mut first_pairs = first_pairs.into_iter().peekable();
     let mut retries = std::collections::BinaryHeap::new();
+    let mut open = OpenTokens::new(&ring, candidates.len());
     let mut leftovers = Vec::new();
     loop {
         let from_retries = match (first_pairs.peek(), retries.peek()) {
@@ -258,18 +320,24 @@ pub fn place(candidates: &[Candidate], workloads: &[WorkloadSpec], config: Place
         let node = ring.tokens[seeker.cursor].1 as usize;
         if usable(node, w, &load, &holds, true) {
             take(&mut load, &mut holds[w], node, needs[w]);
+            if load.replicas[node] >= load.cap[node] {
+                open.close_node(node);
+            }
             assigned[w][replica as usize] = Some(node as u32);
             continue;
         }
-        // Walk on past nodes that can never take this replica in this run.
+        // Walk on past nodes that can never take this replica in this run,
+        // jumping over every token of a node at its cap at once.
+        let len = ring.tokens.len();
         loop {
-            seeker.cursor = (seeker.cursor + 1) % ring.tokens.len();
-            seeker.steps += 1;
-            if seeker.steps >= ring.tokens.len() {
+            let Some(next) = open.next_from((seeker.cursor + 1) % len) else {
+                seeker.steps = len;
                 break;
-            }
-            let next = ring.tokens[seeker.cursor].1 as usize;
-            if usable(next, w, &load, &holds, true) {
+            };
+            // Tokens advanced: a full lap back to the same token is `len`.
+            seeker.steps += (next + len - (seeker.cursor + 1) % len) % len + 1;
+            seeker.cursor = next;
+            if seeker.steps >= len || usable(ring.tokens[next].1 as usize, w, &load, &holds, true) {
                 break;
             }
         }

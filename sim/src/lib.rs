@@ -18,11 +18,12 @@
 //!
 //! Layout: [`scenario`] (what to run: TOML and the built-ins), [`net`] (the
 //! network model), [`fault`] (what can go wrong, and when), [`sim`] (the
-//! event loop), [`checks`] (one invariant per module), [`report`] (what a
+//! event loop), [`impls`] (what it drives: Shoal, or foca for comparison), [`checks`] (one invariant per module), [`report`] (what a
 //! run says), [`trace`] (the trace hash and the JSONL trace), [`plot`] (SVG).
 
 pub mod checks;
 pub mod fault;
+pub mod impls;
 pub mod net;
 pub mod plot;
 pub mod report;
@@ -31,6 +32,7 @@ pub mod sim;
 pub mod stats;
 pub mod trace;
 pub mod units;
+pub mod workloads;
 
 pub use report::{Report, Verdict};
 pub use scenario::Scenario;

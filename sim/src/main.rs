@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use shoal_sim::impls::Impl;
 use shoal_sim::scenario::{BUILTINS, BugKind};
 use shoal_sim::units::Dur;
 use shoal_sim::{Report, Scenario, Simulation};
@@ -61,6 +62,10 @@ struct RunArgs {
     /// Break the protocol on purpose (needs `--features bug-injection`).
     #[arg(long, value_parser = parse_bug)]
     bug: Option<BugKind>,
+    /// Which membership implementation to drive: shoal, or foca (for
+    /// comparison; needs `--features compare`).
+    #[arg(long = "impl", default_value = "shoal")]
+    implementation: Impl,
 }
 
 fn parse_bug(text: &str) -> Result<BugKind, String> {
@@ -98,7 +103,7 @@ fn run_one(args: &RunArgs, scenario: &Scenario, seed: u64, progress: bool) -> Re
         ))),
         None => None,
     };
-    let mut sim = Simulation::with_trace(scenario.clone(), seed, sink)?;
+    let mut sim = Simulation::with_impl(scenario.clone(), seed, sink, args.implementation)?;
     sim.leak_on_finish();
     let bar = if progress && std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(Some(scenario.duration.0.as_secs()), ProgressDrawTarget::stderr());
@@ -118,6 +123,10 @@ fn run_one(args: &RunArgs, scenario: &Scenario, seed: u64, progress: bool) -> Re
         bar.finish_and_clear();
     }
     report.replay = shoal_sim::report::replay_command(&args.scenario, scenario, seed);
+    if args.implementation != Impl::Shoal {
+        report.replay = report.replay.replacen(" --", " --features compare --", 1)
+            + &format!(" --impl {}", args.implementation.name());
+    }
     Ok(report)
 }
 

@@ -97,6 +97,18 @@ pub struct ProtocolTotals {
     pub late_timers: u64,
 }
 
+impl ProtocolTotals {
+    /// Adds one node's counters.
+    pub fn add(&mut self, other: &ProtocolTotals) {
+        self.suspicions_raised += other.suspicions_raised;
+        self.declared_dead += other.declared_dead;
+        self.self_refutes += other.self_refutes;
+        self.syncs_started += other.syncs_started;
+        self.decode_failures += other.decode_failures;
+        self.late_timers += other.late_timers;
+    }
+}
+
 /// One point of the time series (every simulated second; 5 s above 2,000 nodes).
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Sample {
@@ -128,6 +140,8 @@ pub struct Sample {
 pub struct Report {
     /// Scenario name.
     pub scenario: String,
+    /// The membership implementation driven (`shoal`, `foca`).
+    pub implementation: &'static str,
     /// The seed.
     pub seed: u64,
     /// Nodes.
@@ -225,7 +239,11 @@ fn secs(s: &Summary) -> String {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "scenario  {}  ({} nodes, {:.0}s simulated)", self.scenario, self.nodes, self.duration_s)?;
+        writeln!(
+            f,
+            "scenario  {}  ({} nodes, {:.0}s simulated, {})",
+            self.scenario, self.nodes, self.duration_s, self.implementation
+        )?;
         writeln!(f, "seed      {}", self.seed)?;
         writeln!(f, "trace     {}  ({} records)", self.trace_hash, self.trace_records)?;
         writeln!(
@@ -241,6 +259,7 @@ impl fmt::Display for Report {
         writeln!(f)?;
         let none = Summary::default();
         writeln!(f, "detection latency      {}", secs(&self.summary("detection_latency_s").unwrap_or(none)))?;
+        writeln!(f, "first to notice        {}", secs(&self.summary("first_detection_s").unwrap_or(none)))?;
         writeln!(f, "crash known everywhere {}", secs(&self.summary("known_everywhere_s").unwrap_or(none)))?;
         writeln!(f, "time to converge       {}", secs(&self.summary("time_to_converge_s").unwrap_or(none)))?;
         writeln!(

@@ -31,9 +31,31 @@ pub fn shoal_bin() -> PathBuf {
         let status = cargo.status().expect("cargo runs");
         assert!(status.success(), "cargo build -p shoal-node failed");
         let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-        target.join("debug").join("shoal")
+        // The target dir may be shared with other checkouts, whose builds
+        // would replace the binary under a running test: keep a private link
+        // (builds write a new file rather than rewrite this one).
+        let built = target.join("debug").join("shoal");
+        remove_stale_links(&target.join("debug"));
+        let private = target.join("debug").join(format!("shoal-test-{}", std::process::id()));
+        let _ = std::fs::remove_file(&private);
+        if std::fs::hard_link(&built, &private).is_err() {
+            std::fs::copy(&built, &private).expect("copy the shoal binary");
+        }
+        private
     })
     .clone()
+}
+
+/// Removes the links earlier test processes (no longer running) left.
+fn remove_stale_links(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("shoal-test-") else { continue };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The repository root.

@@ -22,10 +22,22 @@ fn keygen_prints_a_key() -> anyhow::Result<()> {
 #[test]
 fn client_commands_without_an_agent_say_what_to_do() -> anyhow::Result<()> {
     let api = free_tcp().to_string();
-    for command in ["members", "status", "leave"] {
-        let (ok, _, err) = run(&[command, "--api", &api])?;
-        assert!(!ok, "{command} fails");
-        assert!(err.contains(&format!("no agent at {api}: is `shoal agent` running?")), "{command}: {err}");
+    let spec = test_dir("cli-no-agent").join("web.toml");
+    std::fs::write(&spec, "name = \"web\"\n[driver]\nkind = \"exec\"\ncommand = \"sleep\"\n")?;
+    let spec = spec.display().to_string();
+    let commands: [&[&str]; 7] = [
+        &["members"],
+        &["status"],
+        &["leave"],
+        &["submit", &spec],
+        &["workloads"],
+        &["workload", "web"],
+        &["delete", "web"],
+    ];
+    for command in commands {
+        let (ok, _, err) = run(&[command, &["--api", &api]].concat())?;
+        assert!(!ok, "{command:?} fails");
+        assert!(err.contains(&format!("no agent at {api}: is `shoal agent` running?")), "{command:?}: {err}");
     }
     Ok(())
 }

@@ -10,6 +10,7 @@
 //! Queues are bounded and never block the agent: a full queue drops the
 //! message, exactly as a lost datagram would (the protocol tolerates loss).
 
+pub mod drops;
 mod stream;
 mod swarm;
 

@@ -158,7 +158,10 @@ impl SwarmLoop {
                     discovered(&self.events, peer, addr);
                 }
             }
-            SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
+            // Non-fatal: mostly a connection attempt that failed its
+            // handshake, which the drop counter already counts (see `drops`).
+            SwarmEvent::ListenerError { error, .. } => debug!(%error, "listener error"),
+            SwarmEvent::ListenerClosed { reason: Err(error), .. } => warn!(%error, "listener closed"),
             _ => {}
         }
     }

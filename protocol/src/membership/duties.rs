@@ -221,6 +221,19 @@ impl Membership {
             && self.members.get(entry.node).is_some_and(|m| m.state.is_live() && m.generation == entry.generation)
     }
 
+    /// Queues this node's live status entries for gossip again.
+    pub(super) fn republish_statuses(&mut self) {
+        let mine: Vec<StatusEntry> = self
+            .statuses
+            .iter()
+            .filter(|e| e.node == self.id && e.status.state != ReplicaState::Stopped)
+            .cloned()
+            .collect();
+        for entry in mine {
+            self.broadcasts.push(&Update::Status(entry));
+        }
+    }
+
     /// Forgets downs older than the flap window.
     pub(super) fn reap_downs(&mut self, now: Instant) {
         let window = self.config.flap_window;

@@ -131,6 +131,7 @@ impl Check for Convergence {
             detail,
             summaries: vec![("time_to_converge_s", summary)],
             counts: vec![("episodes_judged", self.times.len() as u64), ("episodes_interrupted", self.interrupted)],
+            samples: vec![("time_to_converge_s", self.times.clone())],
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Liveness: a crashed node is known Dead by every node that was running
 //! and knew it live when it crashed, within a bound (by default the longest
 //! suspicion timeout plus c·log2(N) periods). Measures detection latency
-//! per (crash, viewer): p50, p99 and max are "known everywhere" times.
+//! per (crash, viewer), the first viewer's per crash, and the last viewer's
+//! ("known everywhere").
 //!
 //! A crash whose node restarts before everyone noticed is closed without
 //! judgement (the new generation supersedes it); viewers that crash meanwhile
@@ -23,6 +24,8 @@ struct Crash {
     generation: u64,
     /// Viewers still to notice (sorted).
     waiting: Vec<usize>,
+    /// Some viewer has noticed.
+    noticed: bool,
 }
 
 /// See the module doc.
@@ -31,6 +34,7 @@ pub struct Detection {
     bound: u64,
     open: Vec<Crash>,
     latencies: Vec<f64>,
+    first: Vec<f64>,
     everywhere: Vec<f64>,
     crashes: u64,
     superseded: u64,
@@ -46,6 +50,7 @@ impl Detection {
             bound,
             open: Vec::new(),
             latencies: Vec::new(),
+            first: Vec::new(),
             everywhere: Vec::new(),
             crashes: 0,
             superseded: 0,
@@ -73,7 +78,7 @@ impl Check for Detection {
                 crash.waiting.remove(pos);
             }
         }
-        self.open.push(Crash { node, at: world.now, generation, waiting });
+        self.open.push(Crash { node, at: world.now, generation, waiting, noticed: false });
     }
 
     fn on_start(&mut self, world: &World, node: usize) {
@@ -95,6 +100,10 @@ impl Check for Detection {
                 crash.waiting.remove(pos);
                 let latency = (now - crash.at) as f64 / 1e6;
                 self.latencies.push(latency);
+                if !crash.noticed {
+                    crash.noticed = true;
+                    self.first.push(latency);
+                }
                 if crash.waiting.is_empty() {
                     self.everywhere.push(latency);
                     done = Some(k);
@@ -153,8 +162,17 @@ impl Check for Detection {
             name: self.name(),
             verdict,
             detail,
-            summaries: vec![("detection_latency_s", latency), ("known_everywhere_s", everywhere)],
+            summaries: vec![
+                ("detection_latency_s", latency),
+                ("first_detection_s", Summary::of(&self.first)),
+                ("known_everywhere_s", everywhere),
+            ],
             counts: vec![("crashes", self.crashes), ("restarted_before_detected", self.superseded)],
+            samples: vec![
+                ("detection_latency_s", self.latencies.clone()),
+                ("first_detection_s", self.first.clone()),
+                ("known_everywhere_s", self.everywhere.clone()),
+            ],
         }
     }
 }

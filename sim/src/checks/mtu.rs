@@ -27,6 +27,7 @@ impl Check for Mtu {
             },
             summaries: Vec::new(),
             counts: vec![("oversized", over), ("largest_datagram", world.largest_datagram as u64)],
+            samples: Vec::new(),
         }
     }
 }

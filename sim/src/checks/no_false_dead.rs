@@ -103,6 +103,7 @@ impl Check for NoFalseDead {
                 ("false_dead_from_disturbed", self.from_disturbed),
                 ("dead_events", self.all_dead),
             ],
+            samples: Vec::new(),
         }
     }
 }

@@ -1,6 +1,8 @@
-//! The data dir: the node's ed25519 identity (created once, kept forever) and
+//! The data dir: the node's ed25519 identity (created once, kept forever),
 //! its generation counter (raised on every start, written crash-safely before
-//! the node says anything to anyone).
+//! the node says anything to anyone), and the workload catalog ([`catalog`]).
+
+pub mod catalog;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -22,12 +24,15 @@ pub enum StoreError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     /// A file in it holds something else than expected.
-    #[error("{path} is corrupt ({why}); move it away to start this node under a new identity")]
-    Corrupt { path: PathBuf, why: String },
+    #[error("{path} is corrupt ({why}); {fix}")]
+    Corrupt { path: PathBuf, why: String, fix: &'static str },
 }
 
+/// What to do about a corrupt identity or generation file.
+const NEW_IDENTITY: &str = "move it away to start this node under a new identity";
+
 /// An opened data dir.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct DataDir {
     path: PathBuf,
 }
@@ -70,14 +75,18 @@ impl DataDir {
     fn keypair(&self) -> Result<Keypair, StoreError> {
         let path = self.path.join(KEY_FILE);
         match fs::read(&path) {
-            Ok(bytes) => {
-                Keypair::from_protobuf_encoding(&bytes).map_err(|e| StoreError::Corrupt { path, why: e.to_string() })
-            }
+            Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| StoreError::Corrupt {
+                path,
+                why: e.to_string(),
+                fix: NEW_IDENTITY,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let keypair = Keypair::generate_ed25519();
-                let bytes = keypair
-                    .to_protobuf_encoding()
-                    .map_err(|e| StoreError::Corrupt { path: path.clone(), why: e.to_string() })?;
+                let bytes = keypair.to_protobuf_encoding().map_err(|e| StoreError::Corrupt {
+                    path: path.clone(),
+                    why: e.to_string(),
+                    fix: NEW_IDENTITY,
+                })?;
                 self.write_atomic(KEY_FILE, &bytes).map_err(|source| StoreError::Unwritable { path, source })?;
                 Ok(keypair)
             }
@@ -88,10 +97,11 @@ impl DataDir {
     fn bump_generation(&self) -> Result<u64, StoreError> {
         let path = self.path.join(GENERATION_FILE);
         let last = match fs::read_to_string(&path) {
-            Ok(text) => text
-                .trim()
-                .parse::<u64>()
-                .map_err(|e| StoreError::Corrupt { path: path.clone(), why: e.to_string() })?,
+            Ok(text) => text.trim().parse::<u64>().map_err(|e| StoreError::Corrupt {
+                path: path.clone(),
+                why: e.to_string(),
+                fix: NEW_IDENTITY,
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(source) => return Err(StoreError::Read { path, source }),
         };
@@ -102,7 +112,7 @@ impl DataDir {
     }
 
     /// Writes a temp file, fsyncs it, renames it over `name`, fsyncs the folder.
-    fn write_atomic(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn write_atomic(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
         let tmp = self.path.join(format!(".{name}.tmp"));
         let mut options = OpenOptions::new();
         options.write(true).create(true).truncate(true);

@@ -1,0 +1,72 @@
+//! Naming a replica, and how an instance ended. Statuses themselves are
+//! `shoal_protocol::ReplicaStatus`, as they are gossiped.
+
+use std::fmt;
+
+/// One replica of one workload on this node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReplicaKey {
+    pub workload: String,
+    pub replica: u16,
+}
+
+impl ReplicaKey {
+    pub fn new(workload: impl Into<String>, replica: u16) -> ReplicaKey {
+        ReplicaKey { workload: workload.into(), replica }
+    }
+
+    /// `<workload>-<replica>`: the replica's folder in the data dir and the
+    /// stem of its container name. Workload names are `[a-z0-9-]`, so this is
+    /// a safe path component.
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", self.workload, self.replica)
+    }
+}
+
+impl fmt::Display for ReplicaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.workload, self.replica)
+    }
+}
+
+/// How an instance ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Exit {
+    /// Exit status 0. A signal or a driver error is not a success.
+    pub(crate) success: bool,
+    pub(crate) detail: String,
+}
+
+impl Exit {
+    pub(crate) fn failed(detail: impl Into<String>) -> Exit {
+        Exit { success: false, detail: detail.into() }
+    }
+
+    /// From a process's exit code or terminating signal.
+    pub(crate) fn from_code_or_signal(code: Option<i64>, signal: Option<i32>) -> Exit {
+        match (code, signal) {
+            (Some(code), _) => Exit { success: code == 0, detail: format!("exited with status {code}") },
+            (None, Some(sig)) => {
+                let name = nix::sys::signal::Signal::try_from(sig).map(|s| format!(" ({})", s.as_str()));
+                Exit::failed(format!("killed by signal {sig}{}", name.unwrap_or_default()))
+            }
+            (None, None) => Exit::failed("exited for an unknown reason"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exits_read_as_people_say_them() {
+        assert_eq!(
+            Exit::from_code_or_signal(Some(0), None),
+            Exit { success: true, detail: "exited with status 0".into() }
+        );
+        assert_eq!(Exit::from_code_or_signal(Some(3), None), Exit::failed("exited with status 3"));
+        assert_eq!(Exit::from_code_or_signal(None, Some(9)), Exit::failed("killed by signal 9 (SIGKILL)"));
+        assert_eq!(ReplicaKey::new("web", 2).dir_name(), "web-2");
+    }
+}

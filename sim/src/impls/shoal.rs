@@ -1,0 +1,233 @@
+//! Shoal's own protocol: a real [`Membership`] per node.
+
+use shoal_protocol::{
+    Address, Capacity, Config, Event, Identity, Instant, Member, Membership, Metadata, MetadataCache, NodeId,
+    Transmit, wire,
+};
+
+use super::{Boot, Implementation, MemberView, SimNode};
+use crate::net;
+use crate::report::ProtocolTotals;
+#[cfg(feature = "bug-injection")]
+use crate::scenario::BugKind;
+use crate::scenario::{Scenario, WorkloadLoad};
+use crate::sim::SimError;
+use crate::workloads::{Replicas, WorkloadDriver};
+
+/// Makes [`Membership`] nodes with one config.
+#[derive(Debug)]
+pub struct ShoalImpl {
+    config: Config,
+    workloads: Option<WorkloadLoad>,
+    /// Decoded metadata shared by every node: N copies instead of N².
+    meta_cache: MetadataCache,
+    #[cfg(feature = "bug-injection")]
+    bug: Option<BugKind>,
+}
+
+impl ShoalImpl {
+    /// The scenario's preset config (and injected bug, if any).
+    pub fn new(scenario: &Scenario) -> Result<ShoalImpl, SimError> {
+        ShoalImpl::with_config(scenario, scenario.preset.config())
+    }
+
+    /// A custom config (for runs tuned to a bandwidth), validated.
+    pub fn with_config(scenario: &Scenario, config: Config) -> Result<ShoalImpl, SimError> {
+        #[cfg(not(feature = "bug-injection"))]
+        if let Some(bug) = scenario.bug {
+            return Err(SimError::BugInjectionUnavailable(bug.name()));
+        }
+        let config = config.validate().map_err(shoal_protocol::Error::from)?;
+        Ok(ShoalImpl {
+            config,
+            workloads: scenario.workloads.clone(),
+            meta_cache: MetadataCache::default(),
+            #[cfg(feature = "bug-injection")]
+            bug: scenario.bug,
+        })
+    }
+}
+
+fn identity(index: usize, generation: u64, addr: &Address, capacity: Capacity) -> Identity {
+    let mut meta = Metadata::new(format!("n{index}"), addr.clone());
+    meta.capacity = capacity;
+    Identity { id: NodeId::from_index(index as u64), generation, meta }
+}
+
+impl Implementation for ShoalImpl {
+    fn name(&self) -> &'static str {
+        "shoal"
+    }
+
+    fn boot(&self, boot: Boot<'_>) -> Result<Box<dyn SimNode>, SimError> {
+        #[allow(unused_mut)]
+        let capacity = self.workloads.as_ref().map(WorkloadLoad::capacity).unwrap_or_default();
+        let mut node = Membership::new(
+            self.config.clone(),
+            identity(boot.index, boot.generation, boot.addr, capacity),
+            boot.seed,
+            boot.now,
+        )?;
+        #[cfg(feature = "bug-injection")]
+        if let Some(bug) = self.bug {
+            node.inject_bug(match bug {
+                BugKind::IgnoreRefutations => shoal_protocol::Bug::IgnoreRefutations,
+                BugKind::NoAntiEntropy => shoal_protocol::Bug::NoAntiEntropy,
+            });
+        }
+        node.share_metadata(self.meta_cache.clone());
+        if !boot.seeds.is_empty() {
+            node.join(boot.now, boot.seeds);
+        }
+        let Some(load) = &self.workloads else {
+            return Ok(Box::new(node));
+        };
+        // The first node's first run submits the workloads.
+        let submits = boot.index == 0 && boot.generation == 1;
+        let driver = WorkloadDriver::new(load, submits, boot.now);
+        Ok(Box::new(ShoalNode { membership: node, driver }))
+    }
+
+    fn reliable(&self, payload: &[u8]) -> bool {
+        net::is_sync(payload)
+    }
+
+    fn declared_by(&self, payload: &[u8], subject: NodeId) -> Option<NodeId> {
+        wire::decode(payload, self.config.cluster_id).ok().and_then(|m| {
+            m.updates.iter().find_map(|u| match u {
+                wire::Update::Dead { id, by, .. } if *id == subject => Some(*by),
+                _ => None,
+            })
+        })
+    }
+
+    fn timing(&self) -> &Config {
+        &self.config
+    }
+}
+
+fn view(member: &Member) -> MemberView {
+    MemberView {
+        id: member.id,
+        generation: member.generation,
+        incarnation: member.incarnation,
+        state: member.state,
+        state_since: member.state_since,
+    }
+}
+
+impl SimNode for Membership {
+    fn handle_message(&mut self, now: Instant, from: &Address, payload: &[u8]) {
+        Membership::handle_message(self, now, from, payload);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Membership::handle_timeout(self, now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        Membership::poll_transmit(self)
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        Membership::poll_event(self)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Membership::poll_timeout(self)
+    }
+
+    fn live_members(&self) -> usize {
+        Membership::live_members(self)
+    }
+
+    fn member(&self, id: NodeId) -> Option<MemberView> {
+        Membership::member(self, id).map(view)
+    }
+
+    fn members(&self) -> Box<dyn Iterator<Item = MemberView> + '_> {
+        Box::new(Membership::members(self).map(view))
+    }
+
+    fn totals(&self) -> ProtocolTotals {
+        let c = self.counters();
+        ProtocolTotals {
+            suspicions_raised: c.suspicions_raised,
+            declared_dead: c.declared_dead,
+            self_refutes: c.self_refutes,
+            syncs_started: c.syncs_started,
+            decode_failures: c.decode_failures,
+            late_timers: c.late_timers,
+        }
+    }
+}
+
+/// A Shoal node whose (simulated) driver runs what its plan says.
+#[derive(Debug)]
+struct ShoalNode {
+    membership: Membership,
+    driver: WorkloadDriver,
+}
+
+impl SimNode for ShoalNode {
+    fn handle_message(&mut self, now: Instant, from: &Address, payload: &[u8]) {
+        self.membership.handle_message(now, from, payload);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.membership.poll_timeout().is_some_and(|at| at <= now) {
+            self.membership.handle_timeout(now);
+        }
+        self.driver.on_timeout(&mut self.membership, now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.membership.poll_transmit()
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.membership.poll_event()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let tick = self.driver.next_tick();
+        Some(self.membership.poll_timeout().map_or(tick, |at| at.min(tick)))
+    }
+
+    fn live_members(&self) -> usize {
+        self.membership.live_members()
+    }
+
+    fn member(&self, id: NodeId) -> Option<MemberView> {
+        self.membership.member(id).map(view)
+    }
+
+    fn members(&self) -> Box<dyn Iterator<Item = MemberView> + '_> {
+        Box::new(self.membership.members().map(view))
+    }
+
+    fn totals(&self) -> ProtocolTotals {
+        SimNode::totals(&self.membership)
+    }
+
+    fn replicas(&self) -> Option<&Replicas> {
+        Some(self.driver.replicas())
+    }
+
+    fn catalog_len(&self) -> usize {
+        self.membership.workloads().count()
+    }
+
+    fn known_running(&self) -> Vec<(String, u16)> {
+        let live = |id| self.membership.member(id).is_some_and(|m| m.state.is_live());
+        let mut known: Vec<(String, u16)> = self
+            .membership
+            .replica_statuses()
+            .filter(|e| e.status.state == shoal_protocol::ReplicaState::Running && live(e.node))
+            .map(|e| (e.status.workload.clone(), e.status.replica))
+            .collect();
+        known.sort_unstable();
+        known.dedup();
+        known
+    }
+}
