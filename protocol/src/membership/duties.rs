@@ -222,7 +222,7 @@ impl Membership {
     }
 
     /// Queues this node's live status entries for gossip again.
-    pub(super) fn republish_statuses(&mut self) {
+    pub(super) fn republish_statuses(&mut self, now: Instant) {
         let mine: Vec<StatusEntry> = self
             .statuses
             .iter()
@@ -230,7 +230,7 @@ impl Membership {
             .cloned()
             .collect();
         for entry in mine {
-            self.broadcasts.push(&Update::Status(entry));
+            self.broadcast(now, &Update::Status(entry));
         }
     }
 

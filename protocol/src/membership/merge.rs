@@ -392,7 +392,7 @@ impl Membership {
         self.publish_self(now);
         if matches!(update, Update::Dead { .. } | Update::Left { .. }) {
             // Whoever believed this forgot what we run: tell them again.
-            self.republish_statuses();
+            self.republish_statuses(now);
         }
     }
 }
