@@ -296,7 +296,12 @@ impl Agent {
                 }
             }
             self.drain();
+            // A catalog change (here or learnt from a peer) may change the plan.
+            let unsaved = self.saver.due().is_some();
             self.saver.note(&self.membership);
+            if !unsaved && self.saver.due().is_some() {
+                self.reconciler.poke();
+            }
             self.events.observe(&mut self.membership, self.clock.now());
             if self.done_leaving() {
                 break;
