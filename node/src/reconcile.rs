@@ -172,7 +172,7 @@ impl Worker {
         for (workload, replica) in &plan.stop {
             // The plan may be older than the stop that already removed it.
             if self.supervisor.status(workload, *replica).is_some() {
-                self.stop(workload.clone(), *replica);
+                self.stop(workload.clone(), *replica, "this node no longer runs it");
             }
         }
         if plan.settled && matches!(self.leftovers, Leftovers::NotYet) {
@@ -185,12 +185,12 @@ impl Worker {
     }
 
     /// Stops a replica on a task of its own, unless that is under way.
-    fn stop(&mut self, workload: String, replica: u16) {
+    fn stop(&mut self, workload: String, replica: u16, why: &str) {
         let key = (workload, replica);
         if !self.stopping.insert(key.clone()) {
             return;
         }
-        info!(workload = %key.0, replica, "stopping a replica this node no longer runs");
+        info!(workload = %key.0, replica, "stopping a replica: {why}");
         let supervisor = Arc::clone(&self.supervisor);
         let stopped = key.clone();
         let task = async move {
@@ -220,8 +220,11 @@ impl Worker {
         match found {
             Ok(keys) => {
                 for key in keys.into_iter().filter(|k| !owned.contains(&(k.workload.clone(), k.replica))) {
-                    info!(replica = %key, "stopping a container a previous agent left, which this node does not own");
-                    self.stop(key.workload, key.replica);
+                    self.stop(
+                        key.workload,
+                        key.replica,
+                        "a previous agent left its container, and this node does not own it",
+                    );
                 }
             }
             Err(error) => debug!(%error, "cannot look for containers a previous agent left"),
