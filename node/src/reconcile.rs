@@ -245,3 +245,94 @@ async fn wait_leftovers(leftovers: &mut Leftovers) -> Result<Vec<ReplicaKey>, Dr
         Leftovers::NotYet | Leftovers::Done => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use shoal_protocol::{Driver, Duty, ReplicaState, Resources, RestartPolicy, WorkloadSpec};
+
+    use super::*;
+    use crate::driver::SupervisorConfig;
+
+    /// Takes about a second to stop: SIGTERM runs a trap that sleeps first.
+    /// Writes `ready` in its folder once the trap is set.
+    fn slow_stopper() -> Arc<WorkloadSpec> {
+        let script = "trap 'sleep 1; exit 0' TERM; touch ready; sleep 3600 & wait";
+        Arc::new(WorkloadSpec {
+            name: "slow".into(),
+            replicas: 1,
+            resources: Resources::default(),
+            constraints: BTreeMap::new(),
+            driver: Driver::Exec {
+                command: "sh".into(),
+                args: vec!["-c".into(), script.into()],
+                env: BTreeMap::new(),
+                workdir: None,
+            },
+            restart: RestartPolicy::default(),
+        })
+    }
+
+    fn state(supervisor: &Supervisor) -> Option<ReplicaState> {
+        supervisor.status("slow", 0).map(|s| s.state)
+    }
+
+    async fn wait_for_state(supervisor: &Supervisor, wanted: Option<ReplicaState>) {
+        let mut changes = supervisor.subscribe();
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            while state(supervisor) != wanted {
+                let _ = changes.changed().await;
+            }
+        });
+        assert!(waited.await.is_ok(), "replica never reached {wanted:?}: {:?}", state(supervisor));
+    }
+
+    #[tokio::test]
+    async fn a_replica_being_stopped_is_not_started_again_until_its_stop_is_done() {
+        let dir = std::env::temp_dir().join(format!("shoal-reconcile-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let supervisor = Arc::new(Supervisor::new(SupervisorConfig::new(&dir, "n")));
+        let mut worker = Worker::new(Arc::clone(&supervisor));
+        // Not settled: no search for leftover containers.
+        let run =
+            Plan { run: vec![Duty { workload: "slow".into(), replica: 0, spec: slow_stopper() }], ..Plan::default() };
+        let stop = Plan { stop: vec![("slow".into(), 0)], ..Plan::default() };
+
+        worker.apply(&run).await;
+        let ready = dir.join("workloads/slow-0/ready");
+        let trapped = tokio::time::timeout(Duration::from_secs(10), async {
+            while !ready.exists() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        assert!(trapped.await.is_ok(), "the replica never started");
+        let first = supervisor.status("slow", 0).expect("a status");
+        assert_eq!(first.state, ReplicaState::Running);
+        let stopping = std::time::Instant::now();
+        worker.apply(&stop).await;
+        // Let the stop begin (the supervisor no longer has the replica's runner).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Owned again while the stop runs: nothing new starts (the old
+        // instance keeps its status), and a second stop is not started.
+        worker.apply(&run).await;
+        worker.apply(&stop).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(supervisor.status("slow", 0), Some(first));
+        assert_eq!(worker.stopping.len(), 1);
+        assert_eq!(worker.stops.len(), 1);
+
+        let done = worker.stops.join_next_with_id().await.expect("a stop");
+        assert!(stopping.elapsed() > Duration::from_millis(500), "the stop took its time");
+        worker.stopped(done);
+        assert_eq!(state(&supervisor), None, "stopped, and forgotten");
+        assert!(worker.stopping.is_empty() && worker.stop_keys.is_empty());
+        // The stale plan does not stop it twice; the next run starts it.
+        worker.apply(&stop).await;
+        assert!(worker.stops.is_empty());
+        worker.apply(&run).await;
+        wait_for_state(&supervisor, Some(ReplicaState::Running)).await;
+        supervisor.stop_all().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
