@@ -248,31 +248,20 @@ async fn wait_leftovers(leftovers: &mut Leftovers) -> Result<Vec<ReplicaKey>, Dr
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use shoal_protocol::{Driver, Duty, ReplicaState, Resources, RestartPolicy, WorkloadSpec};
+    use shoal_protocol::{Duty, ReplicaState};
 
     use super::*;
     use crate::driver::SupervisorConfig;
+    use crate::spec::parse;
 
     /// Takes about a second to stop: SIGTERM runs a trap that sleeps first.
     /// Writes `ready` in its folder once the trap is set.
-    fn slow_stopper() -> Arc<WorkloadSpec> {
-        let script = "trap 'sleep 1; exit 0' TERM; touch ready; sleep 3600 & wait";
-        Arc::new(WorkloadSpec {
-            name: "slow".into(),
-            replicas: 1,
-            resources: Resources::default(),
-            constraints: BTreeMap::new(),
-            driver: Driver::Exec {
-                command: "sh".into(),
-                args: vec!["-c".into(), script.into()],
-                env: BTreeMap::new(),
-                workdir: None,
-            },
-            restart: RestartPolicy::default(),
-        })
-    }
+    const SLOW_STOPPER: &str = r#"name = "slow"
+[driver]
+kind = "exec"
+command = "sh"
+args = ["-c", "trap 'sleep 1; exit 0' TERM; touch ready; sleep 3600 & wait"]
+"#;
 
     fn state(supervisor: &Supervisor) -> Option<ReplicaState> {
         supervisor.status("slow", 0).map(|s| s.state)
@@ -295,8 +284,14 @@ mod tests {
         let supervisor = Arc::new(Supervisor::new(SupervisorConfig::new(&dir, "n")));
         let mut worker = Worker::new(Arc::clone(&supervisor));
         // Not settled: no search for leftover containers.
-        let run =
-            Plan { run: vec![Duty { workload: "slow".into(), replica: 0, spec: slow_stopper() }], ..Plan::default() };
+        let run = Plan {
+            run: vec![Duty {
+                workload: "slow".into(),
+                replica: 0,
+                spec: Arc::new(parse(SLOW_STOPPER).expect("a spec")),
+            }],
+            ..Plan::default()
+        };
         let stop = Plan { stop: vec![("slow".into(), 0)], ..Plan::default() };
 
         worker.apply(&run).await;

@@ -10,14 +10,13 @@ use std::future::Future;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{bail, ensure};
 use bollard::Docker;
-use shoal_node::driver::default_docker_socket;
 use shoal_protocol::State;
 use shoal_tests::{Agent, count_in, new_key, shoal_bin, test_dir};
 
 mod docker_support;
-use docker_support::{build_image, clean_up, containers};
+use docker_support::{build_image, clean_up, containers, engine};
 
 /// Polls `check` every 200 ms until it holds or `within` passes.
 async fn wait_for<F: Future<Output = anyhow::Result<bool>>>(
@@ -50,15 +49,8 @@ fn running(agent: &Agent) -> Option<u32> {
 
 #[tokio::test]
 async fn a_restarted_agent_adopts_its_container_and_stops_one_it_no_longer_owns() -> anyhow::Result<()> {
-    let socket = default_docker_socket();
-    if !socket.exists() {
-        eprintln!("\n!!! SKIPPED the agent docker test: no Docker engine socket at {}", socket.display());
-        return Ok(());
-    }
-    let docker = Docker::connect_with_unix(&socket.display().to_string(), 120, bollard::API_DEFAULT_VERSION)?
-        .negotiate_version()
-        .await
-        .with_context(|| format!("the engine at {} does not answer", socket.display()))?;
+    // From here on, with an engine, every problem is a failure.
+    let Some(docker) = engine("agent docker test").await? else { return Ok(()) };
     let dir = test_dir("agent-docker");
     let tag = format!("shoal-agent-docker-test:{}", std::process::id());
     build_image(&docker, &dir, &tag).await?;

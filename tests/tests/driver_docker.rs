@@ -8,19 +8,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
+use anyhow::ensure;
 use bollard::Docker;
 use bollard::query_parameters::LogsOptionsBuilder;
 use futures::StreamExt;
-use shoal_node::driver::{
-    ReplicaKey, ReplicaState, ReplicaStatus, Supervisor, SupervisorConfig, default_docker_socket,
-};
+use shoal_node::driver::{ReplicaKey, ReplicaState, ReplicaStatus, Supervisor, SupervisorConfig};
 use shoal_protocol::{Driver, Resources, RestartMode, RestartPolicy, WorkloadSpec};
 use shoal_tests::test_dir;
 
 mod docker_support;
 mod driver_support;
-use docker_support::{build_image, clean_up, containers};
+use docker_support::{build_image, clean_up, containers, engine};
 use driver_support::wait_status;
 
 fn spec(name: &str, image: &str, args: &[&str], greeting: &str, mode: RestartMode) -> WorkloadSpec {
@@ -61,16 +59,8 @@ async fn logs(docker: &Docker, id: &str) -> anyhow::Result<String> {
 
 #[tokio::test]
 async fn docker_driver_runs_adopts_replaces_and_stops_containers() -> anyhow::Result<()> {
-    let socket = default_docker_socket();
-    if !socket.exists() {
-        eprintln!("\n!!! SKIPPED the docker driver test: no Docker engine socket at {}", socket.display());
-        return Ok(());
-    }
-    // The engine is there: from here on every problem is a failure.
-    let docker = Docker::connect_with_unix(&socket.display().to_string(), 120, bollard::API_DEFAULT_VERSION)?
-        .negotiate_version()
-        .await
-        .with_context(|| format!("the engine at {} does not answer", socket.display()))?;
+    // From here on, with an engine, every problem is a failure.
+    let Some(docker) = engine("docker driver test").await? else { return Ok(()) };
     let pid = std::process::id();
     let node = format!("driver-test-{pid}");
     let tag = format!("shoal-driver-test:{pid}");

@@ -11,6 +11,22 @@ use bollard::query_parameters::{
     BuildImageOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
 };
 use futures::StreamExt;
+use shoal_node::driver::default_docker_socket;
+
+/// The engine, or `None` (the test skips, saying so) without its socket.
+/// With a socket, an engine that does not answer is an error.
+pub(crate) async fn engine(test: &str) -> anyhow::Result<Option<Docker>> {
+    let socket = default_docker_socket();
+    if !socket.exists() {
+        eprintln!("\n!!! SKIPPED the {test}: no Docker engine socket at {}", socket.display());
+        return Ok(None);
+    }
+    let docker = Docker::connect_with_unix(&socket.display().to_string(), 120, bollard::API_DEFAULT_VERSION)?
+        .negotiate_version()
+        .await
+        .with_context(|| format!("the engine at {} does not answer", socket.display()))?;
+    Ok(Some(docker))
+}
 
 /// Prints its environment, exits with `argv[1]` if given, else runs until
 /// SIGTERM (a handler is needed: PID 1 ignores unhandled SIGTERM).
