@@ -218,7 +218,12 @@ impl SimNode for ShoalNode {
         let mut known: Vec<(String, u16)> = self
             .membership
             .replica_statuses()
-            .filter(|e| e.status.state == shoal_protocol::ReplicaState::Running && live(e.node))
+            .filter(|e| {
+                matches!(
+                    e.status.state,
+                    shoal_protocol::ReplicaState::Running | shoal_protocol::ReplicaState::Releasing
+                ) && live(e.node)
+            })
             .map(|e| (e.status.workload.clone(), e.status.replica))
             .collect();
         known.sort_unstable();
