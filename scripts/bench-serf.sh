@@ -87,7 +87,7 @@ members() {
 
 keygen() { if [[ $1 == serf ]]; then serf keygen; else "$SHOAL_BIN" keygen; fi; }
 profile() {
-  if [[ $1 == serf ]]; then echo "Serf $(serf version | head -1 | awk '{print $2}') -profile lan, encrypted"
+  if [[ $1 == serf ]]; then echo "Serf $(serf version | head -1) -profile lan, encrypted"
   else echo "shoal agent --profile lan (QUIC, encrypted)"; fi
 }
 
@@ -135,7 +135,9 @@ iptables_bytes() { iptables -L "$CHAIN" -v -x -n 2>/dev/null | awk 'NR > 2 {s +=
 measure() {
   local sys=$1 n=$2
   say "== $sys, $n agents"
-  G=$((40000 + RANDOM % 5000)); R=$((50000 + RANDOM % 5000))
+  # Below the ephemeral range (32768+), where other tests' agents and our
+  # own clients pick ports.
+  G=$((20000 + RANDOM % 5000)); R=$((26000 + RANDOM % 5000))
   KEY=$(keygen "$sys")
   drop_rules
   iptables -N "$CHAIN"
@@ -152,19 +154,24 @@ measure() {
   local join_s
   join_s=$(wait_all_see_all "$sys" "$n" 120)
   say "   join: $join_s s"
+  for ((i = 0; i < n; i++)); do
+    if ! kill -0 "${PIDS[$i]}" 2>/dev/null; then
+      say "   agent a$i exited; its log:"; tail -5 "$WORK/$sys-$i.log" >&2
+    fi
+  done
 
   sleep "$SETTLE"
   local ticks b0 b1 rss=0 cpu=0
   ticks=$(getconf CLK_TCK)
   declare -A t0
-  for ((i = 0; i < n; i++)); do t0[$i]=$(awk '{print $14 + $15}' "/proc/${PIDS[$i]}/stat"); done
+  for ((i = 0; i < n; i++)); do t0[$i]=$(awk '{print $14 + $15}' "/proc/${PIDS[$i]}/stat" 2>/dev/null || echo 0); done
   b0=$(iptables_bytes)
   sleep "$WINDOW"
   b1=$(iptables_bytes)
   for ((i = 0; i < n; i++)); do
     local t1 r
-    t1=$(awk '{print $14 + $15}' "/proc/${PIDS[$i]}/stat")
-    r=$(awk '/^VmRSS/ {print $2}' "/proc/${PIDS[$i]}/status")
+    t1=$(awk '{print $14 + $15}' "/proc/${PIDS[$i]}/stat" 2>/dev/null || echo "${t0[$i]}")
+    r=$(awk '/^VmRSS/ {print $2}' "/proc/${PIDS[$i]}/status" 2>/dev/null || echo 0)
     rss=$((rss + r)); cpu=$((cpu + t1 - t0[$i]))
   done
   local rss_kib cpu_pct bps

@@ -32,6 +32,7 @@ pub mod sim;
 pub mod stats;
 pub mod trace;
 pub mod units;
+pub mod workloads;
 
 pub use report::{Report, Verdict};
 pub use scenario::Scenario;

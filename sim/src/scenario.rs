@@ -149,6 +149,10 @@ pub struct CheckSpec {
     /// longest suspicion timeout plus c·log2(N) periods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detect_within: Option<Dur>,
+    /// With workloads: replica moves may be at most this many times the
+    /// replicas the crashed and restarted nodes held (the net change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_move_ratio: Option<f64>,
 }
 
 fn default_converge_c() -> f64 {
@@ -157,7 +161,7 @@ fn default_converge_c() -> f64 {
 
 impl Default for CheckSpec {
     fn default() -> CheckSpec {
-        CheckSpec { max_false_dead: 0, converge_c: default_converge_c(), detect_within: None }
+        CheckSpec { max_false_dead: 0, converge_c: default_converge_c(), detect_within: None, max_move_ratio: None }
     }
 }
 
@@ -216,6 +220,79 @@ pub struct Scenario {
     /// A deliberate defect (tests only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bug: Option<BugKind>,
+    /// Workloads submitted during the run; their placement is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workloads: Option<WorkloadLoad>,
+}
+
+/// Workloads for a run: `count` of them (`w0`, `w1`, ...), submitted through
+/// node 0, each wanting `replicas` replicas of `cpu_millis`; every node
+/// offers 4 cores.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadLoad {
+    /// How many workloads.
+    pub count: usize,
+    /// Replicas of each.
+    pub replicas: u32,
+    /// CPU per replica, millicores.
+    #[serde(default = "default_cpu_millis")]
+    pub cpu_millis: u32,
+    /// When node 0 submits them.
+    #[serde(default = "default_submit_at")]
+    pub submit_at: Dur,
+    /// How long a replica takes to go from Starting to Running.
+    #[serde(default = "default_start_time")]
+    pub start_time: Dur,
+}
+
+fn default_cpu_millis() -> u32 {
+    100
+}
+
+fn default_submit_at() -> Dur {
+    Dur::secs(10)
+}
+
+fn default_start_time() -> Dur {
+    Dur::secs(1)
+}
+
+impl WorkloadLoad {
+    /// `count` workloads of `replicas` each, with the defaults.
+    pub fn new(count: usize, replicas: u32) -> WorkloadLoad {
+        WorkloadLoad {
+            count,
+            replicas,
+            cpu_millis: default_cpu_millis(),
+            submit_at: default_submit_at(),
+            start_time: default_start_time(),
+        }
+    }
+
+    /// What every node offers.
+    pub fn capacity(&self) -> shoal_protocol::Capacity {
+        shoal_protocol::Capacity { cpu_millis: 4_000, memory_bytes: 8 << 30 }
+    }
+
+    /// The specs, in submission order.
+    pub fn specs(&self) -> Vec<shoal_protocol::WorkloadSpec> {
+        (0..self.count)
+            .map(|i| shoal_protocol::WorkloadSpec {
+                name: format!("w{i}"),
+                replicas: self.replicas,
+                resources: shoal_protocol::Resources { cpu_millis: self.cpu_millis, memory_bytes: 16 << 20 },
+                constraints: std::collections::BTreeMap::new(),
+                driver: shoal_protocol::Driver::Exec {
+                    command: "sleep".into(),
+                    args: vec!["infinity".into()],
+                    env: std::collections::BTreeMap::new(),
+                    workdir: None,
+                },
+                restart: shoal_protocol::RestartPolicy::default(),
+            })
+            .collect()
+    }
 }
 
 fn default_nodes() -> usize {
@@ -260,6 +337,7 @@ pub const BUILTINS: &[&str] = &[
     "gray-pause",
     "rolling-restart",
     "long-partition-heal",
+    "flapping",
     "clog",
     "loss-burst",
     "slow-node",
@@ -291,6 +369,7 @@ impl Scenario {
             random_faults: None,
             checks: CheckSpec::default(),
             bug: None,
+            workloads: None,
         }
     }
 
@@ -309,10 +388,12 @@ impl Scenario {
             },
             "crash-10pct" => Scenario {
                 faults: vec![fault(40, None, FaultKind::Crash { nodes: Select::Percent(10.0) })],
+                workloads: Some(WorkloadLoad::new(20, 3)),
                 ..Scenario::new(name, "10% of the nodes crash at once and stay down", at(180))
             },
             "partition-halves" => Scenario {
                 faults: vec![fault(40, Some(20), FaultKind::Partition { groups: vec![0.5, 0.5] })],
+                workloads: Some(WorkloadLoad::new(20, 3)),
                 ..Scenario::new(name, "the mesh splits in two halves for 20 s, then heals", at(180))
             },
             "isolate-one" => Scenario {
@@ -353,11 +434,34 @@ impl Scenario {
                     until: Some(Dur::secs(240)),
                     ..fault(40, None, FaultKind::Restart { nodes: one(), down: Dur::secs(5), keep_state: false })
                 }],
+                workloads: Some(WorkloadLoad::new(20, 3)),
                 ..Scenario::new(name, "one node at a time restarts (new generation) every 20 s", at(360))
             },
             "long-partition-heal" => Scenario {
                 faults: vec![fault(40, Some(150), FaultKind::Partition { groups: vec![0.5, 0.5] })],
+                workloads: Some(WorkloadLoad::new(20, 3)),
                 ..Scenario::new(name, "halves split for 150 s (past the Dead timeout), then heal", at(360))
+            },
+            "flapping" => Scenario {
+                faults: vec![FaultSpec {
+                    every: Some(Dur::secs(30)),
+                    until: Some(Dur::secs(3_600)),
+                    // The same node each time (node 1: node 0 submits the workloads).
+                    ..fault(
+                        60,
+                        None,
+                        FaultKind::Restart { nodes: Select::List(vec![1]), down: Dur::secs(20), keep_state: false },
+                    )
+                }],
+                // 390 replicas: a share of 3.9 per node, so the load caps
+                // (4 each) leave room, as a cluster should be run.
+                workloads: Some(WorkloadLoad::new(130, 3)),
+                checks: CheckSpec { max_move_ratio: Some(2.0), ..CheckSpec::default() },
+                ..Scenario::new(
+                    name,
+                    "one node (1% at N=100) is down 20 s of every 30 s for an hour: work moves at most twice what it held",
+                    at(3_720),
+                )
             },
             "clog" => Scenario {
                 faults: vec![fault(40, Some(20), FaultKind::Hold { nodes: Select::Count(2) })],

@@ -348,5 +348,9 @@ impl Membership {
         info!(incarnation = self.incarnation, "refuting suspicion of this node");
         self.events.push_back(Event::SelfRefuted { incarnation: self.incarnation });
         self.publish_self(now);
+        if matches!(update, Update::Dead { .. } | Update::Left { .. }) {
+            // Whoever believed this forgot what we run: tell them again.
+            self.republish_statuses();
+        }
     }
 }

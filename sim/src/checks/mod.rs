@@ -11,10 +11,8 @@
 //! | [`convergence`]   | liveness | after faults heal, every running node sees exactly the running nodes Alive, within c·log2(N) periods |
 //! | [`detection`]     | liveness | a crashed node is known Dead by every running node within a bound |
 //! | [`mtu`]           | safety   | no datagram exceeds the MTU (anti-entropy streams excepted) |
-//!
-//! Workload checks (issue 5: replicas, catalog, placement) slot in as more
-//! modules here: implement [`Check`], add the module, and push it in
-//! [`standard`]. They see the same [`World`].
+//! | [`workloads`]     | liveness | with workloads: once quiet, every replica runs exactly once; moves bounded; no catalog entry lost |
+//! | [`workloads`] (sides) | service | every node sees every replica Running on a member it believes live (each side of a split runs everything) |
 
 // Durations computed in f64 microseconds are small and non-negative.
 #![allow(clippy::cast_possible_truncation)]
@@ -23,6 +21,7 @@ pub mod convergence;
 pub mod detection;
 pub mod mtu;
 pub mod no_false_dead;
+pub mod workloads;
 
 use serde::Serialize;
 use shoal_protocol::Event;
@@ -69,12 +68,17 @@ pub trait Check: std::fmt::Debug {
 
 /// The checks every run has.
 pub fn standard(scenario: &Scenario, world: &World) -> Vec<Box<dyn Check>> {
-    vec![
+    let mut checks: Vec<Box<dyn Check>> = vec![
         Box::new(no_false_dead::NoFalseDead::new(scenario, world)),
         Box::new(convergence::Convergence::new(scenario, world)),
         Box::new(detection::Detection::new(scenario, world)),
         Box::new(mtu::Mtu),
-    ]
+    ];
+    if let Some(load) = &scenario.workloads {
+        checks.push(Box::new(workloads::Replicas::new(scenario, world, load)));
+        checks.push(Box::new(workloads::Sides::new(world, load)));
+    }
+    checks
 }
 
 /// `c · log2(N)` protocol periods plus the longest suspicion timeout: how

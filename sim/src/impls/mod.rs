@@ -16,6 +16,7 @@ use shoal_protocol::{Address, Config, Event, Instant, NodeId, State, Transmit};
 use crate::report::ProtocolTotals;
 use crate::scenario::Scenario;
 use crate::sim::SimError;
+use crate::workloads::Replicas;
 
 #[cfg(feature = "compare")]
 pub mod foca;
@@ -74,6 +75,19 @@ pub trait SimNode: fmt::Debug {
     fn members(&self) -> Box<dyn Iterator<Item = MemberView> + '_>;
     /// Its protocol counters, for the report.
     fn totals(&self) -> ProtocolTotals;
+    /// The replicas its driver runs, when the run has workloads.
+    fn replicas(&self) -> Option<&Replicas> {
+        None
+    }
+    /// How many live workloads its catalog holds.
+    fn catalog_len(&self) -> usize {
+        0
+    }
+    /// The replicas it knows to be Running on a member it believes live
+    /// (from the gossiped statuses), as (workload, replica).
+    fn known_running(&self) -> Vec<(String, u16)> {
+        Vec::new()
+    }
 }
 
 /// A membership implementation: makes nodes, reads its own wire format.

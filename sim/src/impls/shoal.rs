@@ -1,19 +1,23 @@
 //! Shoal's own protocol: a real [`Membership`] per node.
 
-use shoal_protocol::{Address, Config, Event, Identity, Instant, Member, Membership, Metadata, NodeId, Transmit, wire};
+use shoal_protocol::{
+    Address, Capacity, Config, Event, Identity, Instant, Member, Membership, Metadata, NodeId, Transmit, wire,
+};
 
 use super::{Boot, Implementation, MemberView, SimNode};
 use crate::net;
 use crate::report::ProtocolTotals;
 #[cfg(feature = "bug-injection")]
 use crate::scenario::BugKind;
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, WorkloadLoad};
 use crate::sim::SimError;
+use crate::workloads::{Replicas, WorkloadDriver};
 
 /// Makes [`Membership`] nodes with one config.
 #[derive(Debug)]
 pub struct ShoalImpl {
     config: Config,
+    workloads: Option<WorkloadLoad>,
     #[cfg(feature = "bug-injection")]
     bug: Option<BugKind>,
 }
@@ -33,18 +37,17 @@ impl ShoalImpl {
         let config = config.validate().map_err(shoal_protocol::Error::from)?;
         Ok(ShoalImpl {
             config,
+            workloads: scenario.workloads.clone(),
             #[cfg(feature = "bug-injection")]
             bug: scenario.bug,
         })
     }
 }
 
-fn identity(index: usize, generation: u64, addr: &Address) -> Identity {
-    Identity {
-        id: NodeId::from_index(index as u64),
-        generation,
-        meta: Metadata::new(format!("n{index}"), addr.clone()),
-    }
+fn identity(index: usize, generation: u64, addr: &Address, capacity: Capacity) -> Identity {
+    let mut meta = Metadata::new(format!("n{index}"), addr.clone());
+    meta.capacity = capacity;
+    Identity { id: NodeId::from_index(index as u64), generation, meta }
 }
 
 impl Implementation for ShoalImpl {
@@ -54,9 +57,10 @@ impl Implementation for ShoalImpl {
 
     fn boot(&self, boot: Boot<'_>) -> Result<Box<dyn SimNode>, SimError> {
         #[allow(unused_mut)]
+        let capacity = self.workloads.as_ref().map(WorkloadLoad::capacity).unwrap_or_default();
         let mut node = Membership::new(
             self.config.clone(),
-            identity(boot.index, boot.generation, boot.addr),
+            identity(boot.index, boot.generation, boot.addr, capacity),
             boot.seed,
             boot.now,
         )?;
@@ -70,7 +74,13 @@ impl Implementation for ShoalImpl {
         if !boot.seeds.is_empty() {
             node.join(boot.now, boot.seeds);
         }
-        Ok(Box::new(node))
+        let Some(load) = &self.workloads else {
+            return Ok(Box::new(node));
+        };
+        // The first node's first run submits the workloads.
+        let submits = boot.index == 0 && boot.generation == 1;
+        let driver = WorkloadDriver::new(load, submits, boot.now);
+        Ok(Box::new(ShoalNode { membership: node, driver }))
     }
 
     fn reliable(&self, payload: &[u8]) -> bool {
@@ -144,5 +154,80 @@ impl SimNode for Membership {
             decode_failures: c.decode_failures,
             late_timers: c.late_timers,
         }
+    }
+}
+
+/// A Shoal node whose (simulated) driver runs what its plan says.
+#[derive(Debug)]
+struct ShoalNode {
+    membership: Membership,
+    driver: WorkloadDriver,
+}
+
+impl SimNode for ShoalNode {
+    fn handle_message(&mut self, now: Instant, from: &Address, payload: &[u8]) {
+        self.membership.handle_message(now, from, payload);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.membership.poll_timeout().is_some_and(|at| at <= now) {
+            self.membership.handle_timeout(now);
+        }
+        self.driver.on_timeout(&mut self.membership, now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.membership.poll_transmit()
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.membership.poll_event()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let tick = self.driver.next_tick();
+        Some(self.membership.poll_timeout().map_or(tick, |at| at.min(tick)))
+    }
+
+    fn live_members(&self) -> usize {
+        self.membership.live_members()
+    }
+
+    fn member(&self, id: NodeId) -> Option<MemberView> {
+        self.membership.member(id).map(view)
+    }
+
+    fn members(&self) -> Box<dyn Iterator<Item = MemberView> + '_> {
+        Box::new(self.membership.members().map(view))
+    }
+
+    fn totals(&self) -> ProtocolTotals {
+        SimNode::totals(&self.membership)
+    }
+
+    fn replicas(&self) -> Option<&Replicas> {
+        Some(self.driver.replicas())
+    }
+
+    fn catalog_len(&self) -> usize {
+        self.membership.workloads().count()
+    }
+
+    fn known_running(&self) -> Vec<(String, u16)> {
+        let live = |id| self.membership.member(id).is_some_and(|m| m.state.is_live());
+        let mut known: Vec<(String, u16)> = self
+            .membership
+            .replica_statuses()
+            .filter(|e| {
+                matches!(
+                    e.status.state,
+                    shoal_protocol::ReplicaState::Running | shoal_protocol::ReplicaState::Releasing
+                ) && live(e.node)
+            })
+            .map(|e| (e.status.workload.clone(), e.status.replica))
+            .collect();
+        known.sort_unstable();
+        known.dedup();
+        known
     }
 }
