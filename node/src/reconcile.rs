@@ -260,7 +260,7 @@ mod tests {
 [driver]
 kind = "exec"
 command = "sh"
-args = ["-c", "trap 'sleep 1; exit 0' TERM; touch ready; sleep 3600 & wait"]
+args = ["-c", "trap 'sleep 1; exit 0' TERM; touch ready; sleep 30 & wait"]
 "#;
 
     fn state(supervisor: &Supervisor) -> Option<ReplicaState> {
