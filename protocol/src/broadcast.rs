@@ -6,29 +6,35 @@
 //! dropped once sent `limit` times, where the limit is λ·⌈log10(N+1)⌉.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::NodeId;
 use crate::wire::{MessageBuilder, Subject, Update, encode_value};
 
 #[derive(Clone, Debug)]
 struct Pending {
-    encoded: Vec<u8>,
-    transmits: u32,
-    order: u64,
+    subject: Subject,
+    encoded: Box<[u8]>,
 }
+
+/// Position in send order: least sent first, then newest first.
+type Rank = (u32, Reverse<u64>);
 
 /// The smallest encoded update (a Left fact with small varints).
 const MIN_UPDATE_LEN: usize = 19;
 /// Updates that may fail to fit before a message is considered full.
 const MAX_MISSES: u32 = 8;
+/// A first sighting of a member learned by gossip is queued only while fewer
+/// updates than this are pending (see ALGORITHM.md, "Dissemination").
+pub(crate) const SIGHTINGS_QUEUE_LIMIT: usize = 128;
 
 /// Pending updates, keyed by member, in transmit order.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct BroadcastQueue {
-    pending: BTreeMap<Subject, Pending>,
-    /// (times sent, newest first, subject): iteration order is send order.
-    order: BTreeSet<(u32, Reverse<u64>, Subject)>,
+    /// Iteration order is send order.
+    order: BTreeMap<Rank, Pending>,
+    /// Where each subject's pending update is in `order`.
+    rank: BTreeMap<Subject, Rank>,
     next_order: u64,
 }
 
@@ -36,25 +42,21 @@ impl BroadcastQueue {
     /// Queues `update`, replacing any pending update about the same subject.
     pub(crate) fn push(&mut self, update: &Update) {
         let subject = update.subject();
-        self.remove(&subject);
-        self.next_order += 1;
-        let pending = Pending { encoded: encode_value(update), transmits: 0, order: self.next_order };
-        self.order.insert((0, Reverse(pending.order), subject.clone()));
-        self.pending.insert(subject, pending);
-    }
-
-    fn remove(&mut self, subject: &Subject) {
-        if let Some(old) = self.pending.remove(subject) {
-            self.order.remove(&(old.transmits, Reverse(old.order), subject.clone()));
+        if let Some(old) = self.rank.remove(&subject) {
+            self.order.remove(&old);
         }
+        self.next_order += 1;
+        let rank = (0, Reverse(self.next_order));
+        self.rank.insert(subject.clone(), rank);
+        self.order.insert(rank, Pending { subject, encoded: encode_value(update).into_boxed_slice() });
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.pending.len()
+        self.rank.len()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.rank.is_empty()
     }
 
     /// Adds updates to `message` in send order while they fit, counting each
@@ -62,40 +64,40 @@ impl BroadcastQueue {
     /// `first` (if any) go in before all others: Lifeguard's "tell the suspect
     /// it is suspected". Returns how many were added.
     pub(crate) fn fill(&mut self, message: &mut MessageBuilder, limit: u32, first: Option<NodeId>) -> usize {
-        let first = first.map(Subject::Member);
-        let mut sent = Vec::new();
-        if let Some((subject, p)) = first.as_ref().and_then(|s| self.pending.get(s).map(|p| (s, p))) {
-            if message.try_push(&p.encoded) {
-                sent.push((p.transmits, Reverse(p.order), subject.clone()));
+        let first = first.and_then(|id| self.rank.get(&Subject::Member(id)).copied());
+        let mut sent: Vec<Rank> = Vec::new();
+        if let Some(rank) = first {
+            if self.order.get(&rank).is_some_and(|p| message.try_push(&p.encoded)) {
+                sent.push(rank);
             }
         }
         // Updates are tens to hundreds of bytes: once a few in a row do not
         // fit, the message is full enough. (Scanning a long queue to the end
         // for every message made bootstrap quadratic.)
         let mut misses = 0;
-        for key in &self.order {
+        for (rank, p) in &self.order {
             if message.remaining() < MIN_UPDATE_LEN || misses >= MAX_MISSES {
                 break;
             }
-            if first.as_ref() == Some(&key.2) {
+            if first == Some(*rank) {
                 continue;
             }
-            if let Some(p) = self.pending.get(&key.2) {
-                if message.try_push(&p.encoded) {
-                    sent.push(key.clone());
-                } else {
-                    misses += 1;
-                }
+            if message.try_push(&p.encoded) {
+                sent.push(*rank);
+            } else {
+                misses += 1;
             }
         }
-        for key in &sent {
-            self.order.remove(key);
-            let Some(p) = self.pending.get_mut(&key.2) else { continue };
-            p.transmits += 1;
-            if p.transmits >= limit {
-                self.pending.remove(&key.2);
+        for (transmits, order) in &sent {
+            let Some(p) = self.order.remove(&(*transmits, *order)) else { continue };
+            let transmits = transmits + 1;
+            if transmits >= limit {
+                self.rank.remove(&p.subject);
             } else {
-                self.order.insert((p.transmits, Reverse(p.order), key.2.clone()));
+                if let Some(rank) = self.rank.get_mut(&p.subject) {
+                    *rank = (transmits, *order);
+                }
+                self.order.insert((transmits, *order), p);
             }
         }
         sent.len()

@@ -56,7 +56,7 @@ pub use hash::stable_hash64;
 pub use id::{Address, NodeId};
 pub use member::{Member, State};
 pub use membership::{Bug, Duty, Error, Event, Identity, Membership, Plan, Transmit};
-pub use metadata::{Capacity, Metadata, MetadataError};
+pub use metadata::{Capacity, Metadata, MetadataCache, MetadataError};
 pub use status::{ReplicaState, ReplicaStatus, StatusEntry};
 pub use time::Instant;
 pub use workload::{Driver, Resources, RestartMode, RestartPolicy, SpecError, WorkloadSpec};

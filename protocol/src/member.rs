@@ -2,15 +2,17 @@
 //! order on facts that makes merging a maximum, and the range digests that
 //! anti-entropy compares.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
+mod table;
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::hash::mix64;
-use crate::wire::{KeyRange, RangeDigest, Update};
-use crate::{Address, Instant, Metadata, NodeId};
+use crate::wire::Update;
+use crate::{Instant, Metadata, NodeId};
+
+pub(crate) use table::MemberTable;
 
 /// What this node believes about a member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -119,119 +121,9 @@ impl Member {
     }
 }
 
-/// Position in the table: by key first (so key ranges are map ranges), then id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Slot {
-    key: u64,
-    id: NodeId,
-}
-
-impl Slot {
-    fn of(id: NodeId) -> Slot {
-        Slot { key: id.key(), id }
-    }
-}
-
-/// Every known member, ordered by key, with the digest of the live ones kept
-/// current.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct MemberTable {
-    members: BTreeMap<Slot, Member>,
-    live_hash: u64,
-    live_count: usize,
-    /// Dead plus Left entries, so periodic sweeps can skip a healthy table.
-    gone_count: usize,
-    /// Primary addresses of live members, with how many share each.
-    live_addrs: BTreeMap<Address, u32>,
-}
-
-impl MemberTable {
-    pub(crate) fn get(&self, id: NodeId) -> Option<&Member> {
-        self.members.get(&Slot::of(id))
-    }
-
-    /// Inserts or replaces the entry for `member.id`, keeping the digest.
-    pub(crate) fn upsert(&mut self, member: Member) {
-        let slot = Slot::of(member.id);
-        self.count(&member, true);
-        if let Some(old) = self.members.insert(slot, member) {
-            self.count(&old, false);
-        }
-    }
-
-    pub(crate) fn remove(&mut self, id: NodeId) -> Option<Member> {
-        let old = self.members.remove(&Slot::of(id))?;
-        self.count(&old, false);
-        Some(old)
-    }
-
-    /// Adds `member` to (or takes it from) the running summaries.
-    fn count(&mut self, member: &Member, add: bool) {
-        if !member.state.is_live() {
-            self.gone_count = if add { self.gone_count + 1 } else { self.gone_count - 1 };
-            return;
-        }
-        self.live_hash ^= member.entry_hash();
-        self.live_count = if add { self.live_count + 1 } else { self.live_count - 1 };
-        if let Some(addr) = member.meta.primary_addr() {
-            if add {
-                *self.live_addrs.entry(addr.clone()).or_default() += 1;
-            } else if let Some(n) = self.live_addrs.get_mut(addr) {
-                *n -= 1;
-                if *n == 0 {
-                    self.live_addrs.remove(addr);
-                }
-            }
-        }
-    }
-
-    /// Dead plus Left members.
-    pub(crate) fn gone_count(&self) -> usize {
-        self.gone_count
-    }
-
-    /// Whether some live member (this node included) advertises `addr` first.
-    pub(crate) fn is_live_address(&self, addr: &Address) -> bool {
-        self.live_addrs.contains_key(addr)
-    }
-
-    /// Alive plus Suspect members, this node included: the N of the maths.
-    pub(crate) fn live_count(&self) -> usize {
-        self.live_count
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Member> {
-        self.members.values()
-    }
-
-    /// Members whose key lies in `range`, in key order.
-    pub(crate) fn in_range(&self, range: KeyRange) -> impl Iterator<Item = &Member> {
-        let lower = Slot { key: range.start(), id: NodeId([0; 16]) };
-        let upper = Slot { key: range.end(), id: NodeId([0xff; 16]) };
-        self.members.range((Bound::Included(lower), Bound::Included(upper))).map(|(_, member)| member)
-    }
-
-    /// Our summary of `range`.
-    pub(crate) fn digest(&self, range: KeyRange) -> RangeDigest {
-        let live = self.in_range(range).filter(|m| m.state.is_live()).map(Member::entry_hash);
-        RangeDigest::summarise(range, (self.live_hash, self.live_count), live)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn member(index: u64, incarnation: u32, state: State) -> Member {
-        Member {
-            id: NodeId::from_index(index),
-            generation: 1,
-            incarnation,
-            state,
-            meta: Arc::new(Metadata::new(format!("n{index}"), Address::new("sim:0").expect("valid"))),
-            state_since: Instant::ZERO,
-        }
-    }
 
     #[test]
     fn version_order_is_generation_then_incarnation_then_state() {
@@ -241,36 +133,5 @@ mod tests {
         assert!(v(1, 0, State::Left) > v(1, 0, State::Dead));
         assert!(v(1, 1, State::Alive) > v(1, 0, State::Dead), "a refutation beats the accusation");
         assert!(v(2, 0, State::Alive) > v(1, 9, State::Left), "a restart beats everything before it");
-    }
-
-    #[test]
-    fn root_digest_tracks_live_members_incrementally() {
-        let mut table = MemberTable::default();
-        for i in 0..50 {
-            table.upsert(member(i, 0, State::Alive));
-        }
-        table.upsert(member(7, 1, State::Suspect));
-        table.upsert(member(8, 0, State::Dead));
-        assert!(table.remove(NodeId::from_index(9)).is_some());
-        let recomputed = table.iter().filter(|m| m.state.is_live()).fold(0, |h, m| h ^ m.entry_hash());
-        let root = table.digest(KeyRange::ROOT);
-        assert_eq!((root.hash, root.count), (recomputed, 48));
-        assert_eq!(table.live_count(), 48);
-    }
-
-    #[test]
-    fn children_partition_their_parent() {
-        let mut table = MemberTable::default();
-        for i in 0..200 {
-            table.upsert(member(i, 0, State::Alive));
-        }
-        let children: Vec<_> = KeyRange::ROOT.children().expect("root splits").collect();
-        assert_eq!(children.len(), 16);
-        let total: u32 = children.iter().map(|c| table.digest(*c).count).sum();
-        let hash = children.iter().fold(0, |h, c| h ^ table.digest(*c).hash);
-        assert_eq!((hash, total), (table.digest(KeyRange::ROOT).hash, 200));
-        for m in table.iter() {
-            assert_eq!(children.iter().filter(|c| c.contains(m.id.key())).count(), 1);
-        }
     }
 }

@@ -5,6 +5,8 @@
 //! updates in one datagram.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +99,66 @@ impl Metadata {
     /// The address others should use first.
     pub fn primary_addr(&self) -> Option<&Address> {
         self.addrs.first()
+    }
+}
+
+/// Decoded metadata shared between protocol instances in one process.
+///
+/// Every member holds every other member's metadata, so a process running N
+/// instances (the simulator) would otherwise hold N² decoded copies. Give
+/// each instance a clone of one cache ([`crate::Membership::share_metadata`])
+/// and each distinct metadata is decoded once and held once. The cache
+/// changes nothing an instance does: it hands out a value equal to what
+/// decoding would have produced. Instances on their own need none.
+#[derive(Clone, Default)]
+pub struct MetadataCache {
+    inner: Arc<Mutex<CacheInner>>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    /// By encoded bytes.
+    by_bytes: BTreeMap<Box<[u8]>, Arc<Metadata>>,
+    /// Entries after the last sweep of unused ones.
+    after_sweep: usize,
+}
+
+impl MetadataCache {
+    /// The metadata encoded as `bytes`, decoded by `decode` the first time.
+    pub(crate) fn get_or_insert_with<E>(
+        &self,
+        bytes: &[u8],
+        decode: impl FnOnce() -> Result<Arc<Metadata>, E>,
+    ) -> Result<Arc<Metadata>, E> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(meta) = inner.by_bytes.get(bytes) {
+            return Ok(Arc::clone(meta));
+        }
+        let meta = decode()?;
+        // Metadata that no instance holds any more is dropped whenever the
+        // cache has doubled since the last sweep.
+        if inner.by_bytes.len() >= 2 * inner.after_sweep.max(1024) {
+            inner.by_bytes.retain(|_, meta| Arc::strong_count(meta) > 1);
+            inner.after_sweep = inner.by_bytes.len();
+        }
+        inner.by_bytes.insert(bytes.into(), Arc::clone(&meta));
+        Ok(meta)
+    }
+
+    /// Distinct metadata held.
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).by_bytes.len()
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Debug for MetadataCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetadataCache").field("len", &self.len()).finish()
     }
 }
 

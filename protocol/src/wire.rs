@@ -18,6 +18,10 @@ use crate::catalog::CatalogEntry;
 use crate::status::StatusEntry;
 use crate::{Address, Config, Metadata, NodeId};
 
+mod incoming;
+
+pub(crate) use incoming::{RawUpdate, decode_incoming};
+
 /// The first four bytes of every Shoal message.
 pub const MAGIC: [u8; 4] = *b"SHOL";
 /// The wire version this build speaks. Messages of any other are refused.
@@ -241,6 +245,17 @@ pub const MAX_SYNC_RANGES: usize = 1_024;
 
 /// Decodes one message, checking the preamble, the cluster id and every bound.
 pub fn decode(bytes: &[u8], cluster_id: u64) -> Result<Message, DecodeError> {
+    let rest = open(bytes, cluster_id)?;
+    let (message, used): (Message, usize) = bincode::serde::decode_from_slice(rest, wire_config())?;
+    if used != rest.len() {
+        return Err(DecodeError::TrailingBytes { extra: rest.len() - used });
+    }
+    check_bounds(&message.body)?;
+    Ok(message)
+}
+
+/// Checks the preamble and the cluster id; returns the bytes after them.
+fn open(bytes: &[u8], cluster_id: u64) -> Result<&[u8], DecodeError> {
     if bytes.len() < PREAMBLE_LEN {
         return Err(DecodeError::TooShort { len: bytes.len() });
     }
@@ -261,12 +276,12 @@ pub fn decode(bytes: &[u8], cluster_id: u64) -> Result<Message, DecodeError> {
     if got != cluster_id {
         return Err(DecodeError::Cluster { got, ours: cluster_id });
     }
-    let rest = &rest[used..];
-    let (message, used): (Message, usize) = bincode::serde::decode_from_slice(rest, wire_config())?;
-    if used != rest.len() {
-        return Err(DecodeError::TrailingBytes { extra: rest.len() - used });
-    }
-    if let Body::Sync(sync) = &message.body {
+    Ok(&rest[used..])
+}
+
+/// The bounds serde cannot express.
+fn check_bounds(body: &Body) -> Result<(), DecodeError> {
+    if let Body::Sync(sync) = body {
         let lens = [
             sync.ranges.len(),
             sync.want.len(),
@@ -285,7 +300,7 @@ pub fn decode(bytes: &[u8], cluster_id: u64) -> Result<Message, DecodeError> {
             return Err(DecodeError::OutOfBounds("sync range depth"));
         }
     }
-    Ok(message)
+    Ok(())
 }
 
 /// Encodes `value` alone, as it appears inside a message.
@@ -295,9 +310,24 @@ pub(crate) fn encode_value<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, wire_config()).unwrap_or_default()
 }
 
-/// The encoded size of `value`, in bytes.
+/// Appends the encoding of `value` to `out`; returns its length.
+pub(crate) fn encode_append<T: Serialize>(value: &T, out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    // As in encode_value: only a failing Serialize impl fails, and ours are derived.
+    if bincode::serde::encode_into_std_write(value, out, wire_config()).is_err() {
+        out.truncate(start);
+    }
+    out.len() - start
+}
+
+/// The encoded size of `value`, in bytes (counted, not allocated).
 pub(crate) fn encoded_len<T: Serialize>(value: &T) -> usize {
-    encode_value(value).len()
+    let mut size = bincode::enc::write::SizeWriter::default();
+    // As in encode_value: only a failing Serialize impl fails, and ours are derived.
+    match bincode::serde::encode_into_writer(value, &mut size, wire_config()) {
+        Ok(()) => size.bytes_written,
+        Err(_) => 0,
+    }
 }
 
 /// Bytes bincode uses for a collection length (a varint u64).
@@ -315,26 +345,31 @@ fn len_prefix_len(count: usize) -> usize {
 /// [`Message`], so [`decode`] reads it back.
 #[derive(Debug)]
 pub(crate) struct MessageBuilder {
-    head: Vec<u8>,
-    updates: Vec<u8>,
+    /// The header, then the updates (the update count goes between them at
+    /// the end, once its width is known).
+    buf: Vec<u8>,
+    head_len: usize,
     count: usize,
     budget: usize,
 }
 
 impl MessageBuilder {
     pub(crate) fn new(cluster_id: u64, from: NodeId, body: &Body, budget: usize) -> MessageBuilder {
-        let mut head = Vec::with_capacity(64);
-        head.extend_from_slice(&MAGIC);
-        head.push(PROTOCOL_VERSION);
-        head.extend_from_slice(&encode_value(&cluster_id));
-        head.extend_from_slice(&encode_value(&from));
-        head.extend_from_slice(&encode_value(body));
-        MessageBuilder { head, updates: Vec::new(), count: 0, budget }
+        // One allocation, reserved up front: messages are usually filled
+        // close to the budget.
+        let mut buf = Vec::with_capacity(budget.min(64 * 1024));
+        buf.extend_from_slice(&MAGIC);
+        buf.push(PROTOCOL_VERSION);
+        encode_append(&cluster_id, &mut buf);
+        encode_append(&from, &mut buf);
+        encode_append(body, &mut buf);
+        let head_len = buf.len();
+        MessageBuilder { buf, head_len, count: 0, budget }
     }
 
     /// Bytes the message would take with one more update of `len` bytes.
     fn len_with(&self, len: usize) -> usize {
-        self.head.len() + len_prefix_len(self.count + 1) + self.updates.len() + len
+        self.buf.len() + len_prefix_len(self.count + 1) + len
     }
 
     /// Appends an encoded update if the message stays within budget.
@@ -342,7 +377,7 @@ impl MessageBuilder {
         if self.len_with(encoded_update.len()) > self.budget {
             return false;
         }
-        self.updates.extend_from_slice(encoded_update);
+        self.buf.extend_from_slice(encoded_update);
         self.count += 1;
         true
     }
@@ -353,10 +388,10 @@ impl MessageBuilder {
     }
 
     pub(crate) fn finish(self) -> Vec<u8> {
-        let mut out = self.head;
-        out.extend_from_slice(&encode_value(&(self.count as u64)));
-        out.extend_from_slice(&self.updates);
-        out
+        let MessageBuilder { mut buf, head_len, count, .. } = self;
+        let prefix = encode_value(&(count as u64));
+        buf.splice(head_len..head_len, prefix);
+        buf
     }
 }
 

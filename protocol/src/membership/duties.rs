@@ -99,7 +99,7 @@ impl Membership {
             let entry =
                 StatusEntry { node: self.id, generation: self.generation, version: self.work.status_version, status };
             self.statuses.apply(&entry, now);
-            self.broadcasts.push(&Update::Status(entry));
+            self.broadcast(now, &Update::Status(entry));
         }
     }
 
@@ -244,7 +244,7 @@ impl Membership {
     }
 
     /// Queues this node's live status entries for gossip again.
-    pub(super) fn republish_statuses(&mut self) {
+    pub(super) fn republish_statuses(&mut self, now: Instant) {
         let mine: Vec<StatusEntry> = self
             .statuses
             .iter()
@@ -252,7 +252,7 @@ impl Membership {
             .cloned()
             .collect();
         for entry in mine {
-            self.broadcasts.push(&Update::Status(entry));
+            self.broadcast(now, &Update::Status(entry));
         }
     }
 

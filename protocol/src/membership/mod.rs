@@ -32,7 +32,9 @@ use crate::timer::{Timer, Timers};
 use crate::wire::{self, Body, DecodeError, MessageBuilder, Update};
 pub use duties::{Duty, Plan};
 
-use crate::{Address, Config, ConfigError, Instant, Metadata, MetadataError, NodeId, SpecError, WorkloadSpec};
+use crate::{
+    Address, Config, ConfigError, Instant, Metadata, MetadataCache, MetadataError, NodeId, SpecError, WorkloadSpec,
+};
 
 /// Who this node is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,9 +167,6 @@ pub struct Membership {
     relays: BTreeMap<u32, Relay>,
     /// Members declared Dead recently, oldest first, for gossip to the dead.
     recently_dead: VecDeque<(Instant, NodeId)>,
-    /// When each member last sent us a message: remote accusations against a
-    /// member we are hearing from are doubted.
-    last_heard: BTreeMap<NodeId, Instant>,
     suspicions: BTreeMap<NodeId, Suspicion>,
     seeds: Vec<Address>,
     health: LocalHealth,
@@ -175,6 +174,11 @@ pub struct Membership {
     counters: Counters,
     /// Always `None` unless the `bug-injection` feature set it.
     bug: Option<Bug>,
+    /// While nothing is queued the gossip timer sleeps; this is when it
+    /// would have fired next (see `probe.rs: on_gossip_tick`).
+    gossip_idle: Option<Instant>,
+    /// Decoded metadata shared with other instances, if the driver gave one.
+    meta_cache: Option<MetadataCache>,
 }
 
 impl Membership {
@@ -217,12 +221,13 @@ impl Membership {
             sync_hurry_rounds: 0,
             relays: BTreeMap::new(),
             recently_dead: VecDeque::new(),
-            last_heard: BTreeMap::new(),
             suspicions: BTreeMap::new(),
             seeds: Vec::new(),
             next_seq: 0,
             counters: Counters::default(),
             bug: None,
+            meta_cache: None,
+            gossip_idle: None,
         };
         membership.publish_self(now);
         Ok(membership)
@@ -298,6 +303,7 @@ impl Membership {
                 self.seeds.push(seed);
             }
         }
+        self.members.watch(&self.seeds);
         for seed in self.seeds.clone() {
             self.start_sync(None, seed, true);
         }
@@ -324,7 +330,7 @@ impl Membership {
             builder.try_push(&encoded);
             self.queue_transmit(Some(target), addr, &Body::Gossip, builder.finish());
         }
-        self.broadcasts.push(&left);
+        self.broadcast(now, &left);
     }
 
     /// Publishes new metadata (it spreads like any update).
@@ -351,7 +357,7 @@ impl Membership {
     pub fn submit(&mut self, now: Instant, spec: WorkloadSpec) -> Result<CatalogEntry, SpecError> {
         spec.validate()?;
         let entry = self.catalog.write(spec.name.clone(), Some(Arc::new(spec)), self.id, now);
-        self.broadcasts.push(&Update::Workload(entry.clone()));
+        self.broadcast(now, &Update::Workload(entry.clone()));
         Ok(entry)
     }
 
@@ -360,7 +366,7 @@ impl Membership {
     pub fn delete_workload(&mut self, now: Instant, name: &str) -> Option<CatalogEntry> {
         self.catalog.get(name).filter(|e| e.spec.is_some())?;
         let entry = self.catalog.write(name.to_string(), None, self.id, now);
-        self.broadcasts.push(&Update::Workload(entry.clone()));
+        self.broadcast(now, &Update::Workload(entry.clone()));
         Some(entry)
     }
 
@@ -387,7 +393,7 @@ impl Membership {
     /// Handles one message that arrived from transport address `from`.
     /// Undecodable messages are dropped and counted; nothing else changes.
     pub fn handle_message(&mut self, now: Instant, from: &Address, bytes: &[u8]) {
-        let message = match wire::decode(bytes, self.config.cluster_id) {
+        let message = match wire::decode_incoming(bytes, self.config.cluster_id) {
             Ok(message) => message,
             Err(error) => {
                 match error {
@@ -406,7 +412,8 @@ impl Membership {
             self.counters.misdirected += 1;
             return;
         }
-        self.last_heard.insert(message.from, now);
+        let recent = self.config.probe_interval.saturating_mul(self.config.suspicion_mult);
+        self.members.heard_from(message.from, now, recent);
         trace!(from = %message.from, body = ?message.body, updates = message.updates.len(), "recv");
         let from_sync = matches!(message.body, Body::Sync(_));
         let applied_before = self.counters.updates_applied;
@@ -414,7 +421,7 @@ impl Membership {
             // A member introducing itself (a join) is news to spread, even
             // when it arrives in an anti-entropy message.
             let from_sync = from_sync && update.member() != Some(message.from);
-            self.apply(now, update, from_sync);
+            self.apply_raw(now, update, from_sync);
         }
         if from_sync && self.counters.updates_applied > applied_before {
             // A peer knew something we did not; others may not know it either.
@@ -453,10 +460,7 @@ impl Membership {
                 Timer::ProbeTimeout { seq } => self.on_probe_timeout(now, seq),
                 Timer::RelayTimeout { seq } => self.on_relay_timeout(seq),
                 Timer::Suspicion { id, deadline } => self.on_suspicion_timeout(now, id, deadline, late),
-                Timer::GossipTick => {
-                    self.timers.set(now + self.config.gossip_interval, Timer::GossipTick);
-                    self.gossip_round(now);
-                }
+                Timer::GossipTick => self.on_gossip_tick(now),
                 Timer::PushPullTick { at } => {
                     if at == self.next_push_pull {
                         self.on_push_pull_tick(now);
@@ -514,12 +518,15 @@ impl Membership {
     /// Records this node Alive at its current incarnation and gossips it.
     fn publish_self(&mut self, now: Instant) {
         self.set_self_state(now, State::Alive);
-        self.broadcasts.push(&Update::Alive {
-            id: self.id,
-            generation: self.generation,
-            incarnation: self.incarnation,
-            meta: Arc::clone(&self.meta),
-        });
+        self.broadcast(
+            now,
+            &Update::Alive {
+                id: self.id,
+                generation: self.generation,
+                incarnation: self.incarnation,
+                meta: Arc::clone(&self.meta),
+            },
+        );
     }
 
     /// Queues a message piggybacking as many pending updates as fit,

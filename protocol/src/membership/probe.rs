@@ -109,10 +109,15 @@ impl Membership {
         self.probe_next = 0;
     }
 
-    /// A new member joins the current pass at a random position still ahead.
+    /// A new member joins the current pass at a random position still ahead;
+    /// the member there moves to the end (an inside-out Fisher-Yates step,
+    /// so the rest of the pass stays a uniform shuffle, in O(1) rather than
+    /// shifting up to N ids).
     pub(super) fn add_to_probe_order(&mut self, id: NodeId) {
         let at = self.rng.random_range(self.probe_next..=self.probe_order.len());
-        self.probe_order.insert(at, id);
+        self.probe_order.push(id);
+        let last = self.probe_order.len() - 1;
+        self.probe_order.swap(at, last);
     }
 
     pub(super) fn on_probe_timeout(&mut self, now: Instant, seq: u32) {
@@ -193,6 +198,31 @@ impl Membership {
             probe.nacks += 1;
             self.counters.nacks_received += 1;
         }
+    }
+
+    /// Every `gossip_interval` while updates are pending. With nothing
+    /// pending the timer is not re-armed (idle ticks were most of a quiet
+    /// node's wakeups); queueing an update re-arms it on the same phase.
+    pub(super) fn on_gossip_tick(&mut self, now: Instant) {
+        let next = now + self.config.gossip_interval;
+        if self.broadcasts.is_empty() {
+            self.gossip_idle = Some(next);
+            return;
+        }
+        self.timers.set(next, Timer::GossipTick);
+        self.gossip_round(now);
+    }
+
+    /// Queues `update` for gossip, waking a sleeping gossip timer at the
+    /// first tick of its old phase not before `now`.
+    pub(super) fn broadcast(&mut self, now: Instant, update: &Update) {
+        self.broadcasts.push(update);
+        let Some(mut at) = self.gossip_idle.take() else { return };
+        let interval = self.config.gossip_interval.as_micros().max(1);
+        let behind = u128::from(now.as_micros().saturating_sub(at.as_micros()));
+        let periods = u32::try_from(behind.div_ceil(interval)).unwrap_or(u32::MAX);
+        at += self.config.gossip_interval.saturating_mul(periods);
+        self.timers.set(at, Timer::GossipTick);
     }
 
     /// Sends pending updates to a few random members, and to members declared
@@ -304,6 +334,9 @@ impl Membership {
         self.catalog.reap(now, self.config.tombstone_retention);
         self.statuses.reap(now, self.config.status_retention);
         self.reap_downs(now);
+        // Contact matters only within this window (see doubt_remote_death).
+        let recent = self.config.probe_interval.saturating_mul(self.config.suspicion_mult);
+        self.members.forget_heard_before(now, recent);
         if self.members.gone_count() == 0 {
             return;
         }
@@ -317,7 +350,6 @@ impl Membership {
         for id in expired {
             debug!(member = %id, "forgetting member after dead_retention");
             self.members.remove(id);
-            self.last_heard.remove(&id);
         }
     }
 }

@@ -12,7 +12,8 @@
 
 use super::{Bug, Membership};
 use crate::wire::{
-    Body, KeyRange, MAX_SYNC_RANGES, MessageBuilder, RangeDigest, Sync, Update, encode_value, encoded_len,
+    Body, KeyRange, MAX_SYNC_RANGES, MessageBuilder, RangeDigest, Sync, Update, encode_append, encode_value,
+    encoded_len,
 };
 use crate::{Address, Instant, NodeId};
 
@@ -34,6 +35,14 @@ enum Table {
 }
 
 const TABLES: [Table; 3] = [Table::Members, Table::Catalog, Table::Statuses];
+
+/// Encoded facts back to back (one allocation, not one per fact), and where
+/// each ends.
+#[derive(Debug, Default)]
+struct EncodedFacts {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
 
 /// What one side decides to do about one table in one round.
 #[derive(Debug, Default)]
@@ -91,8 +100,15 @@ impl Membership {
         self.queue_transmit(to, addr, &body, builder.finish());
     }
 
-    /// Compares the peer's summaries of one table with ours.
-    fn compare_ranges(&self, table: Table, theirs: &[RangeDigest], they_want: &[KeyRange]) -> RangePlan {
+    /// Compares the peer's summaries of one table with ours. Sub-range
+    /// summaries beyond `max_compare` would be cut, so are not computed.
+    fn compare_ranges(
+        &self,
+        table: Table,
+        theirs: &[RangeDigest],
+        they_want: &[KeyRange],
+        max_compare: usize,
+    ) -> RangePlan {
         let mut plan = RangePlan { serve: they_want.to_vec(), ..RangePlan::default() };
         for theirs in theirs {
             let mine = self.digest(table, theirs.range);
@@ -102,7 +118,10 @@ impl Membership {
             let small = mine.count.saturating_add(theirs.count) <= LEAF_ENTRIES;
             let children = theirs.range.children().filter(|_| !small && mine.count > 0 && theirs.count > 0);
             match children {
-                Some(children) => plan.compare.extend(children.map(|child| self.digest(table, child))),
+                Some(children) => {
+                    let room = max_compare.saturating_sub(plan.compare.len());
+                    plan.compare.extend(children.take(room).map(|child| self.digest(table, child)));
+                }
                 None => {
                     // Dead members and deleted workloads are not in the
                     // summaries, so send ours even when our live count is
@@ -120,16 +139,17 @@ impl Membership {
         if self.has_bug(Bug::NoAntiEntropy) {
             return;
         }
-        let mut plans = [
-            self.compare_ranges(Table::Members, &sync.ranges, &sync.want),
-            self.compare_ranges(Table::Catalog, &sync.catalog_ranges, &sync.catalog_want),
-            self.compare_ranges(Table::Statuses, &sync.status_ranges, &sync.status_want),
-        ];
         let round = sync.round.saturating_add(1);
         let last_round = round >= self.config.sync_max_rounds;
         // Summaries and wants take at most half the budget (the rest is for
         // entries); what is cut now is found again in a later round.
         let max_ranges = (self.config.sync_budget / 2 / DIGEST_LEN).min(MAX_SYNC_RANGES);
+        let max_compare = if last_round { 0 } else { max_ranges / 4 };
+        let mut plans = [
+            self.compare_ranges(Table::Members, &sync.ranges, &sync.want, max_compare),
+            self.compare_ranges(Table::Catalog, &sync.catalog_ranges, &sync.catalog_want, max_compare),
+            self.compare_ranges(Table::Statuses, &sync.status_ranges, &sync.status_want, max_compare),
+        ];
         for plan in &mut plans {
             if last_round {
                 plan.compare.clear();
@@ -144,7 +164,7 @@ impl Membership {
         let served: usize = plans.iter().map(|p| p.serve.len()).sum();
         let overhead = 64 + summaries_len + DIGEST_LEN * (served + 2);
         let mut budget = self.config.sync_budget.saturating_sub(overhead);
-        let mut entries = Vec::new();
+        let mut entries = EncodedFacts::default();
         for (table, plan) in TABLES.into_iter().zip(&mut plans) {
             let unserved = self.entries_for(table, &plan.serve, &mut budget, &mut entries);
             if !last_round {
@@ -152,7 +172,7 @@ impl Membership {
             }
         }
         let nothing_to_say = plans.iter().all(|p| p.compare.is_empty() && p.want.is_empty());
-        if entries.is_empty() && nothing_to_say {
+        if entries.ends.is_empty() && nothing_to_say {
             return;
         }
         self.hurry_push_pull(now);
@@ -167,10 +187,12 @@ impl Membership {
             status_want: statuses.want,
         });
         let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.sync_budget);
-        for entry in &entries {
-            if !builder.try_push(entry) {
+        let mut start = 0;
+        for &end in &entries.ends {
+            if !builder.try_push(&entries.bytes[start..end]) {
                 break;
             }
+            start = end;
         }
         self.queue_transmit(Some(from), from_addr.clone(), &body, builder.finish());
     }
@@ -183,7 +205,7 @@ impl Membership {
         table: Table,
         serve: &[KeyRange],
         budget: &mut usize,
-        out: &mut Vec<Vec<u8>>,
+        out: &mut EncodedFacts,
     ) -> Vec<KeyRange> {
         // A range asked for twice, or inside another, is served once.
         let mut serve = serve.to_vec();
@@ -193,12 +215,13 @@ impl Membership {
         let serve: Vec<KeyRange> = serve.iter().filter(|r| !serve.iter().any(|by| covered(r, by))).copied().collect();
         for (index, range) in serve.iter().enumerate() {
             for fact in self.facts_in(table, *range) {
-                let encoded = encode_value(&fact);
-                if encoded.len() > *budget {
+                let len = encode_append(&fact, &mut out.bytes);
+                if len > *budget {
+                    out.bytes.truncate(out.bytes.len() - len);
                     return serve[index..].to_vec();
                 }
-                *budget -= encoded.len();
-                out.push(encoded);
+                *budget -= len;
+                out.ends.push(out.bytes.len());
             }
         }
         Vec::new()

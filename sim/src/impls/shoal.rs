@@ -1,7 +1,8 @@
 //! Shoal's own protocol: a real [`Membership`] per node.
 
 use shoal_protocol::{
-    Address, Capacity, Config, Event, Identity, Instant, Member, Membership, Metadata, NodeId, Transmit, wire,
+    Address, Capacity, Config, Event, Identity, Instant, Member, Membership, Metadata, MetadataCache, NodeId,
+    Transmit, wire,
 };
 
 use super::{Boot, Implementation, MemberView, SimNode};
@@ -18,6 +19,8 @@ use crate::workloads::{Replicas, WorkloadDriver};
 pub struct ShoalImpl {
     config: Config,
     workloads: Option<WorkloadLoad>,
+    /// Decoded metadata shared by every node: N copies instead of N².
+    meta_cache: MetadataCache,
     #[cfg(feature = "bug-injection")]
     bug: Option<BugKind>,
 }
@@ -38,6 +41,7 @@ impl ShoalImpl {
         Ok(ShoalImpl {
             config,
             workloads: scenario.workloads.clone(),
+            meta_cache: MetadataCache::default(),
             #[cfg(feature = "bug-injection")]
             bug: scenario.bug,
         })
@@ -71,6 +75,7 @@ impl Implementation for ShoalImpl {
                 BugKind::NoAntiEntropy => shoal_protocol::Bug::NoAntiEntropy,
             });
         }
+        node.share_metadata(self.meta_cache.clone());
         if !boot.seeds.is_empty() {
             node.join(boot.now, boot.seeds);
         }
