@@ -1,8 +1,8 @@
 //! Shoal's own protocol: a real [`Membership`] per node.
 
 use shoal_protocol::{
-    Address, Capacity, Config, Event, Identity, Instant, Member, Membership, Metadata, MetadataCache, NodeId,
-    Transmit, wire,
+    Address, Capacity, Config, Event, Identity, Instant, Member, Membership, Metadata, MetadataCache, NodeId, Transmit,
+    wire,
 };
 
 use super::{Boot, Implementation, MemberView, SimNode};
