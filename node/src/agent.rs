@@ -19,15 +19,17 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{self, ApiRequest};
 use crate::config::Settings;
+use crate::driver::{Supervisor, SupervisorConfig};
 use crate::events::WorkloadEvents;
 use crate::metrics;
 use crate::persist::CatalogSaver;
+use crate::reconcile::Reconciler;
 use crate::store::{DataDir, StoreError};
 use crate::transport::drops::{self, DropReason};
 use crate::transport::{
     Dialer, Transport, TransportConfig, TransportError, TransportEvent, quic_multiaddr, split_peer,
 };
-use crate::view::{HealthView, MemberView, SelfView};
+use crate::view::{HealthView, MemberView, SelfView, node_id_hex};
 use crate::workloads::{self, WorkloadDetail};
 
 /// After a leave, how long the agent keeps gossiping before it exits anyway.
@@ -89,6 +91,10 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     let restored = catalog.len();
     membership.restore_catalog(clock.now(), catalog);
     let saver = CatalogSaver::start(data_dir.clone(), &membership);
+    // Kills what a crashed agent on this data dir left running; the plan
+    // starts this node's replicas again once it has settled.
+    let supervisor = Supervisor::new(SupervisorConfig::new(data_dir.path(), node_id_hex(loaded.id)));
+    let reconciler = Reconciler::start(supervisor);
 
     let listener = tokio::net::TcpListener::bind(settings.api)
         .await
@@ -111,6 +117,7 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     let agent = Agent {
         membership,
         saver,
+        reconciler,
         events: WorkloadEvents::default(),
         transport,
         clock,
@@ -229,6 +236,7 @@ impl Clock {
 struct Agent {
     membership: Membership,
     saver: CatalogSaver,
+    reconciler: Reconciler,
     events: WorkloadEvents,
     transport: Transport,
     clock: Clock,
@@ -260,6 +268,7 @@ impl Agent {
     ) {
         tokio::pin!(shutdown);
         let mut shutdown_done = false;
+        let mut statuses = self.reconciler.subscribe();
         loop {
             let far = tokio::time::Instant::now() + Duration::from_secs(3600);
             let wake = self.membership.poll_timeout().map_or(far, |at| self.clock.deadline(at));
@@ -276,6 +285,10 @@ impl Agent {
                     self.saver.save(&self.membership);
                 }
                 () = tokio::time::sleep_until(wake) => self.membership.handle_timeout(self.clock.now()),
+                () = tokio::time::sleep_until(self.reconciler.due()) => {
+                    self.reconciler.step(&mut self.membership, self.clock.now());
+                }
+                Ok(()) = statuses.changed() => self.reconciler.poke(),
                 () = &mut shutdown, if !shutdown_done => {
                     shutdown_done = true;
                     info!("signal received: leaving");
@@ -283,14 +296,21 @@ impl Agent {
                 }
             }
             self.drain();
+            // A catalog change (here or learnt from a peer) may change the plan.
+            let unsaved = self.saver.due().is_some();
             self.saver.note(&self.membership);
+            if !unsaved && self.saver.due().is_some() {
+                self.reconciler.poke();
+            }
             self.events.observe(&mut self.membership, self.clock.now());
             if self.done_leaving() {
                 break;
             }
         }
         info!("left; stopping");
-        self.saver.finish(&self.membership, Duration::from_secs(5)).await;
+        // Peers already know this node left and take its replicas over.
+        let stop_within = LEAVE_TIMEOUT.saturating_sub(self.leaving_since.map_or(Duration::ZERO, |at| at.elapsed()));
+        tokio::join!(self.reconciler.finish(stop_within), self.saver.finish(&self.membership, Duration::from_secs(5)));
         self.transport.shutdown(Duration::from_secs(1)).await;
     }
 
@@ -314,6 +334,7 @@ impl Agent {
         if self.leaving_since.is_none() {
             self.leaving_since = Some(tokio::time::Instant::now());
             self.membership.leave(self.clock.now());
+            self.reconciler.leave();
         }
     }
 
@@ -353,6 +374,7 @@ impl Agent {
             self.transport.send(&transmit.addr, &transmit.payload);
         }
         while let Some(event) = self.membership.poll_event() {
+            self.reconciler.poke();
             self.log_event(event);
             if let Event::MemberUp { id } = event {
                 self.note_restart(id);
@@ -420,6 +442,7 @@ impl Agent {
                 let name = spec.name.clone();
                 let outcome = workloads::submit(&mut self.membership, self.clock.now(), *spec);
                 if outcome.is_ok() {
+                    self.reconciler.poke();
                     info!(workload = %name, "workload submitted");
                 }
                 let _ = reply.send(outcome);
@@ -427,6 +450,7 @@ impl Agent {
             ApiRequest::Delete(name, reply) => {
                 let deleted = self.membership.delete_workload(self.clock.now(), &name).is_some();
                 if deleted {
+                    self.reconciler.poke();
                     info!(workload = %name, "workload deleted");
                 }
                 let _ = reply.send(deleted);

@@ -13,6 +13,7 @@ pub mod driver;
 pub mod events;
 pub mod metrics;
 pub mod persist;
+pub mod reconcile;
 pub mod spec;
 pub mod store;
 pub mod transport;

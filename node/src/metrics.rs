@@ -1,11 +1,11 @@
-//! `GET /metrics`: the protocol's counters, members by state, the probe
-//! round-trip histogram and the transport's counters (with the datagrams QUIC
-//! dropped, by reason), in Prometheus text.
+//! `GET /metrics`: the protocol's counters, members by state, replicas by
+//! state, the probe round-trip histogram and the transport's counters (with
+//! the datagrams QUIC dropped, by reason), in Prometheus text.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use shoal_protocol::{Membership, RttHistogram, State};
+use shoal_protocol::{Membership, ReplicaState, RttHistogram, State};
 
 use crate::transport::TransportCounters;
 use crate::transport::drops::{self, DropReason};
@@ -34,6 +34,18 @@ pub fn render(membership: &Membership, transport: &TransportCounters) -> String 
     for state in [State::Alive, State::Suspect, State::Dead, State::Left] {
         let n = membership.members().filter(|m| m.state == state).count();
         let _ = writeln!(out, "shoal_members{{state=\"{}\"}} {n}", state_name(state));
+    }
+    // Every node's reports as this node knows them, and this node's own.
+    let here = membership.id();
+    for (metric, only_here) in [("shoal_replicas", false), ("shoal_local_replicas", true)] {
+        let _ = writeln!(out, "# TYPE {metric} gauge");
+        for state in [ReplicaState::Starting, ReplicaState::Running, ReplicaState::Failed] {
+            let n = membership
+                .replica_statuses()
+                .filter(|e| e.status.state == state && (!only_here || e.node == here))
+                .count();
+            let _ = writeln!(out, "{metric}{{state=\"{}\"}} {n}", crate::workloads::state_name(state));
+        }
     }
     let _ = writeln!(out, "# TYPE shoal_local_health gauge\nshoal_local_health {}", membership.local_health());
     let _ = writeln!(

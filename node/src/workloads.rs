@@ -207,6 +207,7 @@ pub(crate) fn state_name(state: ReplicaState) -> &'static str {
         ReplicaState::Running => "running",
         ReplicaState::Failed => "failed",
         ReplicaState::Stopped => "stopped",
+        ReplicaState::Releasing => "releasing",
     }
 }
 

@@ -30,6 +30,18 @@ pub enum ReplicaState {
     Failed,
     /// Stopped on purpose (moved away, deleted): the node no longer runs it.
     Stopped,
+    /// Running, but no longer this node's in its view: it stops once the
+    /// new owner runs it (make-before-break). The protocol reports this in
+    /// place of Running; drivers never do.
+    Releasing,
+}
+
+impl ReplicaState {
+    /// Running or about to (Starting, Running, Releasing): a copy that
+    /// serves or will.
+    pub fn is_active(self) -> bool {
+        matches!(self, ReplicaState::Starting | ReplicaState::Running | ReplicaState::Releasing)
+    }
 }
 
 /// What a node's driver says about one replica it supervises.

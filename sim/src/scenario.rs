@@ -337,6 +337,7 @@ pub const BUILTINS: &[&str] = &[
     "gray-pause",
     "rolling-restart",
     "long-partition-heal",
+    "flapping",
     "clog",
     "loss-burst",
     "slow-node",
@@ -452,7 +453,9 @@ impl Scenario {
                         FaultKind::Restart { nodes: Select::List(vec![1]), down: Dur::secs(20), keep_state: false },
                     )
                 }],
-                workloads: Some(WorkloadLoad::new(100, 3)),
+                // 390 replicas: a share of 3.9 per node, so the load caps
+                // (4 each) leave room, as a cluster should be run.
+                workloads: Some(WorkloadLoad::new(130, 3)),
                 checks: CheckSpec { max_move_ratio: Some(2.0), ..CheckSpec::default() },
                 ..Scenario::new(
                     name,

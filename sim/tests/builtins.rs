@@ -22,7 +22,12 @@ const KNOWN_FALSE_DEAD: &[&str] = &["chaos"];
 
 #[allow(clippy::print_stderr)] // the replay commands of tolerated seeds
 fn sweep(name: &str) {
-    let scenario = Scenario::builtin(name).expect("built in").with_nodes(NODES);
+    let mut scenario = Scenario::builtin(name).expect("built in").with_nodes(NODES);
+    if name == "flapping" {
+        // An hour is `shoal-sim run flapping` (see README); ten flaps
+        // here keep the sweep within the test budget.
+        scenario = scenario.with_duration(shoal_sim::units::Dur::secs(300));
+    }
     let mut failures = Vec::new();
     let mut tolerated = Vec::new();
     for seed in SEEDS {
@@ -84,6 +89,7 @@ builtins! {
     gray_pause => "gray-pause",
     rolling_restart => "rolling-restart",
     long_partition_heal => "long-partition-heal",
+    flapping => "flapping",
     clog => "clog",
     loss_burst => "loss-burst",
     slow_node => "slow-node",

@@ -183,8 +183,20 @@ impl Agent {
 
     /// SIGTERM, then waits (bounded) for the process to exit.
     pub fn sigterm(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
-        let Some(mut child) = self.child.take() else { bail!("{} is not running", self.name) };
+        self.send_sigterm()?;
+        self.wait_exit(within)
+    }
+
+    /// SIGTERM, without waiting (so that several agents get it at once).
+    pub fn send_sigterm(&self) -> anyhow::Result<()> {
+        let Some(child) = &self.child else { bail!("{} is not running", self.name) };
         Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+        Ok(())
+    }
+
+    /// Waits (bounded) for the process to exit; kills it if it does not.
+    pub fn wait_exit(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let Some(mut child) = self.child.take() else { bail!("{} is not running", self.name) };
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = child.try_wait()? {
@@ -192,7 +204,7 @@ impl Agent {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                bail!("{} did not exit within {within:?} of SIGTERM", self.name);
+                bail!("{} did not exit within {within:?}", self.name);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -220,6 +232,56 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.kill9();
+        // What its exec driver ran would outlive it.
+        kill_replicas(&self.data_dir);
+    }
+}
+
+/// A process the exec driver of an agent runs for a replica.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReplicaProcess {
+    pub workload: String,
+    pub replica: u16,
+    pub pid: u32,
+}
+
+/// The live processes whose working directory is in `data_dir`'s workloads
+/// folder (where the exec driver starts replicas without a `workdir`), with
+/// the replica their environment names. Found through `/proc`, so they are
+/// seen even after their agent died.
+pub fn replica_processes(data_dir: &Path) -> Vec<ReplicaProcess> {
+    let Ok(workloads) = data_dir.join("workloads").canonicalize() else { return Vec::new() };
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut found: Vec<ReplicaProcess> = procs
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            // A zombie has no working directory: it is not running.
+            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
+            if !cwd.starts_with(&workloads) {
+                return None;
+            }
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            let var = |name: &str| {
+                environ.split(|&b| b == 0).find_map(|v| {
+                    let v = std::str::from_utf8(v).ok()?;
+                    Some(v.strip_prefix(name)?.strip_prefix('=')?.to_string())
+                })
+            };
+            Some(ReplicaProcess { workload: var("SHOAL_WORKLOAD")?, replica: var("SHOAL_REPLICA")?.parse().ok()?, pid })
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// SIGKILLs the replica processes under `data_dir` (and their process groups,
+/// which the exec driver makes them lead).
+pub fn kill_replicas(data_dir: &Path) {
+    for process in replica_processes(data_dir) {
+        let group = format!("-{}", process.pid);
+        let _ =
+            Command::new("kill").args(["-KILL", "--", &group, &process.pid.to_string()]).stderr(Stdio::null()).status();
     }
 }
 

@@ -4,45 +4,22 @@
 
 #![allow(clippy::print_stderr)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::ensure;
 use bollard::Docker;
-use bollard::query_parameters::{
-    BuildImageOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder,
-};
+use bollard::query_parameters::LogsOptionsBuilder;
 use futures::StreamExt;
-use shoal_node::driver::{
-    ReplicaKey, ReplicaState, ReplicaStatus, Supervisor, SupervisorConfig, default_docker_socket,
-};
+use shoal_node::driver::{ReplicaKey, ReplicaState, ReplicaStatus, Supervisor, SupervisorConfig};
 use shoal_protocol::{Driver, Resources, RestartMode, RestartPolicy, WorkloadSpec};
 use shoal_tests::test_dir;
 
+mod docker_support;
 mod driver_support;
+use docker_support::{build_image, clean_up, containers, engine};
 use driver_support::wait_status;
-
-/// Prints its environment, exits with `argv[1]` if given, else runs until
-/// SIGTERM (a handler is needed: PID 1 ignores unhandled SIGTERM).
-const PROGRAM: &str = r#"
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <unistd.h>
-static const char *env(const char *name) { const char *v = getenv(name); return v ? v : "-"; }
-static void on_term(int sig) { (void)sig; _exit(0); }
-int main(int argc, char **argv) {
-    signal(SIGTERM, on_term);
-    printf("workload=%s replica=%s node=%s greeting=%s\n",
-           env("SHOAL_WORKLOAD"), env("SHOAL_REPLICA"), env("SHOAL_NODE"), env("GREETING"));
-    fflush(stdout);
-    if (argc > 1) return atoi(argv[1]);
-    for (;;) pause();
-}
-"#;
 
 fn spec(name: &str, image: &str, args: &[&str], greeting: &str, mode: RestartMode) -> WorkloadSpec {
     WorkloadSpec {
@@ -70,15 +47,6 @@ fn running(s: &ReplicaStatus) -> bool {
     s.state == ReplicaState::Running
 }
 
-/// Ids of the containers labelled for `node` (and `workload`, if given).
-async fn containers(docker: &Docker, node: &str, workload: Option<&str>) -> anyhow::Result<Vec<String>> {
-    let mut labels = vec![format!("shoal.node={node}")];
-    labels.extend(workload.map(|w| format!("shoal.workload={w}")));
-    let filters = HashMap::from([("label", labels)]);
-    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-    Ok(docker.list_containers(Some(options)).await?.into_iter().filter_map(|c| c.id).collect())
-}
-
 async fn logs(docker: &Docker, id: &str) -> anyhow::Result<String> {
     let options = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
     let mut stream = docker.logs(id, Some(options));
@@ -89,51 +57,10 @@ async fn logs(docker: &Docker, id: &str) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// Compiles the program statically and builds `FROM scratch` around it.
-async fn build_image(docker: &Docker, dir: &Path, tag: &str) -> anyhow::Result<()> {
-    let context = dir.join("context");
-    std::fs::create_dir_all(&context)?;
-    std::fs::write(dir.join("prog.c"), PROGRAM)?;
-    let gcc = Command::new("gcc")
-        .args(["-static", "-Os", "-o"])
-        .arg(context.join("prog"))
-        .arg(dir.join("prog.c"))
-        .output()
-        .context("running gcc (the test image is a static C program: install gcc and libc6-dev)")?;
-    ensure!(gcc.status.success(), "gcc -static failed: {}", String::from_utf8_lossy(&gcc.stderr));
-    std::fs::write(context.join("Dockerfile"), "FROM scratch\nCOPY prog /prog\nENTRYPOINT [\"/prog\"]\n")?;
-    let tar = Command::new("tar").arg("-cf").arg("-").arg("-C").arg(&context).arg(".").output()?;
-    ensure!(tar.status.success(), "tar failed: {}", String::from_utf8_lossy(&tar.stderr));
-    let options = BuildImageOptionsBuilder::new().t(tag).rm(true).build();
-    let mut build = docker.build_image(options, None, Some(bollard::body_full(tar.stdout.into())));
-    while let Some(step) = build.next().await {
-        let step = step.context("docker build")?;
-        if let Some(error) = step.error_detail {
-            bail!("docker build: {error:?}");
-        }
-    }
-    Ok(())
-}
-
-async fn clean_up(docker: &Docker, node: &str, tag: &str) {
-    for id in containers(docker, node, None).await.unwrap_or_default() {
-        let _ = docker.remove_container(&id, Some(RemoveContainerOptionsBuilder::new().force(true).build())).await;
-    }
-    let _ = docker.remove_image(tag, Some(RemoveImageOptionsBuilder::new().force(true).build()), None).await;
-}
-
 #[tokio::test]
 async fn docker_driver_runs_adopts_replaces_and_stops_containers() -> anyhow::Result<()> {
-    let socket = default_docker_socket();
-    if !socket.exists() {
-        eprintln!("\n!!! SKIPPED the docker driver test: no Docker engine socket at {}", socket.display());
-        return Ok(());
-    }
-    // The engine is there: from here on every problem is a failure.
-    let docker = Docker::connect_with_unix(&socket.display().to_string(), 120, bollard::API_DEFAULT_VERSION)?
-        .negotiate_version()
-        .await
-        .with_context(|| format!("the engine at {} does not answer", socket.display()))?;
+    // From here on, with an engine, every problem is a failure.
+    let Some(docker) = engine("docker driver test").await? else { return Ok(()) };
     let pid = std::process::id();
     let node = format!("driver-test-{pid}");
     let tag = format!("shoal-driver-test:{pid}");

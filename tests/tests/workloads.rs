@@ -17,8 +17,8 @@ cpu = 250            # millicores
 memory = "64MiB"
 [driver]
 kind = "exec"
-command = "python3"
-args = ["-m", "http.server", "0"]
+command = "sleep"
+args = ["3600"]
 [restart]
 policy = "always"
 "#;
@@ -81,15 +81,17 @@ fn workloads_through_the_cli_and_the_api() -> anyhow::Result<()> {
     assert_eq!(names(&a), Some(vec!["web".to_string()]));
 
     // One agent: a single replica fits (once the agent has settled, 2 s with
-    // the local profile), and no driver reports it running; the table says so.
-    wait_until(Duration::from_secs(10), "a replica of web is placed on a", || {
-        a.client().workloads().is_ok_and(|w| w[0].placement.iter().any(|r| r.node.as_deref() == Some("a")))
+    // the local profile), and runs there; the table says so.
+    wait_until(Duration::from_secs(15), "a replica of web runs on a", || {
+        a.client()
+            .workloads()
+            .is_ok_and(|w| w[0].placement.iter().any(|r| r.node.as_deref() == Some("a") && r.state == "running"))
     })
     .map_err(|e| e.context(format!("{:?}", a.client().workloads())))?;
     let (ok, out, _) = shoal(&a, &["workloads"])?;
     println!("{out}");
     let row: Vec<&str> = out.lines().nth(1).unwrap_or_default().split_whitespace().collect();
-    assert!(ok && row == ["web", "2", "0", "a", "partly-placed"], "{out}");
+    assert!(ok && row == ["web", "2", "1", "a", "partly-placed"], "{out}");
     let (ok, out, _) = shoal(&a, &["workloads", "--json"])?;
     let listed: serde_json::Value = serde_json::from_str(&out)?;
     assert!(ok && listed[0]["name"] == "web" && listed[0]["placement"].as_array().map(Vec::len) == Some(2), "{out}");
@@ -102,7 +104,7 @@ fn workloads_through_the_cli_and_the_api() -> anyhow::Result<()> {
         })
     })
     .map_err(|e| e.context(format!("{:?}", shoal(&a, &["workload", "web"]))))?;
-    assert!(out.contains("pending  on a (") && out.contains("unplaced on no node"), "{out}");
+    assert!(out.contains("running  on a (") && out.contains("unplaced on no node"), "{out}");
 
     // The API: 201 new, 200 replaced, 400 with the field, 404 unknown.
     let spec = r#"{"name": "api", "driver": {"kind": "exec", "command": "sleep", "args": ["60"]}}"#;

@@ -73,9 +73,13 @@ impl Membership {
     /// missing from `replicas` are reported Stopped.
     pub fn report_replicas(&mut self, now: Instant, replicas: impl IntoIterator<Item = ReplicaStatus>) {
         let mut reported: BTreeMap<(String, u16), ReplicaStatus> = BTreeMap::new();
-        for status in replicas {
-            let status = status.bounded();
-            reported.insert((status.workload.clone(), status.replica), status);
+        for mut status in replicas {
+            let key = (status.workload.clone(), status.replica);
+            // A replica being handed over says so, so its new owner starts it.
+            if self.work.losing.contains_key(&key) && status.state == ReplicaState::Running {
+                status.state = ReplicaState::Releasing;
+            }
+            reported.insert(key, status.bounded());
         }
         let mut changed: Vec<ReplicaStatus> = Vec::new();
         for held in self.statuses.iter().filter(|e| e.node == self.id && e.status.state != ReplicaState::Stopped) {
@@ -145,6 +149,7 @@ impl Membership {
             .collect();
         let run = owned
             .iter()
+            .filter(|key| self.may_start(key))
             .filter_map(|(name, replica)| {
                 let spec = Arc::clone(self.catalog.get(name)?.spec.as_ref()?);
                 Some(Duty { workload: name.clone(), replica: *replica, spec })
@@ -171,6 +176,23 @@ impl Membership {
             }
         }
         Plan { run, stop, unplaced: placement.unplaced.clone(), settled }
+    }
+
+    /// Whether this node may run a replica it owns: it runs it already, or
+    /// no other live member runs it except to release it. While views
+    /// disagree (say, about whether a member has settled), the member that
+    /// has the replica keeps it, rather than both running it.
+    fn may_start(&self, (workload, replica): &(String, u16)) -> bool {
+        if self.statuses.get(self.id, workload, *replica).is_some_and(|e| e.status.state != ReplicaState::Stopped) {
+            return true;
+        }
+        !self.statuses.iter().any(|e| {
+            e.node != self.id
+                && e.status.replica == *replica
+                && e.status.workload == *workload
+                && matches!(e.status.state, ReplicaState::Starting | ReplicaState::Running)
+                && self.members.get(e.node).is_some_and(|m| m.state.is_live() && m.generation == e.generation)
+        })
     }
 
     /// Whether `node`, in its current generation, reports `replica` running.

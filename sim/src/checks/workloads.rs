@@ -140,7 +140,10 @@ impl Check for Replicas {
         for (key, nodes) in &copies {
             for (node, _) in nodes {
                 let previous = self.last_owner.insert(key.clone(), *node);
-                if previous.is_some_and(|p| p != *node && !nodes.iter().any(|(n, _)| *n == p)) {
+                // Moves count from the first exact placement on: before it,
+                // nodes are still settling and the placement forming.
+                let placed_once = !self.times.is_empty();
+                if placed_once && previous.is_some_and(|p| p != *node && !nodes.iter().any(|(n, _)| *n == p)) {
                     self.moves += 1;
                 }
             }

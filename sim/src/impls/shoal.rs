@@ -1,8 +1,8 @@
 //! Shoal's own protocol: a real [`Membership`] per node.
 
 use shoal_protocol::{
-    Address, Capacity, Config, Event, Identity, Instant, Member, Membership, Metadata, MetadataCache, NodeId,
-    Transmit, wire,
+    Address, Capacity, Config, Event, Identity, Instant, Member, Membership, Metadata, MetadataCache, NodeId, Transmit,
+    wire,
 };
 
 use super::{Boot, Implementation, MemberView, SimNode};
@@ -223,7 +223,12 @@ impl SimNode for ShoalNode {
         let mut known: Vec<(String, u16)> = self
             .membership
             .replica_statuses()
-            .filter(|e| e.status.state == shoal_protocol::ReplicaState::Running && live(e.node))
+            .filter(|e| {
+                matches!(
+                    e.status.state,
+                    shoal_protocol::ReplicaState::Running | shoal_protocol::ReplicaState::Releasing
+                ) && live(e.node)
+            })
             .map(|e| (e.status.workload.clone(), e.status.replica))
             .collect();
         known.sort_unstable();
