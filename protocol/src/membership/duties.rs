@@ -147,9 +147,10 @@ impl Membership {
             .on_node(self.id)
             .filter_map(|(name, replica)| Some((name.to_string(), u16::try_from(replica).ok()?)))
             .collect();
+        let held_elsewhere = if owned.is_empty() { BTreeSet::new() } else { self.held_elsewhere() };
         let run = owned
             .iter()
-            .filter(|key| self.may_start(key))
+            .filter(|key| !held_elsewhere.contains(&(key.0.as_str(), key.1)) || self.reports(key))
             .filter_map(|(name, replica)| {
                 let spec = Arc::clone(self.catalog.get(name)?.spec.as_ref()?);
                 Some(Duty { workload: name.clone(), replica: *replica, spec })
@@ -178,21 +179,26 @@ impl Membership {
         Plan { run, stop, unplaced: placement.unplaced.clone(), settled }
     }
 
-    /// Whether this node may run a replica it owns: it runs it already, or
-    /// no other live member runs it except to release it. While views
-    /// disagree (say, about whether a member has settled), the member that
-    /// has the replica keeps it, rather than both running it.
-    fn may_start(&self, (workload, replica): &(String, u16)) -> bool {
-        if self.statuses.get(self.id, workload, *replica).is_some_and(|e| e.status.state != ReplicaState::Stopped) {
-            return true;
-        }
-        !self.statuses.iter().any(|e| {
-            e.node != self.id
-                && e.status.replica == *replica
-                && e.status.workload == *workload
-                && matches!(e.status.state, ReplicaState::Starting | ReplicaState::Running)
-                && self.members.get(e.node).is_some_and(|m| m.state.is_live() && m.generation == e.generation)
-        })
+    /// The replicas another live member runs other than to release them. A
+    /// node starts a replica it owns only if it runs it already or it is not
+    /// in this set: while views disagree (say, about whether a member has
+    /// settled), the member that has the replica keeps it, rather than both
+    /// running it. One pass over the statuses per plan, not per replica.
+    fn held_elsewhere(&self) -> BTreeSet<(&str, u16)> {
+        self.statuses
+            .iter()
+            .filter(|e| {
+                e.node != self.id
+                    && matches!(e.status.state, ReplicaState::Starting | ReplicaState::Running)
+                    && self.members.get(e.node).is_some_and(|m| m.state.is_live() && m.generation == e.generation)
+            })
+            .map(|e| (e.status.workload.as_str(), e.status.replica))
+            .collect()
+    }
+
+    /// Whether this node reports `replica` (in any state but Stopped).
+    fn reports(&self, (workload, replica): &(String, u16)) -> bool {
+        self.statuses.get(self.id, workload, *replica).is_some_and(|e| e.status.state != ReplicaState::Stopped)
     }
 
     /// Whether `node`, in its current generation, reports `replica` running.
