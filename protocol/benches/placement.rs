@@ -4,9 +4,10 @@
 //! spread 8x with about 20 replicas per node: max/mean capacity-normalised
 //! load; replicas moved per join and per leave over the theoretical minimum
 //! (mean and p99 over 100 events); then criterion times a full placement of
-//! 100,000 replicas over 1,000 nodes and 1,000,000 over 10,000. `EPS` and
-//! `TOK` in the environment override epsilon and tokens per core, to explore
-//! the balance/movement trade-off.
+//! 100,000 replicas over 1,000 nodes and 1,000,000 over 10,000. `EPS`,
+//! `TOK` and `PER_NODE` in the environment override epsilon, tokens per core
+//! and replicas per node, to explore the balance/movement trade-off
+//! (ALGORITHM.md section 13).
 // A benchmark measures wall time and prints; the protocol's purity rules do not apply.
 #![allow(
     clippy::print_stdout,
@@ -50,25 +51,48 @@ fn workloads(replicas: u64, per_workload: u32) -> Vec<WorkloadSpec> {
         .collect()
 }
 
+/// The fraction of nodes holding fewer replicas than their cap,
+/// ⌊(1+ε)·share⌋, recomputed here from the placement's own counts.
+fn below_cap(nodes: &[Candidate], placement: &shoal_protocol::placement::Placement, epsilon: f64) -> f64 {
+    let mut count: BTreeMap<NodeId, u64> = BTreeMap::new();
+    for (_, _, node) in placement.replicas() {
+        *count.entry(node).or_default() += 1;
+    }
+    let total: u64 = count.values().sum();
+    let weight: f64 = nodes.iter().map(|c| f64::from(c.capacity.cpu_millis)).sum();
+    let open = nodes
+        .iter()
+        .filter(|c| {
+            let cap = ((1.0 + epsilon) * total as f64 * f64::from(c.capacity.cpu_millis) / weight).floor().max(1.0);
+            (count.get(&c.id).copied().unwrap_or(0) as f64) < cap
+        })
+        .count();
+    open as f64 / nodes.len() as f64
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn report_quality(config: PlacementConfig) {
+fn report_quality(config: PlacementConfig, per_node: u64) {
     let n = 1_000;
     let nodes = candidates(n, 1);
-    let work = workloads(20 * n, 5);
+    let work = workloads(per_node * n, 5);
     let started = Instant::now();
     let base = place(&nodes, &work, config);
     let full = started.elapsed();
     println!(
         "placement quality (N={n}, {} replicas, cpu 1-8 cores, epsilon {}, {} tokens/core):",
-        20 * n,
+        per_node * n,
         config.epsilon,
         config.tokens_per_core
     );
     println!("  max/mean capacity-normalised load: {:.3}  (target <= 1.10)", quality::load_ratio(&nodes, &base));
     println!("  unplaced workloads: {}", base.unplaced.len());
+    println!(
+        "  nodes below their cap: {:.2}  (the fraction f a displaced replica can land on without displacing another)",
+        below_cap(&nodes, &base, config.epsilon)
+    );
     let (mut leave_ratios, mut join_ratios) = (Vec::new(), Vec::new());
     let mut incremental = Vec::new();
     for event in 0..50u64 {
@@ -126,7 +150,8 @@ fn main() {
     let epsilon = std::env::var("EPS").ok().and_then(|v| v.parse().ok()).unwrap_or(0.10);
     let tokens =
         std::env::var("TOK").ok().and_then(|v| v.parse().ok()).unwrap_or(PlacementConfig::default().tokens_per_core);
-    report_quality(PlacementConfig { epsilon, tokens_per_core: tokens });
+    let per_node = std::env::var("PER_NODE").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    report_quality(PlacementConfig { epsilon, tokens_per_core: tokens }, per_node);
     if !quick {
         benches();
         Criterion::default().configure_from_args().final_summary();
