@@ -105,9 +105,12 @@ impl Reconciler {
     }
 
     /// Waits until every replica has stopped (after [`Reconciler::leave`]),
-    /// up to `within`. Replicas still running then are killed as the agent
-    /// exits (exec), or left for the next agent to adopt (docker).
+    /// up to `within`, and never less than the stop grace (plus a margin), so
+    /// a workload that shuts down slowly still gets its SIGTERM grace.
+    /// Replicas still running then are killed as the agent exits (exec), or
+    /// left for the next agent to adopt (docker).
     pub async fn finish(mut self, within: Duration) {
+        let within = within.max(self.supervisor.stop_grace() + STOP_MARGIN);
         self.leave();
         if tokio::time::timeout(within, &mut self.worker).await.is_err() {
             let left: Vec<String> =
@@ -117,6 +120,10 @@ impl Reconciler {
         }
     }
 }
+
+/// What stopping every replica may take beyond one replica's grace (the
+/// stops run in parallel; this covers signalling and reaping).
+const STOP_MARGIN: Duration = Duration::from_secs(2);
 
 /// Applies plans; owns the stops in progress.
 struct Worker {

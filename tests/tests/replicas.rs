@@ -19,7 +19,9 @@ use shoal_tests::{test_dir, wait_until};
 
 const NAME: &str = "sleeper";
 /// Sleeps; a graceful stop (SIGTERM, not SIGKILL) leaves a `stopped` file
-/// in its working directory.
+/// in its working directory, after 4 s of "shutting down": longer than the
+/// leave itself may take, well within the driver's 10 s grace, so an agent
+/// that exits before its replicas' grace is over fails the test.
 const SPEC: &str = r#"name = "sleeper"
 replicas = 2
 [resources]
@@ -28,7 +30,7 @@ memory = "16MiB"
 [driver]
 kind = "exec"
 command = "sh"
-args = ["-c", "trap 'echo $SHOAL_REPLICA > stopped; exit 0' TERM; sleep 3600 & wait"]
+args = ["-c", "trap 'sleep 4; echo $SHOAL_REPLICA > stopped; exit 0' TERM; sleep 3600 & wait"]
 [restart]
 policy = "always"
 "#;

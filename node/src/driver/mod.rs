@@ -205,6 +205,11 @@ impl Supervisor {
     }
 
     /// Every replica this supervisor runs, by workload then replica.
+    /// How long one replica may take to stop gracefully before it is killed.
+    pub fn stop_grace(&self) -> Duration {
+        self.shared.config.stop_grace
+    }
+
     pub fn statuses(&self) -> Vec<ReplicaStatus> {
         self.shared.statuses().values().cloned().collect()
     }
