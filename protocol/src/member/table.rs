@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::Member;
+use super::{Member, Peer};
 use crate::wire::{KeyRange, RangeDigest};
 use crate::{Address, Instant, NodeId};
 
@@ -182,6 +182,84 @@ impl MemberTable {
         self.len -= 1;
         self.count(bucket, &old, false);
         Some(old)
+    }
+
+    /// Adds every peer not already in the table as Alive since `now`, in one
+    /// pass: the table is rebuilt in (key, id) order, each bucket sized
+    /// exactly, rather than by one ordered insert per peer. Peers already
+    /// known keep their entries; of duplicate peers, the greatest version
+    /// wins. Any input order gives the same table (already-sorted input,
+    /// strictly increasing in (key, id), is not copied). Returns the ids
+    /// added, in key order.
+    pub(crate) fn preload(&mut self, now: Instant, peers: &[Peer]) -> Vec<NodeId> {
+        let sorted_copy;
+        let peers: &[Peer] = if peers.windows(2).all(|w| w[0].order() < w[1].order()) {
+            peers
+        } else {
+            let mut copy = peers.to_vec();
+            copy.sort_unstable_by(|a, b| a.order().cmp(&b.order()).then(b.version().cmp(&a.version())));
+            copy.dedup_by(|later, first| later.id == first.id);
+            sorted_copy = copy;
+            &sorted_copy
+        };
+        // Merge the entries held with the peers, both in (key, id) order.
+        let old = std::mem::take(&mut self.buckets);
+        let mut held = old.into_iter().flat_map(|b| b.keys.into_iter().zip(b.entries)).peekable();
+        let mut merged: Vec<(u64, Entry)> = Vec::with_capacity(self.len + peers.len());
+        let mut added = Vec::new();
+        for peer in peers {
+            while let Some((key, entry)) = held.next_if(|(k, e)| (*k, e.member.id) < peer.order()) {
+                merged.push((key, entry));
+            }
+            if held.peek().is_some_and(|(k, e)| (*k, e.member.id) == peer.order()) {
+                continue;
+            }
+            merged.push((peer.key, Entry { member: peer.to_member(now) }));
+            added.push(peer.id);
+        }
+        merged.extend(held);
+        // As many buckets as inserting one by one would have grown to.
+        self.len = merged.len();
+        while self.len > MAX_BUCKET_AVG << self.bits && self.bits < MAX_BITS {
+            self.bits += 1;
+        }
+        let mut lens = vec![0usize; 1 << self.bits];
+        for (key, _) in &merged {
+            lens[self.bucket_of(*key)] += 1;
+        }
+        let mut entries = merged.into_iter();
+        let mut buckets = Vec::with_capacity(lens.len());
+        for len in lens {
+            let mut bucket =
+                Bucket { keys: Vec::with_capacity(len), entries: Vec::with_capacity(len), ..Bucket::default() };
+            for (key, entry) in entries.by_ref().take(len) {
+                bucket.keys.push(key);
+                bucket.entries.push(entry);
+            }
+            bucket.resummarise();
+            buckets.push(bucket);
+        }
+        self.buckets = buckets;
+        self.resummarise();
+        added
+    }
+
+    /// Recomputes the table-wide summaries from the entries.
+    fn resummarise(&mut self) {
+        let (mut hash, mut live, mut gone) = (0, 0, 0);
+        for member in self.iter() {
+            if member.state.is_live() {
+                hash ^= member.entry_hash();
+                live += 1;
+            } else {
+                gone += 1;
+            }
+        }
+        (self.live_hash, self.live_count, self.gone_count) = (hash, live, gone);
+        let watched: Vec<Address> = self.watched.iter().map(|(a, _)| a.clone()).collect();
+        if !watched.is_empty() {
+            self.watch(&watched);
+        }
     }
 
     /// Doubles the buckets once they hold too many entries on average. Each
@@ -416,5 +494,50 @@ mod tests {
             table.heard_from(NodeId::from_index(100 + i), Instant::from_millis(10_000 + i * 10), window);
         }
         assert!(table.heard.len() < 1_000 && table.heard.len() >= 400, "{}", table.heard.len());
+    }
+
+    #[test]
+    fn preload_builds_the_table_inserting_one_by_one_would() {
+        let peer = |i: u64, incarnation| {
+            let m = member(i, incarnation, State::Alive);
+            Peer::new(m.id, m.generation, m.incarnation, m.meta).expect("valid")
+        };
+        let mut one_by_one = MemberTable::default();
+        one_by_one.upsert(member(0, 0, State::Alive));
+        for i in 1..2_000 {
+            one_by_one.upsert(member(i, 0, State::Alive));
+        }
+        // Any order, with a duplicate (the greater version wins) and this
+        // node (its own entry stays).
+        let mut peers: Vec<Peer> = (0..2_000).rev().map(|i| peer(i, 0)).collect();
+        peers.push(peer(5, 0));
+        peers[0] = peer(1_999, 3);
+        peers.push(peer(1_999, 1));
+        let mut own = member(0, 0, State::Alive);
+        own.state_since = Instant::from_micros(7);
+        let mut preloaded = MemberTable::default();
+        preloaded.upsert(own.clone());
+        let added = preloaded.preload(Instant::ZERO, &peers);
+        assert_eq!(added.len(), 1_999);
+        assert_eq!(preloaded.get(own.id), Some(&own));
+        assert_eq!(preloaded.get(NodeId::from_index(1_999)).map(|m| m.incarnation), Some(3));
+        one_by_one.upsert(member(1_999, 3, State::Alive));
+        assert_eq!(preloaded.bits, one_by_one.bits);
+        assert_eq!(preloaded.live_count(), 2_000);
+        let listed = |t: &MemberTable| t.iter().map(|m| (m.id, m.incarnation)).collect::<Vec<_>>();
+        assert_eq!(listed(&preloaded), listed(&one_by_one));
+        for depth in 0..=3 {
+            let range = KeyRange { depth, prefix: NodeId::from_index(11).key() };
+            assert_eq!(preloaded.digest(range), one_by_one.digest(range), "depth {depth}");
+        }
+        // Sorted input takes the fast path to the same table.
+        let mut sorted: Vec<Peer> = (1..2_000).map(|i| peer(i, 0)).collect();
+        sorted.sort_by_key(Peer::order);
+        let mut fast = MemberTable::default();
+        fast.preload(Instant::ZERO, &sorted);
+        fast.upsert(member(0, 0, State::Alive));
+        fast.upsert(member(1_999, 3, State::Alive));
+        assert_eq!(listed(&fast), listed(&one_by_one));
+        assert_eq!(fast.digest(KeyRange::ROOT), one_by_one.digest(KeyRange::ROOT));
     }
 }
