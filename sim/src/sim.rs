@@ -25,10 +25,10 @@ use shoal_protocol::{Address, Event, NodeId, Transmit};
 
 use crate::checks::{self, Check};
 use crate::fault::FaultKind;
-use crate::impls::{Impl, Implementation};
+use crate::impls::{FormedMember, Impl, Implementation};
 use crate::net::Rule;
 use crate::report::{NetCounters, Report, Sample};
-use crate::scenario::{FaultSpec, Scenario};
+use crate::scenario::{Bootstrap, FaultSpec, Scenario};
 use crate::trace::Trace;
 use crate::units::Dur;
 
@@ -55,6 +55,10 @@ pub enum SimError {
     /// `--impl foca` in a build without the `compare` feature.
     #[error("comparing with foca needs the `compare` feature: rebuild with `--features compare`")]
     CompareUnavailable,
+    /// The scenario starts formed (`bootstrap.mode = "formed"`), which the
+    /// implementation cannot do.
+    #[error("`{0}` cannot start a mesh formed (bootstrap mode `formed`): use `staggered` or `one-seed`")]
+    FormedUnavailable(&'static str),
     /// A fault names a node that does not exist.
     #[error("fault `{fault}` names node {node}, but there are only {nodes}")]
     NoSuchNode {
@@ -148,6 +152,8 @@ pub struct Simulation {
     wall_start: Option<WallInstant>,
     leak_on_finish: bool,
     bytes_sent: u64,
+    /// Every member, for a mesh that starts formed.
+    formed: Option<Vec<FormedMember>>,
     imp: Box<dyn Implementation>,
 }
 
@@ -210,6 +216,9 @@ impl Simulation {
         for spec in &scenario.faults {
             faults::check_nodes(&spec.kind, n)?;
         }
+        if scenario.bootstrap == Bootstrap::Formed && !imp.starts_formed() {
+            return Err(SimError::FormedUnavailable(imp.name()));
+        }
         let addrs: Vec<Address> = (0..n)
             .map(|i| Address::new(format!("sim:{i}")))
             .collect::<Result<_, _>>()
@@ -262,6 +271,7 @@ impl Simulation {
             wall_start: None,
             leak_on_finish: false,
             bytes_sent: 0,
+            formed: None,
             imp,
             scenario,
         };
@@ -295,6 +305,11 @@ impl Simulation {
     fn schedule_initial(&mut self) {
         let n = self.world.nodes.len();
         let window = self.scenario.bootstrap.window().micros();
+        if self.scenario.bootstrap == Bootstrap::Formed {
+            // Every node's first run, as `boot` will number it.
+            let members = self.addrs.iter().map(|addr| FormedMember { generation: 1, addr: addr.clone() });
+            self.formed = Some(members.collect());
+        }
         self.push(0, Action::Start { node: 0 });
         for i in 1..n {
             let at = if window == 0 { 0 } else { self.rng.random_range(0..=window) };
