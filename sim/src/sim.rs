@@ -150,6 +150,8 @@ pub struct Simulation {
     max_views: usize,
     detections: u64,
     wall_start: Option<WallInstant>,
+    /// Wall seconds spent on the actions at simulated time zero.
+    start_wall: Option<f64>,
     leak_on_finish: bool,
     bytes_sent: u64,
     /// Every member, for a mesh that starts formed.
@@ -269,6 +271,7 @@ impl Simulation {
             max_views: 0,
             detections: 0,
             wall_start: None,
+            start_wall: None,
             leak_on_finish: false,
             bytes_sent: 0,
             formed: None,
@@ -378,6 +381,9 @@ impl Simulation {
         while let Some(Reverse(entry)) = self.queue.peek() {
             if entry.at > until {
                 break;
+            }
+            if entry.at > 0 && self.start_wall.is_none() {
+                self.start_wall = self.wall_start.map(|s| s.elapsed().as_secs_f64());
             }
             let Some(Reverse(entry)) = self.queue.pop() else { break };
             self.world.now = entry.at;
