@@ -73,6 +73,12 @@ impl Version {
     }
 }
 
+/// [`Member::entry_hash`] from its parts (`key` is the id's key).
+fn entry_hash(key: u64, generation: u64, incarnation: u32, state: State) -> u64 {
+    let version = mix64(generation) ^ mix64((u64::from(incarnation) << 8) | u64::from(state.rank()));
+    mix64(key ^ version.rotate_left(17))
+}
+
 /// One known member, as this node sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
@@ -99,8 +105,7 @@ impl Member {
     /// The hash anti-entropy compares: equal iff (id, generation,
     /// incarnation, state) are equal, with overwhelming probability.
     pub(crate) fn entry_hash(&self) -> u64 {
-        let version = mix64(self.generation) ^ mix64((u64::from(self.incarnation) << 8) | u64::from(self.state.rank()));
-        mix64(self.id.key() ^ version.rotate_left(17))
+        entry_hash(self.id.key(), self.generation, self.incarnation, self.state)
     }
 
     /// The facts that bring a peer to this entry: the Alive fact (which
@@ -132,6 +137,8 @@ pub struct Peer {
     id: NodeId,
     /// `id.key()`, computed once.
     key: u64,
+    /// The entry's digest hash (Alive at this version), computed once.
+    hash: u64,
     generation: u64,
     incarnation: u32,
     meta: Arc<Metadata>,
@@ -143,7 +150,9 @@ impl Peer {
     /// received in a message would be).
     pub fn new(id: NodeId, generation: u64, incarnation: u32, meta: Arc<Metadata>) -> Result<Peer, MetadataError> {
         meta.validate()?;
-        Ok(Peer { id, key: id.key(), generation, incarnation, meta })
+        let key = id.key();
+        let hash = entry_hash(key, generation, incarnation, State::Alive);
+        Ok(Peer { id, key, hash, generation, incarnation, meta })
     }
 
     /// The member's id.
@@ -173,6 +182,11 @@ impl Peer {
 
     pub(crate) fn version(&self) -> Version {
         Version::new(self.generation, self.incarnation, State::Alive)
+    }
+
+    /// [`Member::entry_hash`] of [`Peer::to_member`].
+    pub(crate) fn entry_hash(&self) -> u64 {
+        self.hash
     }
 
     /// The member as an Alive entry since `now`.

@@ -21,7 +21,7 @@ use std::time::Instant as WallInstant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use shoal_protocol::{Address, Event, NodeId, Transmit};
+use shoal_protocol::{Address, Event, Transmit};
 
 use crate::checks::{self, Check};
 use crate::fault::FaultKind;
@@ -239,7 +239,6 @@ impl Simulation {
             mtu: scenario.network.mtu,
             calm_window: 0,
             dead_origin: None,
-            ids: (0..n).map(|i| (NodeId::from_index(i as u64), i)).collect(),
         };
         world.calm_window = world.suspicion_max_micros() + 10_000_000;
         let checks = checks::standard(&scenario, &world);

@@ -189,9 +189,9 @@ impl MemberTable {
     /// exactly, rather than by one ordered insert per peer. Peers already
     /// known keep their entries; of duplicate peers, the greatest version
     /// wins. Any input order gives the same table (already-sorted input,
-    /// strictly increasing in (key, id), is not copied). Returns the ids
-    /// added, in key order.
-    pub(crate) fn preload(&mut self, now: Instant, peers: &[Peer]) -> Vec<NodeId> {
+    /// strictly increasing in (key, id), is not copied). Returns how many
+    /// were added.
+    pub(crate) fn preload(&mut self, now: Instant, peers: &[Peer]) -> usize {
         let sorted_copy;
         let peers: &[Peer] = if peers.windows(2).all(|w| w[0].order() < w[1].order()) {
             peers
@@ -202,60 +202,69 @@ impl MemberTable {
             sorted_copy = copy;
             &sorted_copy
         };
-        // Merge the entries held with the peers, both in (key, id) order.
-        let old = std::mem::take(&mut self.buckets);
-        let mut held = old.into_iter().flat_map(|b| b.keys.into_iter().zip(b.entries)).peekable();
-        let mut merged: Vec<(u64, Entry)> = Vec::with_capacity(self.len + peers.len());
-        let mut added = Vec::new();
-        for peer in peers {
-            while let Some((key, entry)) = held.next_if(|(k, e)| (*k, e.member.id) < peer.order()) {
-                merged.push((key, entry));
+        // Which peers are new: the entries held (usually only this node)
+        // are looked up among the peers, not every peer in the table.
+        let mut fresh = vec![true; peers.len()];
+        for (key, entry) in self.buckets.iter().flat_map(|b| b.keys.iter().zip(&b.entries)) {
+            if let Ok(at) = peers.binary_search_by(|p| p.order().cmp(&(*key, entry.member.id))) {
+                fresh[at] = false;
             }
-            if held.peek().is_some_and(|(k, e)| (*k, e.member.id) == peer.order()) {
-                continue;
-            }
-            merged.push((peer.key, Entry { member: peer.to_member(now) }));
-            added.push(peer.id);
         }
-        merged.extend(held);
-        // As many buckets as inserting one by one would have grown to.
-        self.len = merged.len();
-        while self.len > MAX_BUCKET_AVG << self.bits && self.bits < MAX_BITS {
+        let added = fresh.iter().filter(|f| **f).count();
+        // As many buckets as inserting one by one would have grown to, and
+        // how many entries each will hold.
+        let len = self.len + added;
+        while len > MAX_BUCKET_AVG << self.bits && self.bits < MAX_BITS {
             self.bits += 1;
         }
         let mut lens = vec![0usize; 1 << self.bits];
-        for (key, _) in &merged {
+        for key in self.buckets.iter().flat_map(|b| &b.keys) {
             lens[self.bucket_of(*key)] += 1;
         }
-        let mut entries = merged.into_iter();
+        for (peer, _) in peers.iter().zip(&fresh).filter(|(_, fresh)| **fresh) {
+            lens[self.bucket_of(peer.key)] += 1;
+        }
+        // Merge the entries held with the new peers, both in (key, id) order.
+        let old = std::mem::take(&mut self.buckets);
+        let mut held = old.into_iter().flat_map(|b| b.keys.into_iter().zip(b.entries)).peekable();
+        let mut new = peers.iter().zip(fresh).filter(|(_, fresh)| *fresh).map(|(p, _)| p).peekable();
         let mut buckets = Vec::with_capacity(lens.len());
         for len in lens {
             let mut bucket =
                 Bucket { keys: Vec::with_capacity(len), entries: Vec::with_capacity(len), ..Bucket::default() };
-            for (key, entry) in entries.by_ref().take(len) {
+            for _ in 0..len {
+                let held_first = match (held.peek(), new.peek()) {
+                    (Some((key, entry)), Some(peer)) => (*key, entry.member.id) < peer.order(),
+                    (held, _) => held.is_some(),
+                };
+                let (key, entry, live_hash) = if held_first {
+                    let Some((key, entry)) = held.next() else { break };
+                    let live_hash = entry.member.state.is_live().then(|| entry.member.entry_hash());
+                    (key, entry, live_hash)
+                } else {
+                    let Some(peer) = new.next() else { break };
+                    (peer.key, Entry { member: peer.to_member(now) }, Some(peer.entry_hash()))
+                };
+                if let Some(hash) = live_hash {
+                    bucket.live_hash ^= hash;
+                    bucket.live_count += 1;
+                }
                 bucket.keys.push(key);
                 bucket.entries.push(entry);
             }
-            bucket.resummarise();
             buckets.push(bucket);
         }
         self.buckets = buckets;
+        self.len = len;
         self.resummarise();
         added
     }
 
-    /// Recomputes the table-wide summaries from the entries.
+    /// Recomputes the table-wide summaries from the buckets' (and the
+    /// watched addresses' counts from the entries).
     fn resummarise(&mut self) {
-        let (mut hash, mut live, mut gone) = (0, 0, 0);
-        for member in self.iter() {
-            if member.state.is_live() {
-                hash ^= member.entry_hash();
-                live += 1;
-            } else {
-                gone += 1;
-            }
-        }
-        (self.live_hash, self.live_count, self.gone_count) = (hash, live, gone);
+        let (hash, live) = self.buckets.iter().fold((0, 0), |(h, c), b| (h ^ b.live_hash, c + b.live_count as usize));
+        (self.live_hash, self.live_count, self.gone_count) = (hash, live, self.len - live);
         let watched: Vec<Address> = self.watched.iter().map(|(a, _)| a.clone()).collect();
         if !watched.is_empty() {
             self.watch(&watched);
@@ -518,7 +527,7 @@ mod tests {
         let mut preloaded = MemberTable::default();
         preloaded.upsert(own.clone());
         let added = preloaded.preload(Instant::ZERO, &peers);
-        assert_eq!(added.len(), 1_999);
+        assert_eq!(added, 1_999);
         assert_eq!(preloaded.get(own.id), Some(&own));
         assert_eq!(preloaded.get(NodeId::from_index(1_999)).map(|m| m.incarnation), Some(3));
         one_by_one.upsert(member(1_999, 3, State::Alive));

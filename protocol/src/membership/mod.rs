@@ -395,10 +395,10 @@ impl Membership {
     /// in one pass, so preloading N peers costs O(N) for sorted input.
     pub fn preload(&mut self, now: Instant, peers: &[Peer]) -> usize {
         let added = self.members.preload(now, peers);
-        if !added.is_empty() {
+        if added > 0 {
             self.reshuffle_probe_order();
         }
-        added.len()
+        added
     }
 
     /// Drops the pending gossip of this node's own Alive fact. The caller

@@ -142,18 +142,20 @@ pub struct World {
     pub mtu: usize,
     /// How long after a fault heals its nodes still count as disturbed.
     pub calm_window: u64,
-    /// Node id to index.
-    pub(super) ids: std::collections::HashMap<NodeId, usize>,
     /// During a `MemberDown` event: the node that declared the member Dead,
     /// when known.
     pub dead_origin: Option<usize>,
 }
 
 impl World {
-    /// The node with id `id`, if it is one of ours. (A hash map that is
-    /// only ever looked up, never iterated, so it cannot leak order.)
+    /// The node with id `id`, if it is one of ours: node `i`'s id is
+    /// `NodeId::from_index(i)`, so the index is read back from the bytes
+    /// (no lookup table; the checks call this for every (node, member)).
     pub fn index_of(&self, id: NodeId) -> Option<usize> {
-        self.ids.get(&id).copied()
+        let b = id.0;
+        let index = u64::from_be_bytes([b[4], b[5], b[6], b[7], b[0], b[1], b[2], b[3]]);
+        let index = usize::try_from(index).ok().filter(|&i| i < self.nodes.len())?;
+        (NodeId::from_index(index as u64) == id).then_some(index)
     }
 
     /// The longest suspicion timeout at this size (before local health
