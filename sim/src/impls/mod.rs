@@ -175,3 +175,13 @@ impl FromStr for Impl {
         }
     }
 }
+
+#[cfg(all(test, feature = "compare"))]
+mod tests {
+    #[test]
+    fn foca_refuses_a_mesh_that_starts_formed() {
+        let scenario = crate::Scenario::builtin("steady").expect("built in").with_nodes(10);
+        let refused = crate::Simulation::with_impl(scenario, 1, None, super::Impl::Foca);
+        assert!(matches!(refused, Err(crate::sim::SimError::FormedUnavailable("foca"))));
+    }
+}
