@@ -175,6 +175,24 @@ impl World {
     /// Whether `viewer` sees exactly the running nodes, each Alive at its
     /// current generation, and no other member live. O(members).
     pub fn view_is_exact(&self, viewer: usize) -> bool {
+        self.view_matches(viewer, &self.running_generations())
+    }
+
+    /// Whether every node's view is exact ([`World::view_is_exact`]).
+    /// O(N · members), reading the truth from one compact table rather than
+    /// from the node slots once per (viewer, member).
+    pub fn views_are_exact(&self) -> bool {
+        let truth = self.running_generations();
+        (0..self.nodes.len()).all(|viewer| self.view_matches(viewer, &truth))
+    }
+
+    /// Each node's current generation if it is running, else 0 (never a
+    /// generation: the first run is 1).
+    fn running_generations(&self) -> Vec<u64> {
+        self.nodes.iter().map(|slot| if slot.running() { slot.generation } else { 0 }).collect()
+    }
+
+    fn view_matches(&self, viewer: usize, truth: &[u64]) -> bool {
         let Some(node) = self.nodes[viewer].node.as_ref() else { return true };
         if node.live_members() != self.running {
             return false;
@@ -185,8 +203,7 @@ impl World {
                 continue;
             }
             let Some(index) = self.index_of(member.id) else { return false };
-            let slot = &self.nodes[index];
-            if member.state != State::Alive || !slot.running() || member.generation != slot.generation {
+            if member.state != State::Alive || truth[index] == 0 || member.generation != truth[index] {
                 return false;
             }
             alive += 1;
