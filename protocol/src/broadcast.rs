@@ -51,6 +51,13 @@ impl BroadcastQueue {
         self.order.insert(rank, Pending { subject, encoded: encode_value(update).into_boxed_slice() });
     }
 
+    /// Drops the pending update about `subject`, if any.
+    pub(crate) fn remove(&mut self, subject: &Subject) {
+        if let Some(rank) = self.rank.remove(subject) {
+            self.order.remove(&rank);
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.rank.len()
     }

@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
@@ -97,6 +98,18 @@ impl Cluster {
             running: vec![BTreeMap::new(); n],
             starts: 0,
             stops: 0,
+        }
+    }
+
+    /// Every node starts knowing every other (generation 1) and sure that
+    /// they know it: the mesh is formed before anything runs.
+    pub(crate) fn form(&mut self) {
+        let peers: Vec<crate::Peer> = (0..self.nodes.len())
+            .map(|i| crate::Peer::new(id(i), 1, 0, Arc::new(identity(i, 1).meta)).expect("valid metadata"))
+            .collect();
+        for node in self.nodes.iter_mut().flatten() {
+            node.preload(self.now, &peers);
+            node.assume_announced();
         }
     }
 

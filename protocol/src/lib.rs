@@ -54,7 +54,7 @@ pub use config::{Config, ConfigError};
 pub use counters::{ByKind, Counters, RttHistogram};
 pub use hash::stable_hash64;
 pub use id::{Address, NodeId};
-pub use member::{Member, State};
+pub use member::{Member, Peer, State};
 pub use membership::{Bug, Duty, Error, Event, Identity, Membership, Plan, Transmit};
 pub use metadata::{Capacity, Metadata, MetadataCache, MetadataError};
 pub use status::{ReplicaState, ReplicaStatus, StatusEntry};

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::mix64;
 use crate::wire::Update;
-use crate::{Instant, Metadata, NodeId};
+use crate::{Instant, Metadata, MetadataError, NodeId};
 
 pub(crate) use table::MemberTable;
 
@@ -73,6 +73,12 @@ impl Version {
     }
 }
 
+/// [`Member::entry_hash`] from its parts (`key` is the id's key).
+fn entry_hash(key: u64, generation: u64, incarnation: u32, state: State) -> u64 {
+    let version = mix64(generation) ^ mix64((u64::from(incarnation) << 8) | u64::from(state.rank()));
+    mix64(key ^ version.rotate_left(17))
+}
+
 /// One known member, as this node sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
@@ -99,8 +105,7 @@ impl Member {
     /// The hash anti-entropy compares: equal iff (id, generation,
     /// incarnation, state) are equal, with overwhelming probability.
     pub(crate) fn entry_hash(&self) -> u64 {
-        let version = mix64(self.generation) ^ mix64((u64::from(self.incarnation) << 8) | u64::from(self.state.rank()));
-        mix64(self.id.key() ^ version.rotate_left(17))
+        entry_hash(self.id.key(), self.generation, self.incarnation, self.state)
     }
 
     /// The facts that bring a peer to this entry: the Alive fact (which
@@ -118,6 +123,82 @@ impl Member {
             State::Left => Some(Update::Left { id, generation, incarnation }),
         };
         alive.into_iter().chain(other)
+    }
+}
+
+/// A member known from outside the protocol, for [`Membership::preload`]:
+/// what its Alive fact says (id, generation, incarnation, metadata). The
+/// metadata is validated once, here, so one list can preload many nodes;
+/// nodes preloaded from the same `Peer` share its metadata.
+///
+/// [`Membership::preload`]: crate::Membership::preload
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    id: NodeId,
+    /// `id.key()`, computed once.
+    key: u64,
+    /// The entry's digest hash (Alive at this version), computed once.
+    hash: u64,
+    generation: u64,
+    incarnation: u32,
+    meta: Arc<Metadata>,
+}
+
+impl Peer {
+    /// A member Alive at `generation` and `incarnation`, advertising `meta`.
+    /// Refused if the metadata breaks a bound (as the same Alive fact
+    /// received in a message would be).
+    pub fn new(id: NodeId, generation: u64, incarnation: u32, meta: Arc<Metadata>) -> Result<Peer, MetadataError> {
+        meta.validate()?;
+        let key = id.key();
+        let hash = entry_hash(key, generation, incarnation, State::Alive);
+        Ok(Peer { id, key, hash, generation, incarnation, meta })
+    }
+
+    /// The member's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Which run of the member's process.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The member's incarnation.
+    pub fn incarnation(&self) -> u32 {
+        self.incarnation
+    }
+
+    /// What the member says about itself.
+    pub fn meta(&self) -> &Arc<Metadata> {
+        &self.meta
+    }
+
+    /// The order the member table keeps: (key, id).
+    pub(crate) fn order(&self) -> (u64, NodeId) {
+        (self.key, self.id)
+    }
+
+    pub(crate) fn version(&self) -> Version {
+        Version::new(self.generation, self.incarnation, State::Alive)
+    }
+
+    /// [`Member::entry_hash`] of [`Peer::to_member`].
+    pub(crate) fn entry_hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// The member as an Alive entry since `now`.
+    pub(crate) fn to_member(&self, now: Instant) -> Member {
+        Member {
+            id: self.id,
+            generation: self.generation,
+            incarnation: self.incarnation,
+            state: State::Alive,
+            meta: Arc::clone(&self.meta),
+            state_since: now,
+        }
     }
 }
 

@@ -68,6 +68,14 @@ pub enum Bootstrap {
         /// Window over which the nodes start.
         over: Dur,
     },
+    /// Every node starts at time zero already knowing every other as Alive,
+    /// as after a completed join and quiet dissemination: nothing pending to
+    /// gossip, anti-entropy digests agreeing (Shoal's
+    /// `Membership::preload`). The run begins in the steady state; formation
+    /// is what `OneSeed` and `Staggered` measure. The nodes have no seed
+    /// addresses (they never joined), so a partition outlasting the Dead
+    /// timeout heals only by gossip to the dead. Shoal only (foca refuses).
+    Formed,
 }
 
 impl Default for Bootstrap {
@@ -81,6 +89,7 @@ impl Bootstrap {
     pub fn window(&self) -> Dur {
         match self {
             Bootstrap::Staggered { over } | Bootstrap::OneSeed { over } => *over,
+            Bootstrap::Formed => Dur::secs(0),
         }
     }
 }
@@ -377,7 +386,14 @@ impl Scenario {
     pub fn builtin(name: &str) -> Option<Scenario> {
         let one = || Select::Count(1);
         let s = match name {
-            "steady" => Scenario::new(name, "nodes start over 5 s, then nothing goes wrong", at(120)),
+            "steady" => Scenario {
+                bootstrap: Bootstrap::Formed,
+                ..Scenario::new(
+                    name,
+                    "the mesh starts formed (everyone knows everyone), then nothing goes wrong",
+                    at(120),
+                )
+            },
             "mass-join" => Scenario {
                 bootstrap: Bootstrap::OneSeed { over: Dur::secs(1) },
                 ..Scenario::new(name, "every node joins through one seed within 1 s", at(120))

@@ -21,14 +21,14 @@ use std::time::Instant as WallInstant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use shoal_protocol::{Address, Event, NodeId, Transmit};
+use shoal_protocol::{Address, Event, Transmit};
 
 use crate::checks::{self, Check};
 use crate::fault::FaultKind;
-use crate::impls::{Impl, Implementation};
+use crate::impls::{FormedMember, Impl, Implementation};
 use crate::net::Rule;
 use crate::report::{NetCounters, Report, Sample};
-use crate::scenario::{FaultSpec, Scenario};
+use crate::scenario::{Bootstrap, FaultSpec, Scenario};
 use crate::trace::Trace;
 use crate::units::Dur;
 
@@ -55,6 +55,10 @@ pub enum SimError {
     /// `--impl foca` in a build without the `compare` feature.
     #[error("comparing with foca needs the `compare` feature: rebuild with `--features compare`")]
     CompareUnavailable,
+    /// The scenario starts formed (`bootstrap.mode = "formed"`), which the
+    /// implementation cannot do.
+    #[error("`{0}` cannot start a mesh formed (bootstrap mode `formed`): use `staggered` or `one-seed`")]
+    FormedUnavailable(&'static str),
     /// A fault names a node that does not exist.
     #[error("fault `{fault}` names node {node}, but there are only {nodes}")]
     NoSuchNode {
@@ -146,8 +150,12 @@ pub struct Simulation {
     max_views: usize,
     detections: u64,
     wall_start: Option<WallInstant>,
+    /// Wall seconds spent on the actions at simulated time zero.
+    start_wall: Option<f64>,
     leak_on_finish: bool,
     bytes_sent: u64,
+    /// Every member, for a mesh that starts formed.
+    formed: Option<Vec<FormedMember>>,
     imp: Box<dyn Implementation>,
 }
 
@@ -210,6 +218,9 @@ impl Simulation {
         for spec in &scenario.faults {
             faults::check_nodes(&spec.kind, n)?;
         }
+        if scenario.bootstrap == Bootstrap::Formed && !imp.starts_formed() {
+            return Err(SimError::FormedUnavailable(imp.name()));
+        }
         let addrs: Vec<Address> = (0..n)
             .map(|i| Address::new(format!("sim:{i}")))
             .collect::<Result<_, _>>()
@@ -228,7 +239,6 @@ impl Simulation {
             mtu: scenario.network.mtu,
             calm_window: 0,
             dead_origin: None,
-            ids: (0..n).map(|i| (NodeId::from_index(i as u64), i)).collect(),
         };
         world.calm_window = world.suspicion_max_micros() + 10_000_000;
         let checks = checks::standard(&scenario, &world);
@@ -260,8 +270,10 @@ impl Simulation {
             max_views: 0,
             detections: 0,
             wall_start: None,
+            start_wall: None,
             leak_on_finish: false,
             bytes_sent: 0,
+            formed: None,
             imp,
             scenario,
         };
@@ -295,6 +307,11 @@ impl Simulation {
     fn schedule_initial(&mut self) {
         let n = self.world.nodes.len();
         let window = self.scenario.bootstrap.window().micros();
+        if self.scenario.bootstrap == Bootstrap::Formed {
+            // Every node's first run, as `boot` will number it.
+            let members = self.addrs.iter().map(|addr| FormedMember { generation: 1, addr: addr.clone() });
+            self.formed = Some(members.collect());
+        }
         self.push(0, Action::Start { node: 0 });
         for i in 1..n {
             let at = if window == 0 { 0 } else { self.rng.random_range(0..=window) };
@@ -363,6 +380,9 @@ impl Simulation {
         while let Some(Reverse(entry)) = self.queue.peek() {
             if entry.at > until {
                 break;
+            }
+            if entry.at > 0 && self.start_wall.is_none() {
+                self.start_wall = self.wall_start.map(|s| s.elapsed().as_secs_f64());
             }
             let Some(Reverse(entry)) = self.queue.pop() else { break };
             self.world.now = entry.at;

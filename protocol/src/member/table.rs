@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::Member;
+use super::{Member, Peer};
 use crate::wire::{KeyRange, RangeDigest};
 use crate::{Address, Instant, NodeId};
 
@@ -182,6 +182,93 @@ impl MemberTable {
         self.len -= 1;
         self.count(bucket, &old, false);
         Some(old)
+    }
+
+    /// Adds every peer not already in the table as Alive since `now`, in one
+    /// pass: the table is rebuilt in (key, id) order, each bucket sized
+    /// exactly, rather than by one ordered insert per peer. Peers already
+    /// known keep their entries; of duplicate peers, the greatest version
+    /// wins. Any input order gives the same table (already-sorted input,
+    /// strictly increasing in (key, id), is not copied). Returns how many
+    /// were added.
+    pub(crate) fn preload(&mut self, now: Instant, peers: &[Peer]) -> usize {
+        let sorted_copy;
+        let peers: &[Peer] = if peers.windows(2).all(|w| w[0].order() < w[1].order()) {
+            peers
+        } else {
+            let mut copy = peers.to_vec();
+            copy.sort_unstable_by(|a, b| a.order().cmp(&b.order()).then(b.version().cmp(&a.version())));
+            copy.dedup_by(|later, first| later.id == first.id);
+            sorted_copy = copy;
+            &sorted_copy
+        };
+        // Which peers are new: the entries held (usually only this node)
+        // are looked up among the peers, not every peer in the table.
+        let mut fresh = vec![true; peers.len()];
+        for (key, entry) in self.buckets.iter().flat_map(|b| b.keys.iter().zip(&b.entries)) {
+            if let Ok(at) = peers.binary_search_by(|p| p.order().cmp(&(*key, entry.member.id))) {
+                fresh[at] = false;
+            }
+        }
+        let added = fresh.iter().filter(|f| **f).count();
+        // As many buckets as inserting one by one would have grown to, and
+        // how many entries each will hold.
+        let len = self.len + added;
+        while len > MAX_BUCKET_AVG << self.bits && self.bits < MAX_BITS {
+            self.bits += 1;
+        }
+        let mut lens = vec![0usize; 1 << self.bits];
+        for key in self.buckets.iter().flat_map(|b| &b.keys) {
+            lens[self.bucket_of(*key)] += 1;
+        }
+        for (peer, _) in peers.iter().zip(&fresh).filter(|(_, fresh)| **fresh) {
+            lens[self.bucket_of(peer.key)] += 1;
+        }
+        // Merge the entries held with the new peers, both in (key, id) order.
+        let old = std::mem::take(&mut self.buckets);
+        let mut held = old.into_iter().flat_map(|b| b.keys.into_iter().zip(b.entries)).peekable();
+        let mut new = peers.iter().zip(fresh).filter(|(_, fresh)| *fresh).map(|(p, _)| p).peekable();
+        let mut buckets = Vec::with_capacity(lens.len());
+        for len in lens {
+            let mut bucket =
+                Bucket { keys: Vec::with_capacity(len), entries: Vec::with_capacity(len), ..Bucket::default() };
+            for _ in 0..len {
+                let held_first = match (held.peek(), new.peek()) {
+                    (Some((key, entry)), Some(peer)) => (*key, entry.member.id) < peer.order(),
+                    (held, _) => held.is_some(),
+                };
+                let (key, entry, live_hash) = if held_first {
+                    let Some((key, entry)) = held.next() else { break };
+                    let live_hash = entry.member.state.is_live().then(|| entry.member.entry_hash());
+                    (key, entry, live_hash)
+                } else {
+                    let Some(peer) = new.next() else { break };
+                    (peer.key, Entry { member: peer.to_member(now) }, Some(peer.entry_hash()))
+                };
+                if let Some(hash) = live_hash {
+                    bucket.live_hash ^= hash;
+                    bucket.live_count += 1;
+                }
+                bucket.keys.push(key);
+                bucket.entries.push(entry);
+            }
+            buckets.push(bucket);
+        }
+        self.buckets = buckets;
+        self.len = len;
+        self.resummarise();
+        added
+    }
+
+    /// Recomputes the table-wide summaries from the buckets' (and the
+    /// watched addresses' counts from the entries).
+    fn resummarise(&mut self) {
+        let (hash, live) = self.buckets.iter().fold((0, 0), |(h, c), b| (h ^ b.live_hash, c + b.live_count as usize));
+        (self.live_hash, self.live_count, self.gone_count) = (hash, live, self.len - live);
+        let watched: Vec<Address> = self.watched.iter().map(|(a, _)| a.clone()).collect();
+        if !watched.is_empty() {
+            self.watch(&watched);
+        }
     }
 
     /// Doubles the buckets once they hold too many entries on average. Each
@@ -416,5 +503,50 @@ mod tests {
             table.heard_from(NodeId::from_index(100 + i), Instant::from_millis(10_000 + i * 10), window);
         }
         assert!(table.heard.len() < 1_000 && table.heard.len() >= 400, "{}", table.heard.len());
+    }
+
+    #[test]
+    fn preload_builds_the_table_inserting_one_by_one_would() {
+        let peer = |i: u64, incarnation| {
+            let m = member(i, incarnation, State::Alive);
+            Peer::new(m.id, m.generation, m.incarnation, m.meta).expect("valid")
+        };
+        let mut one_by_one = MemberTable::default();
+        one_by_one.upsert(member(0, 0, State::Alive));
+        for i in 1..2_000 {
+            one_by_one.upsert(member(i, 0, State::Alive));
+        }
+        // Any order, with a duplicate (the greater version wins) and this
+        // node (its own entry stays).
+        let mut peers: Vec<Peer> = (0..2_000).rev().map(|i| peer(i, 0)).collect();
+        peers.push(peer(5, 0));
+        peers[0] = peer(1_999, 3);
+        peers.push(peer(1_999, 1));
+        let mut own = member(0, 0, State::Alive);
+        own.state_since = Instant::from_micros(7);
+        let mut preloaded = MemberTable::default();
+        preloaded.upsert(own.clone());
+        let added = preloaded.preload(Instant::ZERO, &peers);
+        assert_eq!(added, 1_999);
+        assert_eq!(preloaded.get(own.id), Some(&own));
+        assert_eq!(preloaded.get(NodeId::from_index(1_999)).map(|m| m.incarnation), Some(3));
+        one_by_one.upsert(member(1_999, 3, State::Alive));
+        assert_eq!(preloaded.bits, one_by_one.bits);
+        assert_eq!(preloaded.live_count(), 2_000);
+        let listed = |t: &MemberTable| t.iter().map(|m| (m.id, m.incarnation)).collect::<Vec<_>>();
+        assert_eq!(listed(&preloaded), listed(&one_by_one));
+        for depth in 0..=3 {
+            let range = KeyRange { depth, prefix: NodeId::from_index(11).key() };
+            assert_eq!(preloaded.digest(range), one_by_one.digest(range), "depth {depth}");
+        }
+        // Sorted input takes the fast path to the same table.
+        let mut sorted: Vec<Peer> = (1..2_000).map(|i| peer(i, 0)).collect();
+        sorted.sort_by_key(Peer::order);
+        let mut fast = MemberTable::default();
+        fast.preload(Instant::ZERO, &sorted);
+        fast.upsert(member(0, 0, State::Alive));
+        fast.upsert(member(1_999, 3, State::Alive));
+        assert_eq!(listed(&fast), listed(&one_by_one));
+        assert_eq!(fast.digest(KeyRange::ROOT), one_by_one.digest(KeyRange::ROOT));
     }
 }

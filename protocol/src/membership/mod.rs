@@ -25,7 +25,7 @@ use crate::broadcast::{BroadcastQueue, retransmit_limit};
 use crate::catalog::{Catalog, CatalogEntry};
 use crate::counters::Counters;
 use crate::health::LocalHealth;
-use crate::member::{Member, MemberTable, State};
+use crate::member::{Member, MemberTable, Peer, State};
 use crate::status::StatusTable;
 use crate::suspicion::Suspicion;
 use crate::timer::{Timer, Timers};
@@ -376,6 +376,39 @@ impl Membership {
         for entry in entries {
             self.catalog.apply(&entry, now);
         }
+    }
+
+    /// Starts from a known membership: every peer not already known becomes
+    /// an Alive member at once, as if its Alive fact had arrived and been
+    /// gossiped to everyone long ago. Nothing is queued for gossip about
+    /// them and no events are emitted (the caller knows whom it handed in);
+    /// they join the probe order (reshuffled), and the anti-entropy digests
+    /// cover them, so nodes preloaded with the same membership agree from
+    /// the start. Peers already known (this node among them) keep their
+    /// entries. Returns how many members were added.
+    ///
+    /// The simulator builds its `formed` mesh with this; a node could restore
+    /// a snapshot of its peers with it before joining (it would still join,
+    /// so its peers hear of its new run, and suspect any peer that is gone).
+    /// Deterministic: the table is built in key order whatever the order of
+    /// `peers`, and the only random draw is the probe-order shuffle. Built
+    /// in one pass, so preloading N peers costs O(N) for sorted input.
+    pub fn preload(&mut self, now: Instant, peers: &[Peer]) -> usize {
+        let added = self.members.preload(now, peers);
+        if added > 0 {
+            self.reshuffle_probe_order();
+        }
+        added
+    }
+
+    /// Drops the pending gossip of this node's own Alive fact. The caller
+    /// asserts that every peer already knows this node at its current
+    /// generation and incarnation: true of a mesh built formed (every node
+    /// [`Membership::preload`]ed with all the others), as the simulator's
+    /// `formed` bootstrap does. A node restoring a snapshot must not call it:
+    /// its peers have to hear of its new run.
+    pub fn assume_announced(&mut self) {
+        self.broadcasts.remove(&wire::Subject::Member(self.id));
     }
 
     /// The live workloads, in a stable order.

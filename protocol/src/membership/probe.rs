@@ -102,7 +102,7 @@ impl Membership {
         None
     }
 
-    fn reshuffle_probe_order(&mut self) {
+    pub(super) fn reshuffle_probe_order(&mut self) {
         let own = self.id;
         self.probe_order = self.members.iter().filter(|m| m.id != own && m.state.is_live()).map(|m| m.id).collect();
         self.probe_order.shuffle(&mut self.rng);

@@ -287,3 +287,39 @@ fn concurrent_writes_on_both_sides_of_a_split_converge_to_one_after_the_heal() {
     // Equal clocks: the writer with the higher id wins.
     assert_eq!(cluster.node(0).workloads().next().map(|w| w.replicas), Some(4));
 }
+
+#[test]
+fn a_preloaded_mesh_starts_converged_stays_quiet_and_still_detects_a_crash() {
+    let config = Config::lan();
+    let mut cluster = Cluster::new(8, config.clone(), SEED);
+    cluster.form();
+    assert!(cluster.converged(), "formed before anything ran");
+    let digest = |c: &Cluster, i: usize| c.node(i).members().map(|m| (m.id, m.generation, m.state)).collect::<Vec<_>>();
+    for i in 0..8 {
+        assert_eq!(cluster.node(i).live_members(), 8);
+        assert_eq!(cluster.node(i).pending_broadcasts(), 0, "node {i} has nothing to gossip");
+        assert_eq!(digest(&cluster, i), digest(&cluster, 0), "node {i} sees what node 0 sees");
+    }
+
+    // A minute of steady state: probes and anti-entropy run, and nothing
+    // they carry is news to anyone.
+    cluster.run_for(secs(60));
+    assert!(cluster.events.is_empty(), "no member changed state: {:?}", cluster.events);
+    for i in 0..8 {
+        let counters = cluster.node(i).counters();
+        assert!(counters.probes_acked >= 50, "node {i} kept probing: {}", counters.probes_acked);
+        assert!(counters.syncs_started >= 1, "node {i} ran anti-entropy");
+        assert_eq!(counters.updates_applied, 0, "node {i} learned nothing new");
+        assert_eq!(counters.suspicions_raised, 0);
+    }
+
+    cluster.crash(3);
+    let all_dead = |c: &Cluster| (0..8).filter(|&i| i != 3).all(|i| c.view(i, 3) == Some(State::Dead));
+    let took = cluster
+        .run_until_true(Duration::from_millis(100), secs(60), all_dead)
+        .expect("everyone declares the crashed node Dead");
+    let (_, max) = crate::suspicion::bounds(&config, 8);
+    let bound = max + config.probe_interval * 3 + secs(2);
+    assert!(took <= bound, "all saw Dead after {took:?}, bound {bound:?}");
+    eprintln!("crash in a preloaded mesh known to all after {took:?}");
+}

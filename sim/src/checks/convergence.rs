@@ -67,7 +67,7 @@ impl Check for Convergence {
         let cheap = world.nodes.iter().all(|s| s.node.as_ref().is_none_or(|n| n.live_members() == world.running));
         let mut converged = false;
         if cheap && now >= self.next_full {
-            converged = (0..world.nodes.len()).all(|viewer| world.view_is_exact(viewer));
+            converged = world.views_are_exact();
             if !converged {
                 self.backoff = (self.backoff * 2).clamp(200_000, 5_000_000);
                 self.next_full = now + self.backoff;

@@ -123,6 +123,11 @@ impl Implementation for FocaImpl {
     }
 
     fn boot(&self, boot: Boot<'_>) -> Result<Box<dyn SimNode>, SimError> {
+        // Not wired up (foca's `apply_many` might serve); refused up front
+        // by `starts_formed`, and here too in case a caller skips that.
+        if boot.formed.is_some() {
+            return Err(SimError::FormedUnavailable("foca"));
+        }
         let me = FocaId { index: u32::try_from(boot.index).unwrap_or(u32::MAX), generation: boot.generation, bump: 0 };
         let rng = FocaRng(ChaCha8Rng::seed_from_u64(boot.seed));
         let foca = Foca::new(me, self.config.clone(), rng, PostcardCodec);

@@ -51,8 +51,24 @@ pub struct Boot<'a> {
     pub now: Instant,
     /// Its address.
     pub addr: &'a Address,
-    /// Where to join (empty: the first node).
+    /// Where to join (empty: the first node, or a formed mesh).
     pub seeds: Vec<Address>,
+    /// For a mesh that starts formed ([`Bootstrap::Formed`]): every member,
+    /// this node included, by simulator index. The node starts knowing them
+    /// all as Alive, with nothing pending to tell them.
+    ///
+    /// [`Bootstrap::Formed`]: crate::scenario::Bootstrap::Formed
+    pub formed: Option<&'a [FormedMember]>,
+}
+
+/// One member of a mesh that starts formed, at its simulator index in
+/// [`Boot::formed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormedMember {
+    /// Which run of its process.
+    pub generation: u64,
+    /// Its address.
+    pub addr: Address,
 }
 
 /// One running membership instance.
@@ -96,6 +112,11 @@ pub trait Implementation: fmt::Debug {
     fn name(&self) -> &'static str;
     /// Starts a node process.
     fn boot(&self, boot: Boot<'_>) -> Result<Box<dyn SimNode>, SimError>;
+    /// Whether it can start a node already knowing the whole mesh
+    /// ([`Boot::formed`]); runs that need it are refused up front otherwise.
+    fn starts_formed(&self) -> bool {
+        false
+    }
     /// Whether `payload` rides a reliable stream (never lost, exempt from
     /// the MTU) rather than a datagram.
     fn reliable(&self, _payload: &[u8]) -> bool {
@@ -152,5 +173,15 @@ impl FromStr for Impl {
             "foca" => Ok(Impl::Foca),
             _ => Err(format!("unknown implementation `{text}`: expected shoal or foca")),
         }
+    }
+}
+
+#[cfg(all(test, feature = "compare"))]
+mod tests {
+    #[test]
+    fn foca_refuses_a_mesh_that_starts_formed() {
+        let scenario = crate::Scenario::builtin("steady").expect("built in").with_nodes(10);
+        let refused = crate::Simulation::with_impl(scenario, 1, None, super::Impl::Foca);
+        assert!(matches!(refused, Err(crate::sim::SimError::FormedUnavailable("foca"))));
     }
 }

@@ -1,11 +1,14 @@
 //! Shoal's own protocol: a real [`Membership`] per node.
 
+use std::cell::OnceCell;
+use std::sync::Arc;
+
 use shoal_protocol::{
-    Address, Capacity, Config, Event, Identity, Instant, Member, Membership, Metadata, MetadataCache, NodeId, Transmit,
-    wire,
+    Address, Capacity, Config, Event, Identity, Instant, Member, Membership, Metadata, MetadataCache, NodeId, Peer,
+    Transmit, wire,
 };
 
-use super::{Boot, Implementation, MemberView, SimNode};
+use super::{Boot, FormedMember, Implementation, MemberView, SimNode};
 use crate::net;
 use crate::report::ProtocolTotals;
 #[cfg(feature = "bug-injection")]
@@ -21,6 +24,10 @@ pub struct ShoalImpl {
     workloads: Option<WorkloadLoad>,
     /// Decoded metadata shared by every node: N copies instead of N².
     meta_cache: MetadataCache,
+    /// For a mesh that starts formed: every member, sorted as the member
+    /// table keeps them, built at the first node's boot and preloaded into
+    /// every node (which then share each member's metadata).
+    formed: OnceCell<Vec<Peer>>,
     #[cfg(feature = "bug-injection")]
     bug: Option<BugKind>,
 }
@@ -42,6 +49,7 @@ impl ShoalImpl {
             config,
             workloads: scenario.workloads.clone(),
             meta_cache: MetadataCache::default(),
+            formed: OnceCell::new(),
             #[cfg(feature = "bug-injection")]
             bug: scenario.bug,
         })
@@ -54,17 +62,42 @@ fn identity(index: usize, generation: u64, addr: &Address, capacity: Capacity) -
     Identity { id: NodeId::from_index(index as u64), generation, meta }
 }
 
+impl ShoalImpl {
+    fn capacity(&self) -> Capacity {
+        self.workloads.as_ref().map(WorkloadLoad::capacity).unwrap_or_default()
+    }
+
+    /// Every member of a formed mesh as a preloadable peer, each with the
+    /// metadata its node advertises, in the member table's order (so each
+    /// preload is one pass, with no sort). The metadata is allocated in that
+    /// order too: each preload bumps every member's reference count, and
+    /// walking memory in order rather than at random halves its cost.
+    fn formed_peers(&self, members: &[FormedMember]) -> Result<Vec<Peer>, SimError> {
+        let id = |index: usize| NodeId::from_index(index as u64);
+        let mut order: Vec<usize> = (0..members.len()).collect();
+        order.sort_unstable_by_key(|&index| (id(index).key(), id(index)));
+        let peers = order
+            .into_iter()
+            .map(|index| {
+                let m = &members[index];
+                let identity = identity(index, m.generation, &m.addr, self.capacity());
+                Peer::new(identity.id, identity.generation, 0, Arc::new(identity.meta))
+            })
+            .collect::<Result<Vec<Peer>, _>>()
+            .map_err(shoal_protocol::Error::from)?;
+        Ok(peers)
+    }
+}
+
 impl Implementation for ShoalImpl {
     fn name(&self) -> &'static str {
         "shoal"
     }
 
     fn boot(&self, boot: Boot<'_>) -> Result<Box<dyn SimNode>, SimError> {
-        #[allow(unused_mut)]
-        let capacity = self.workloads.as_ref().map(WorkloadLoad::capacity).unwrap_or_default();
         let mut node = Membership::new(
             self.config.clone(),
-            identity(boot.index, boot.generation, boot.addr, capacity),
+            identity(boot.index, boot.generation, boot.addr, self.capacity()),
             boot.seed,
             boot.now,
         )?;
@@ -76,6 +109,17 @@ impl Implementation for ShoalImpl {
             });
         }
         node.share_metadata(self.meta_cache.clone());
+        if let Some(members) = boot.formed {
+            let peers = match self.formed.get() {
+                Some(peers) => peers,
+                None => {
+                    let peers = self.formed_peers(members)?;
+                    self.formed.get_or_init(|| peers)
+                }
+            };
+            node.preload(boot.now, peers);
+            node.assume_announced();
+        }
         if !boot.seeds.is_empty() {
             node.join(boot.now, boot.seeds);
         }
@@ -86,6 +130,10 @@ impl Implementation for ShoalImpl {
         let submits = boot.index == 0 && boot.generation == 1;
         let driver = WorkloadDriver::new(load, submits, boot.now);
         Ok(Box::new(ShoalNode { membership: node, driver }))
+    }
+
+    fn starts_formed(&self) -> bool {
+        true
     }
 
     fn reliable(&self, payload: &[u8]) -> bool {

@@ -126,6 +126,7 @@ impl Simulation {
             protocol: totals,
             steps: self.steps,
             wall_s: wall,
+            start_wall_s: self.start_wall.unwrap_or(wall),
             speedup: if wall > 0.0 { duration / wall } else { 0.0 },
             speedup_second_half,
             samples: self.samples,

@@ -42,6 +42,7 @@ impl Simulation {
     pub(super) fn start(&mut self, i: usize) {
         let seeds: Vec<usize> = match self.scenario.bootstrap {
             _ if i == 0 => Vec::new(),
+            Bootstrap::Formed => Vec::new(),
             Bootstrap::OneSeed { .. } => vec![0],
             Bootstrap::Staggered { .. } => {
                 let running: Vec<usize> =
@@ -50,11 +51,14 @@ impl Simulation {
             }
         };
         self.started.push(i);
-        self.boot(i, &seeds);
+        // Only a node's first run starts formed; a restart joins.
+        let formed = self.scenario.bootstrap == Bootstrap::Formed && self.world.nodes[i].generation == 0;
+        self.boot(i, &seeds, formed);
     }
 
-    /// Starts a fresh process on node `i` (new generation) joining via `seeds`.
-    pub(super) fn boot(&mut self, i: usize, seeds: &[usize]) {
+    /// Starts a fresh process on node `i` (new generation) joining via
+    /// `seeds`, or knowing the whole mesh if `formed`.
+    pub(super) fn boot(&mut self, i: usize, seeds: &[usize], formed: bool) {
         let now = self.world.now;
         let protocol_seed = self.rng.next_u64();
         let slot = &mut self.world.nodes[i];
@@ -75,6 +79,7 @@ impl Simulation {
             now: local,
             addr: &self.addrs[i],
             seeds: seeds.iter().map(|&s| self.addrs[s].clone()).collect(),
+            formed: self.formed.as_deref().filter(|_| formed),
         };
         let node = match self.imp.boot(boot) {
             Ok(node) => node,
@@ -150,7 +155,7 @@ impl Simulation {
             via.sort_unstable();
             via.dedup();
         }
-        self.boot(i, &via);
+        self.boot(i, &via, false);
     }
 
     pub(super) fn wake(&mut self, i: usize, epoch: u32) {

@@ -142,18 +142,20 @@ pub struct World {
     pub mtu: usize,
     /// How long after a fault heals its nodes still count as disturbed.
     pub calm_window: u64,
-    /// Node id to index.
-    pub(super) ids: std::collections::HashMap<NodeId, usize>,
     /// During a `MemberDown` event: the node that declared the member Dead,
     /// when known.
     pub dead_origin: Option<usize>,
 }
 
 impl World {
-    /// The node with id `id`, if it is one of ours. (A hash map that is
-    /// only ever looked up, never iterated, so it cannot leak order.)
+    /// The node with id `id`, if it is one of ours: node `i`'s id is
+    /// `NodeId::from_index(i)`, so the index is read back from the bytes
+    /// (no lookup table; the checks call this for every (node, member)).
     pub fn index_of(&self, id: NodeId) -> Option<usize> {
-        self.ids.get(&id).copied()
+        let b = id.0;
+        let index = u64::from_be_bytes([b[4], b[5], b[6], b[7], b[0], b[1], b[2], b[3]]);
+        let index = usize::try_from(index).ok().filter(|&i| i < self.nodes.len())?;
+        (NodeId::from_index(index as u64) == id).then_some(index)
     }
 
     /// The longest suspicion timeout at this size (before local health
@@ -173,6 +175,24 @@ impl World {
     /// Whether `viewer` sees exactly the running nodes, each Alive at its
     /// current generation, and no other member live. O(members).
     pub fn view_is_exact(&self, viewer: usize) -> bool {
+        self.view_matches(viewer, &self.running_generations())
+    }
+
+    /// Whether every node's view is exact ([`World::view_is_exact`]).
+    /// O(N · members), reading the truth from one compact table rather than
+    /// from the node slots once per (viewer, member).
+    pub fn views_are_exact(&self) -> bool {
+        let truth = self.running_generations();
+        (0..self.nodes.len()).all(|viewer| self.view_matches(viewer, &truth))
+    }
+
+    /// Each node's current generation if it is running, else 0 (never a
+    /// generation: the first run is 1).
+    fn running_generations(&self) -> Vec<u64> {
+        self.nodes.iter().map(|slot| if slot.running() { slot.generation } else { 0 }).collect()
+    }
+
+    fn view_matches(&self, viewer: usize, truth: &[u64]) -> bool {
         let Some(node) = self.nodes[viewer].node.as_ref() else { return true };
         if node.live_members() != self.running {
             return false;
@@ -183,8 +203,7 @@ impl World {
                 continue;
             }
             let Some(index) = self.index_of(member.id) else { return false };
-            let slot = &self.nodes[index];
-            if member.state != State::Alive || !slot.running() || member.generation != slot.generation {
+            if member.state != State::Alive || truth[index] == 0 || member.generation != truth[index] {
                 return false;
             }
             alive += 1;

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use shoal_sim::impls::Implementation;
 use shoal_sim::impls::foca::FocaImpl;
 use shoal_sim::impls::shoal::ShoalImpl;
+use shoal_sim::scenario::Bootstrap;
 use shoal_sim::units::Dur;
 use shoal_sim::{Scenario, Simulation};
 
@@ -55,6 +56,11 @@ const TUNE_CASE: usize = 2;
 fn scenario(case: &Case, nodes: usize, quick: bool) -> Result<Scenario> {
     let mut scenario = Scenario::builtin(case.builtin).with_context(|| format!("no built-in {}", case.builtin))?;
     scenario = scenario.with_nodes(nodes);
+    if scenario.bootstrap == Bootstrap::Formed {
+        // foca cannot start formed: both systems form the mesh first, as
+        // `steady` did before it started formed.
+        scenario.bootstrap = Bootstrap::default();
+    }
     if let Some(loss) = case.loss {
         scenario.network.loss = loss;
     }
