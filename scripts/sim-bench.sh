@@ -83,7 +83,7 @@ fi
 for r in $runs; do
     case $r in
         steady1k) run "\`steady\`, N=1,000, 5 min" 1000 steady --duration 5m --seed 1 ;;
-        steady10k) run "\`steady\`, N=10,000, 2 min" 10000 steady --duration 2m --seed 1 ;;
+        steady10k) run "\`steady\`, N=10,000, 5 min" 10000 steady --duration 5m --seed 1 ;;
         massjoin1k) run "\`mass-join\`, N=1,000, 2 min" 1000 mass-join --duration 2m --seed 1 ;;
         crash10k) run "\`crash-one\`, N=10,000, 10 min" 10000 crash-one --duration 10m --seed 1 ;;
         *) echo "unknown run $r (steady1k, steady10k, massjoin1k, crash10k)" >&2; exit 2 ;;
