@@ -14,8 +14,8 @@ scenarios=("$@")
 # directory could otherwise replace them between build and run.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cargo build -p shoal-sim --locked >&2 && cp target/debug/shoal-sim "$work/debug"
-cargo build --release -p shoal-sim --locked >&2 && cp target/release/shoal-sim "$work/release"
+cargo build -p shoal-sim --locked >&2 && cp "${CARGO_TARGET_DIR:-target}/debug/shoal-sim" "$work/debug"
+cargo build --release -p shoal-sim --locked >&2 && cp "${CARGO_TARGET_DIR:-target}/release/shoal-sim" "$work/release"
 
 hash_of() {
     "$1" run "$2" --nodes 100 --seed 7 --duration 60s --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["trace_hash"])'
