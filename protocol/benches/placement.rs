@@ -51,25 +51,6 @@ fn workloads(replicas: u64, per_workload: u32) -> Vec<WorkloadSpec> {
         .collect()
 }
 
-/// The fraction of nodes holding fewer replicas than their cap,
-/// ⌊(1+ε)·share⌋, recomputed here from the placement's own counts.
-fn below_cap(nodes: &[Candidate], placement: &shoal_protocol::placement::Placement, epsilon: f64) -> f64 {
-    let mut count: BTreeMap<NodeId, u64> = BTreeMap::new();
-    for (_, _, node) in placement.replicas() {
-        *count.entry(node).or_default() += 1;
-    }
-    let total: u64 = count.values().sum();
-    let weight: f64 = nodes.iter().map(|c| f64::from(c.capacity.cpu_millis)).sum();
-    let open = nodes
-        .iter()
-        .filter(|c| {
-            let cap = ((1.0 + epsilon) * total as f64 * f64::from(c.capacity.cpu_millis) / weight).floor().max(1.0);
-            (count.get(&c.id).copied().unwrap_or(0) as f64) < cap
-        })
-        .count();
-    open as f64 / nodes.len() as f64
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -91,7 +72,7 @@ fn report_quality(config: PlacementConfig, per_node: u64) {
     println!("  unplaced workloads: {}", base.unplaced.len());
     println!(
         "  nodes below their cap: {:.2}  (the fraction f a displaced replica can land on without displacing another)",
-        below_cap(&nodes, &base, config.epsilon)
+        quality::below_cap(&nodes, &base, config.epsilon)
     );
     let (mut leave_ratios, mut join_ratios) = (Vec::new(), Vec::new());
     let mut incremental = Vec::new();

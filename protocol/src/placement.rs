@@ -231,15 +231,7 @@ pub fn place(candidates: &[Candidate], workloads: &[WorkloadSpec], config: Place
         replicas: vec![0; candidates.len()],
         cap: candidates
             .iter()
-            .map(|c| {
-                let share = total_replicas as f64 * weight(c.capacity) / total_weight.max(1.0);
-                // Rounded down, so even a small node's load stays within the
-                // bound (a share of 4.4 capped at 5 would be 1.14 times it);
-                // big nodes' slack absorbs the difference.
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let cap = ((1.0 + config.epsilon) * share).floor().max(1.0) as u32;
-                cap
-            })
+            .map(|c| cap(total_replicas as f64 * weight(c.capacity) / total_weight.max(1.0), config.epsilon))
             .collect(),
         free_cpu: candidates.iter().map(|c| u64::from(c.capacity.cpu_millis)).collect(),
         free_memory: candidates.iter().map(|c| c.capacity.memory_bytes).collect(),
@@ -391,6 +383,15 @@ fn take(load: &mut Load, holds: &mut Vec<u32>, node: usize, need: Resources) {
     holds.push(node as u32);
 }
 
+/// The most replicas a node whose fair share is `share` replicas may hold:
+/// `max(1, ⌊(1+ε)·share⌋)`. Rounded down, so even a small node's load
+/// stays within the bound (a share of 4.4 capped at 5 would be 1.14 times
+/// it); big nodes' slack absorbs the difference.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn cap(share: f64, epsilon: f64) -> u32 {
+    ((1.0 + epsilon) * share).floor().max(1.0) as u32
+}
+
 /// A node's share of work is proportional to its CPU capacity.
 fn weight(capacity: Capacity) -> f64 {
     f64::from(capacity.cpu_millis.max(1))
@@ -528,10 +529,7 @@ pub mod quality {
     /// The most loaded node's replicas per unit of capacity, over the
     /// cluster's (total replicas over total capacity): 1.0 is perfect balance.
     pub fn load_ratio(candidates: &[Candidate], placement: &Placement) -> f64 {
-        let mut count: std::collections::BTreeMap<NodeId, u64> = std::collections::BTreeMap::new();
-        for (_, _, node) in placement.replicas() {
-            *count.entry(node).or_default() += 1;
-        }
+        let count = per_node(placement);
         let total_weight: f64 = candidates.iter().map(|c| weight(c.capacity)).sum();
         let total: u64 = count.values().sum();
         let mean = total as f64 / total_weight;
@@ -540,6 +538,31 @@ pub mod quality {
             .map(|c| count.get(&c.id).copied().unwrap_or(0) as f64 / weight(c.capacity))
             .fold(0.0, f64::max);
         if mean == 0.0 { 1.0 } else { max / mean }
+    }
+
+    /// Replicas held by each node that holds any.
+    fn per_node(placement: &Placement) -> std::collections::BTreeMap<NodeId, u64> {
+        let mut count = std::collections::BTreeMap::new();
+        for (_, _, node) in placement.replicas() {
+            *count.entry(node).or_default() += 1;
+        }
+        count
+    }
+
+    /// The fraction of candidates holding fewer replicas than their cap: the
+    /// nodes a displaced replica can land on without displacing another.
+    pub fn below_cap(candidates: &[Candidate], placement: &Placement, epsilon: f64) -> f64 {
+        let count = per_node(placement);
+        let total: u64 = count.values().sum();
+        let total_weight: f64 = candidates.iter().map(|c| weight(c.capacity)).sum();
+        let open = candidates
+            .iter()
+            .filter(|c| {
+                let cap = super::cap(total as f64 * weight(c.capacity) / total_weight.max(1.0), epsilon);
+                count.get(&c.id).copied().unwrap_or(0) < u64::from(cap)
+            })
+            .count();
+        if candidates.is_empty() { 0.0 } else { open as f64 / candidates.len() as f64 }
     }
 
     /// (replicas moved, theoretical minimum) between two placements, where
