@@ -223,16 +223,14 @@ async fn change_keys(
 ) -> Result<Json<KeysView>, Response> {
     let bad = |why: String| error(StatusCode::BAD_REQUEST, why, Some("key".into()), None);
     let body: KeyBody = serde_json::from_slice(&body).map_err(|e| bad(format!("expected {{\"key\": ...}}: {e}")))?;
-    let id_of = |text: &str| {
-        parse_key_id(text).ok_or_else(|| bad("a key is 64 hex digits, or its 8-digit id from `shoal keys list`".into()))
-    };
+    let no_key = || bad("a key is 64 hex digits, or its 8-digit id from `shoal keys list`".into());
     let op = match verb.as_str() {
         "install" => {
             let key = ClusterKey::parse(&body.key).map_err(|e| bad(e.to_string()))?;
             KeyOp::Install { key: key.to_hex() }
         }
-        "use" => KeyOp::Use { id: id_of(&body.key)?.0 },
-        "remove" => KeyOp::Remove { id: id_of(&body.key)?.0 },
+        "use" => KeyOp::Use { id: parse_key_id(&body.key).ok_or_else(no_key)?.0 },
+        "remove" => KeyOp::Remove { id: parse_key_id(&body.key).ok_or_else(no_key)?.0 },
         other => {
             let why = format!("no key operation {other:?}: use install, use or remove");
             return Err(error(StatusCode::NOT_FOUND, why, None, None));

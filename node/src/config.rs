@@ -26,6 +26,9 @@ pub enum Profile {
     Wan,
     /// Loopback: fast timers for one machine and tests.
     Local,
+    /// A LAN, detecting crashes sooner than `lan` for a third more probe
+    /// traffic (750 ms period, shorter suspicion).
+    Fast,
 }
 
 impl Profile {
@@ -35,6 +38,7 @@ impl Profile {
             Profile::Lan => Config::lan(),
             Profile::Wan => Config::wan(),
             Profile::Local => Config::local(),
+            Profile::Fast => Config::fast(),
         }
     }
 
@@ -44,6 +48,7 @@ impl Profile {
             Profile::Lan => "lan",
             Profile::Wan => "wan",
             Profile::Local => "local",
+            Profile::Fast => "fast",
         }
     }
 }

@@ -100,7 +100,7 @@ impl FocaImpl {
         let n = NonZeroU32::new(u32::try_from(scenario.nodes).unwrap_or(u32::MAX).max(1)).unwrap_or(NonZeroU32::MIN);
         let config = match scenario.preset {
             Preset::Wan => foca::Config::new_wan(n),
-            Preset::Lan | Preset::Local => foca::Config::new_lan(n),
+            Preset::Lan | Preset::Local | Preset::Fast => foca::Config::new_lan(n),
         };
         FocaImpl::with_config(scenario, config)
     }
