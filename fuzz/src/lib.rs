@@ -55,7 +55,8 @@ pub fn wire_decode(bytes: &[u8]) {
     let Ok(message) = wire::decode(bytes, CLUSTER_ID) else { return };
     let encoded = wire::encode(CLUSTER_ID, &message);
     assert!(encoded.len() <= bytes.len(), "re-encoding grew the message: {} > {} bytes", encoded.len(), bytes.len());
-    let again = wire::decode(&encoded, CLUSTER_ID).unwrap_or_else(|error| panic!("re-encoded message refused: {error}"));
+    let again =
+        wire::decode(&encoded, CLUSTER_ID).unwrap_or_else(|error| panic!("re-encoded message refused: {error}"));
     assert_eq!(again, message, "decode -> encode -> decode changed the message");
     assert_eq!(wire::encode(CLUSTER_ID, &again), encoded, "encoding is not canonical");
     assert!(wire::decode(&bytes[..bytes.len() - 1], CLUSTER_ID).is_err(), "a strict prefix of a message decoded");

@@ -268,7 +268,8 @@ fn built() -> Vec<(String, Message)> {
         let status = ReplicaStatus { workload: "web".into(), replica, state, restarts: 1, detail: "ok".into() };
         Update::Status(StatusEntry { node: node(2), generation: 1, version: u64::from(replica) + 1, status })
     }));
-    let digest = |depth: u8, prefix: u64| RangeDigest { range: KeyRange { depth, prefix }, hash: prefix ^ 0xabc, count: 3 };
+    let digest =
+        |depth: u8, prefix: u64| RangeDigest { range: KeyRange { depth, prefix }, hash: prefix ^ 0xabc, count: 3 };
     let ranges = vec![digest(0, 0), digest(1, 0x3000_0000_0000_0000), digest(KeyRange::MAX_DEPTH, u64::MAX)];
     let want = vec![KeyRange::ROOT, KeyRange { depth: 2, prefix: 0x4500_0000_0000_0000 }];
     let sync = Sync {
