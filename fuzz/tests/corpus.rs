@@ -13,7 +13,7 @@ use shoal_protocol::wire;
 
 /// Mutants per target. Enough to walk past the first length checks of every
 /// seed; small enough that the debug test run stays within a few seconds.
-const MUTANTS_PER_TARGET: usize = 3_000;
+const MUTANTS_PER_TARGET: usize = 10_000;
 const MUTATION_SEED: u64 = 0x5eed_0f_f022;
 
 fn fuzz_dir() -> PathBuf {
@@ -58,6 +58,18 @@ fn seeded_mutations_of_the_corpus_pass_every_target() {
             run(*target, &mutant, &origin).unwrap_or_else(|failure| panic!("{failure}"));
         }
     }
+}
+
+/// Mutants that are all refused at the first check test nothing past it:
+/// enough of them must still be messages for the round trip and the merges
+/// to run.
+#[test]
+fn enough_mutants_are_still_messages() {
+    let inputs: Vec<Vec<u8>> = files("corpus", "wire_decode").into_iter().map(|(_, bytes)| bytes).collect();
+    let accepted = mutate::mutants(&inputs, MUTATION_SEED, MUTANTS_PER_TARGET)
+        .filter(|mutant| wire::decode(mutant, CLUSTER_ID).is_ok())
+        .count();
+    assert!(accepted * 50 >= MUTANTS_PER_TARGET, "only {accepted} of {MUTANTS_PER_TARGET} mutants decode");
 }
 
 /// A seed that no longer decodes (the wire format changed) only tests the
