@@ -7,8 +7,9 @@
 #
 # Defaults: 1,000,000 executions; output in fuzz/afl/out/TARGET-<UTC time>.
 # The input corpus is fuzz/corpus/TARGET plus fuzz/regressions/TARGET.
-# Installs what it needs: Debian's afl++ (afl-cmin, afl-tmin) and cargo-afl,
-# which builds its own matching AFL++ runtime and afl-fuzz once.
+# Installs what it needs: Debian's afl++ and cargo-afl, which builds its own
+# AFL++ (runtime, afl-fuzz, afl-cmin, afl-tmin) once per rustc. Those come
+# first on PATH: Debian's tools (4.04c) are older than cargo-afl's runtime.
 # Runs at low priority (nice) on one core. Exits 1 if afl-fuzz saved any
 # crash or hang, with the files to replay listed.
 #
@@ -56,6 +57,11 @@ fi
 if ! config_log=$(cargo afl config --build 2>&1); then
     grep -q "already built" <<<"$config_log" || { echo "$config_log" >&2; exit 1; }
 fi
+rustc_id=$(rustc -V | awk '{ print $2 "-" substr($3, 2, 7) }')
+for dir in "$HOME/.local/share/afl.rs/rustc-$rustc_id"/afl.rs-*/afl/bin; do
+    [ -x "$dir/afl-fuzz" ] && PATH="$dir:$PATH"
+done
+export PATH
 
 # ---- build: optimised, with overflow checks and debug assertions (fuzz/afl/Cargo.toml) ----
 (cd fuzz/afl && nice -n "${FUZZ_NICE:-10}" cargo afl build --release --locked --quiet)
