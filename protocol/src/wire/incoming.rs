@@ -158,16 +158,6 @@ pub(crate) fn decode_incoming(bytes: &[u8], cluster_id: u64) -> Result<Incoming<
     Ok(Incoming { from, body, updates })
 }
 
-/// Bytes bincode's varint encoding takes for `value`.
-fn varint_len(value: u64) -> usize {
-    match value {
-        0..=250 => 1,
-        251..=0xffff => 3,
-        0x1_0000..=0xffff_ffff => 5,
-        _ => 9,
-    }
-}
-
 impl RawUpdate<'_> {
     /// The membership fact's member, generation, incarnation and state, or
     /// `None` for a catalog entry or a replica status.
@@ -191,12 +181,21 @@ impl RawUpdate<'_> {
     pub(crate) fn decode(&self, cache: Option<&MetadataCache>) -> Result<Update, DecodeError> {
         Ok(match &self.head {
             Head::Alive { id, generation, incarnation, .. } => {
-                // The metadata follows the variant index (one byte), the id
-                // (sixteen) and two varints.
-                let at = 1 + 16 + varint_len(*generation) + varint_len(u64::from(*incarnation));
+                // The metadata follows the variant index, the id and two
+                // varints. Their width is measured by decoding them, not
+                // computed from their values: bincode accepts a varint wider
+                // than it needs (5 as `251, 5, 0`), and `super::decode` reads
+                // the metadata after whatever width the sender used.
+                let (_, at): ((u32, NodeId, u64, u32), usize) =
+                    bincode::serde::decode_from_slice(self.bytes, wire_config())?;
                 let meta_bytes = self.bytes.get(at..).unwrap_or_default();
                 let decode = || -> Result<Arc<Metadata>, DecodeError> {
-                    let (meta, _): (Metadata, usize) = bincode::serde::decode_from_slice(meta_bytes, wire_config())?;
+                    let (meta, used): (Metadata, usize) = bincode::serde::decode_from_slice(meta_bytes, wire_config())?;
+                    // The metadata ends the update: anything after it means
+                    // it was read from the wrong place.
+                    if used != meta_bytes.len() {
+                        return Err(DecodeError::TrailingBytes { extra: meta_bytes.len() - used });
+                    }
                     Ok(Arc::new(meta))
                 };
                 let meta = match cache {
@@ -279,6 +278,29 @@ mod tests {
         longer.push(0);
         assert!(decode_incoming(&longer, 0).is_err());
         assert!(decode_incoming(&bytes, 0).is_ok());
+    }
+
+    /// Found by the `handle_message` fuzz target: with a varint wider than
+    /// needed before the metadata, the lazy decoder read the metadata from
+    /// the wrong offset and dropped (or could misread) a fact that `decode`
+    /// accepts.
+    #[test]
+    fn lazy_decoding_reads_metadata_after_varints_of_any_width() {
+        let meta = Metadata::new("n2", Address::new("sim:2").expect("valid"));
+        let gossip = Message { from: NodeId::from_index(1), body: Body::Gossip, updates: vec![] };
+        let mut bytes = encode_message(0, &gossip);
+        *bytes.last_mut().expect("ends with the update count") = 1;
+        bytes.extend_from_slice(&[251, 0, 0]); // variant 0 (Alive), as a u16
+        bytes.extend_from_slice(&NodeId::from_index(2).0);
+        bytes.extend_from_slice(&[251, 5, 0]); // generation 5, as a u16
+        bytes.extend_from_slice(&[252, 3, 0, 0, 0]); // incarnation 3, as a u32
+        bytes.extend_from_slice(&encode(&meta));
+        let expected = Update::Alive { id: NodeId::from_index(2), generation: 5, incarnation: 3, meta: Arc::new(meta) };
+        assert_eq!(decode(&bytes, 0).expect("decode accepts wide varints").updates, vec![expected.clone()]);
+        let incoming = decode_incoming(&bytes, 0).expect("so does the lazy decoder");
+        assert_eq!(incoming.updates[0].decode(None).expect("metadata found"), expected);
+        let cache = MetadataCache::default();
+        assert_eq!(incoming.updates[0].decode(Some(&cache)).expect("metadata found"), expected);
     }
 
     proptest::proptest! {
