@@ -13,6 +13,7 @@
 
 pub mod mutate;
 pub mod seeds;
+pub mod transport;
 
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ pub const TARGETS: &[Target] = &[
     Target { name: "wire_decode", run: wire_decode },
     Target { name: "wire_decode_after_preamble", run: wire_decode_after_preamble },
     Target { name: "handle_message", run: handle_message },
+    Target { name: "datagram_open", run: transport::datagram_open },
+    Target { name: "stream_frames", run: transport::stream_frames },
+    Target { name: "stream_message_decode", run: transport::stream_message_decode },
 ];
 
 /// The target called `name`, if there is one.

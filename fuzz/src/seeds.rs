@@ -87,6 +87,10 @@ pub fn seed_corpus() -> Vec<Seed> {
     for (name, bytes) in to_node_one {
         seeds.push(Seed { target: "handle_message", name: format!("seed-{name}"), bytes });
     }
+    let named: Vec<(String, Vec<u8>)> =
+        whole_messages.into_iter().map(|(name, b)| (format!("seed-{name}"), b)).collect();
+    let transport_seeds = crate::transport::seeds(&named);
+    seeds.extend(transport_seeds.into_iter().map(|s| Seed { name: prefixed(s.name), ..s }));
     seeds
 }
 
@@ -287,4 +291,8 @@ fn built() -> Vec<(String, Message)> {
         ("built-sync-every-list".into(), Message { from: node(2), body: Body::Sync(sync), updates: vec![] }),
         ("built-pingreq".into(), Message { from: node(2), body: ping_req, updates: vec![] }),
     ]
+}
+
+fn prefixed(name: String) -> String {
+    if name.starts_with("seed-") { name } else { format!("seed-{name}") }
 }

@@ -69,8 +69,7 @@ fn config() -> Configuration<BigEndian, Fixint, Limit<DECODE_LIMIT>> {
 impl StreamMessage {
     /// The sealed frame, length prefix included.
     pub fn seal(&self, keys: &KeyStore) -> Vec<u8> {
-        let plaintext = bincode::serde::encode_to_vec(self, config()).unwrap_or_default();
-        let sealed = keys.seal(&plaintext);
+        let sealed = keys.seal(&encode(self));
         let mut frame = Vec::with_capacity(PREFIX_LEN + sealed.len());
         frame.extend_from_slice(&u32::try_from(sealed.len()).unwrap_or(u32::MAX).to_be_bytes());
         frame.extend_from_slice(&sealed);
@@ -82,6 +81,11 @@ impl StreamMessage {
         let plaintext = keys.open(sealed)?;
         decode(&plaintext)
     }
+}
+
+/// The plaintext of a frame (before sealing).
+pub fn encode(message: &StreamMessage) -> Vec<u8> {
+    bincode::serde::encode_to_vec(message, config()).unwrap_or_default()
 }
 
 /// Decodes an opened frame; trailing bytes are refused.
