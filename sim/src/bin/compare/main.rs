@@ -7,7 +7,7 @@
 //! - `chitchat`: N chitchat nodes in one process over its channel transport
 //!   (tokio's paused clock: virtual time) against N Shoal nodes in the
 //!   simulator's loopback-like setting.
-//! - `report`: reads the JSON results (and the Serf script's) and writes
+//! - `report`: reads the JSON results (and `serf.jsonl` from `shoal-lab bench`) and writes
 //!   BENCHMARKS.md with its SVG plots.
 
 mod chitchat_run;

@@ -295,23 +295,44 @@ const NET_FIGURES: &[NetFigure] = &[
     ("RSS per agent (KiB)", "", |r| r.rss_kib),
     ("CPU per agent (% of a core)", "", |r| r.cpu_pct),
     ("bytes sent per agent per second", "", |r| r.bytes_per_s),
+    ("bytes sent per second, busiest agent", "", |r| r.bytes_per_s_max),
+    ("open UDP sockets per agent", "", |r| r.sockets_udp),
+    ("open TCP sockets per agent (listeners included)", "", |r| r.sockets_tcp),
 ];
 
+const NET_INTRO: &str = "Measured by the lab (`shoal-lab bench`, tests/src/lab/): every agent runs in a network \
+namespace of its own, with `eth0` on one bridge (the bridge in a namespace of its own, away from the host's \
+iptables), both systems started, faulted and measured by the same code. Agent 0 starts; the others start and join \
+through it; join is the time from the last start until every agent's log says every agent is alive (membership \
+events are read from the agents' logs as they are written, so nothing polls N APIs during a measurement). Bytes \
+are each host's `eth0` TX counter (every frame the agent sent, IP, UDP/TCP and Ethernet headers included) over a \
+steady window that starts a while after the mesh formed; CPU and RSS come from `/proc/PID`, sockets from \
+`/proc/PID/fd`. Loss is iptables' `statistic` match on every host's input; the pause is SIGSTOP/SIGCONT; false \
+failures are (viewer, member) pairs a viewer reported failed (Serf) or dead (Shoal).";
+
 fn net_section(md: &mut String, rows: &[NetRow], behind: &mut Vec<String>) {
-    let _ = writeln!(md, "\n## Serf vs the `shoal` agent on the real network (loopback, this machine)\n");
+    let lab = rows.iter().any(|r| r.lab == "namespaces");
+    let place = if lab { "namespaces on a bridge" } else { "loopback" };
+    let _ = writeln!(md, "\n## Serf vs the `shoal` agent on the real network ({place}, this machine)\n");
     if rows.is_empty() {
         let _ = writeln!(md, "Not measured in this run.");
         return;
     }
+    if lab {
+        let _ = writeln!(md, "{NET_INTRO}");
+    }
     let mut ns: Vec<usize> = rows.iter().map(|r| r.nodes).collect();
     ns.sort_unstable();
     ns.dedup();
-    for n in ns {
+    for &n in &ns {
         let get = |sys: &str| rows.iter().find(|r| r.system == sys && r.nodes == n);
         let (Some(s), Some(p)) = (get("shoal"), get("serf")) else { continue };
         let _ = writeln!(md, "\n### N = {n} agents\n\n| figure | Shoal | Serf | Shoal/Serf |\n|---|---:|---:|---:|");
         for (figure, unit, value) in NET_FIGURES {
             let (a, b) = (value(s), value(p));
+            if a.is_none() && b.is_none() {
+                continue;
+            }
             let (r, worse) = ratio(a, b);
             let _ = writeln!(
                 md,
@@ -325,6 +346,33 @@ fn net_section(md: &mut String, rows: &[NetRow], behind: &mut Vec<String>) {
             }
         }
         let _ = writeln!(md, "\nProfiles: {}; {}.", s.config, p.config);
+        if let (Some(settle), Some(window)) = (s.settle_s, s.window_s) {
+            let loss = s.loss_s.map_or(String::new(), |l| format!(", {l:.0} s of 5% loss"));
+            let _ = writeln!(md, "Steady window: {window:.0} s, starting {settle:.0} s after the mesh formed{loss}.");
+        }
+    }
+    flat_table(md, rows, &ns);
+}
+
+/// Bytes per agent per second against N, and the largest N over the smallest.
+fn flat_table(md: &mut String, rows: &[NetRow], ns: &[usize]) {
+    let (Some(&lo), Some(&hi)) = (ns.first(), ns.last()) else { return };
+    if lo == hi {
+        return;
+    }
+    let _ = write!(md, "\n### Bytes per agent per second against N (flat is 1.0)\n\n| system |");
+    for n in ns {
+        let _ = write!(md, " N={n} |");
+    }
+    let _ = writeln!(md, " N={hi}/N={lo} |\n|---|{}---:|", "---:|".repeat(ns.len()));
+    for sys in ["shoal", "serf"] {
+        let bytes = |n: usize| rows.iter().find(|r| r.system == sys && r.nodes == n).and_then(|r| r.bytes_per_s);
+        let _ = write!(md, "| {sys} |");
+        for &n in ns {
+            let _ = write!(md, " {} |", num(bytes(n), ""));
+        }
+        let flat = bytes(hi).zip(bytes(lo)).filter(|(_, l)| *l > 0.0).map(|(h, l)| h / l);
+        let _ = writeln!(md, " {} |", flat.map_or("—".to_owned(), |f| format!("{f:.2}")));
     }
 }
 
