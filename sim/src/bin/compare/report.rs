@@ -508,3 +508,34 @@ pub(crate) fn write(dir: &Path, out: &Path, svg_dir: &Path) -> Result<()> {
     md.push_str(CLOSING);
     std::fs::write(out, md).with_context(|| format!("writing {}", out.display()))
 }
+
+/// Replaces, in the existing `out`, the real-network section, its lines in
+/// "Where Shoal is behind" and the closing note with those of the lab
+/// results in `dir` (`serf.jsonl`): for re-running only the lab
+/// (`scripts/bench-serf.sh`) without the simulator runs.
+pub(crate) fn splice_net(dir: &Path, out: &Path) -> Result<()> {
+    let net = read_lines(&dir.join("serf.jsonl"))?;
+    let old = std::fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
+    let mut section = String::new();
+    let mut behind = Vec::new();
+    net_section(&mut section, &net, &mut behind);
+    let cut = |text: &str, from: &str, to: &str| -> Result<(usize, usize)> {
+        let start = text.find(from).with_context(|| format!("no {from:?} in {}", out.display()))?;
+        let end = text[start..].find(to).map(|e| start + e).with_context(|| format!("no {to:?} after {from:?}"))?;
+        Ok((start, end))
+    };
+    let (start, end) = cut(&old, "\n## Serf vs the `shoal` agent", "\n## Plots")?;
+    let mut md = format!("{}{}{}", &old[..start], section.trim_end_matches('\n'), &old[end..]);
+    let (start, end) = cut(&md, "\n## Where Shoal is behind in this run\n", "\n## Closing note")?;
+    let mut lines: Vec<String> = md[start..end]
+        .lines()
+        .filter(|l| l.starts_with("- ") && !l.starts_with("- Serf N="))
+        .map(str::to_owned)
+        .collect();
+    lines.extend(behind.iter().map(|b| format!("- {b}")));
+    let list = if lines.is_empty() { "Nowhere by more than 10%.".to_owned() } else { lines.join("\n") };
+    md.replace_range(start..end, &format!("\n## Where Shoal is behind in this run\n\n{list}\n"));
+    let start = md.find("\n## Closing note").context("no closing note")?;
+    md.replace_range(start.., CLOSING);
+    std::fs::write(out, md).with_context(|| format!("writing {}", out.display()))
+}
