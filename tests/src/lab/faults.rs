@@ -3,12 +3,10 @@
 //! from INPUT and OUTPUT; a fault fills it, [`heal`] empties it.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 
-use super::netns::Network;
+use super::netns::{self, Network};
 
 /// A network fault (names as turmoil and Jepsen use them).
 #[derive(Clone, Debug, PartialEq)]
@@ -103,15 +101,5 @@ pub fn heal(net: &Network, hosts: impl IntoIterator<Item = usize>) -> Result<()>
 
 /// Runs `iptables-restore --noflush` with `rules` in namespace `ns`.
 fn restore(ns: &str, rules: &str) -> Result<()> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "iptables-restore", "--noflush"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running iptables-restore")?;
-    child.stdin.take().context("stdin")?.write_all(rules.as_bytes())?;
-    let out = child.wait_with_output()?;
-    ensure!(out.status.success(), "iptables-restore in {ns}: {}\n{rules}", String::from_utf8_lossy(&out.stderr).trim());
-    Ok(())
+    netns::feed("ip", &["netns", "exec", ns, "iptables-restore", "--noflush"], rules)
 }

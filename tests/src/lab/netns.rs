@@ -100,17 +100,28 @@ pub fn ip(args: &[&str]) -> Result<()> {
 
 /// Runs the `ip` commands in `batch` (one a line) inside namespace `ns`.
 fn ip_batch(ns: &str, batch: &str) -> Result<()> {
+    feed("ip", &["-n", ns, "-batch", "-"], batch)
+}
+
+/// Runs `program ARGS` with `input` on its standard input; fails with its
+/// standard error if it fails.
+pub(crate) fn feed(program: &str, args: &[&str], input: &str) -> Result<()> {
     use std::io::Write as _;
-    let mut child = Command::new("ip")
-        .args(["-n", ns, "-batch", "-"])
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .context("running ip -batch")?;
-    child.stdin.take().context("ip's stdin")?.write_all(batch.as_bytes())?;
+        .with_context(|| format!("running {program}"))?;
+    child.stdin.take().context("stdin")?.write_all(input.as_bytes())?;
     let out = child.wait_with_output()?;
-    ensure!(out.status.success(), "ip -n {ns} -batch: {}", String::from_utf8_lossy(&out.stderr).trim());
+    ensure!(
+        out.status.success(),
+        "{program} {}: {}\n{input}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     Ok(())
 }
 
