@@ -67,12 +67,11 @@ impl Agent {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// SIGTERM (after SIGCONT, in case it was paused), then SIGKILL if it
-    /// has not exited within `grace`.
-    pub fn stop(mut self, grace: Duration) {
+    /// SIGTERM (after SIGCONT, in case it was paused); SIGKILL (on drop) if
+    /// it has not exited by `deadline`.
+    pub fn stop(mut self, deadline: Instant) {
         let _ = self.signal(Signal::SIGCONT);
         let _ = self.signal(Signal::SIGTERM);
-        let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if !self.running() {
                 return;

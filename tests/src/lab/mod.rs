@@ -194,7 +194,7 @@ impl Lab {
     /// Stops agent `i` with SIGTERM (SIGKILL after 10 s).
     pub fn stop(&mut self, i: usize) {
         if let Some(agent) = self.agents[i].take() {
-            agent.stop(Duration::from_secs(10));
+            agent.stop(Instant::now() + Duration::from_secs(10));
         }
     }
 
@@ -204,15 +204,18 @@ impl Lab {
         self.start(i)
     }
 
-    /// Stops every agent (SIGTERM, in parallel).
+    /// Stops every agent: SIGTERM to all at once, SIGKILL to those still
+    /// running 10 s later (agents that all leave at once may wait for peers
+    /// that are gone).
     pub fn stop_all(&mut self) {
         let agents: Vec<Agent> = self.agents.iter_mut().filter_map(Option::take).collect();
         for agent in &agents {
             let _ = agent.signal(Signal::SIGCONT);
             let _ = agent.signal(Signal::SIGTERM);
         }
+        let deadline = Instant::now() + Duration::from_secs(10);
         for agent in agents {
-            agent.stop(Duration::from_secs(10));
+            agent.stop(deadline);
         }
     }
 
