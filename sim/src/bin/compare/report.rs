@@ -456,12 +456,13 @@ partition heals, it does not converge within the run (no anti-entropy; it waits 
 The `steady` rows here start staggered for both systems (foca cannot start a mesh formed), as `shoal-sim run \
 steady` did before it started formed; the simulator's own `steady` now begins with the mesh formed and measures \
 only the steady state (README, Simulator), and formation alone is `mass-join`.\n\
-- **The real agent's bytes on the wire grow with N.** On loopback the `shoal` agent's protocol traffic is \
-flat (about 85 B/s out per agent at N=50 by its own `shoal_bytes_out_total`, 175 B/s framed), but iptables \
-counts several KB/s per agent at N=50 against a few hundred at N=10, while Serf stays flat. The difference is \
-QUIC underneath: the likely cause is connection churn (a peer is probed about once every N seconds, and a \
-connection that idled out in between costs a new handshake with padded Initial packets); the protocol's own \
-figures in the simulator do not include it.\n\
+- **The QUIC agent's bytes on the wire grow with N.** In the lab (one namespace per agent, each host's `eth0` \
+counter) the libp2p/QUIC `shoal` agent's bytes per agent grow from N=10 to N=100 (the flat table above), while \
+Serf's stay nearly flat. The protocol's own traffic is flat (the simulator's steady state, and the agent's own \
+`shoal_bytes_out_total`); the growth is QUIC underneath: a peer is probed about once every N seconds, and a \
+connection that idled out in between costs a new handshake with padded Initial packets. The transport that \
+replaces it (sealed UDP datagrams, short TCP connections only for anti-entropy) has no per-peer connection: rerun \
+`scripts/bench-serf.sh` (then `shoal-compare net`) to measure it the same way.\n\
 - **foca's false positives show up as identity renewals**, not as Dead events: foca sends `TurnUndead` to a \
 member whose suspicion expired even when the member had refuted it, and the member rejoins under a new \
 identity. The simulator counts no false Dead for either system in `flaky-5pct-loss` and `gray-pause`.\n";
