@@ -526,7 +526,7 @@ pub(crate) fn splice_net(dir: &Path, out: &Path) -> Result<()> {
         Ok((start, end))
     };
     let (start, end) = cut(&old, "\n## Serf vs the `shoal` agent", "\n## Plots")?;
-    let mut md = format!("{}{}{}", &old[..start], section.trim_end_matches('\n'), &old[end..]);
+    let mut md = format!("{}{}\n{}", &old[..start], section.trim_end_matches('\n'), &old[end..]);
     let (start, end) = cut(&md, "\n## Where Shoal is behind in this run\n", "\n## Closing note")?;
     let mut lines: Vec<String> = md[start..end]
         .lines()
