@@ -3,13 +3,14 @@
 # machine, and BENCHMARKS.md (with docs/bench/*.svg) written from it:
 #   - foca in the simulator (same network, faults and seed): N=100 and 1,000
 #   - chitchat in one process vs Shoal in the simulator: N=10, 100, 500
-#   - Serf vs the `shoal` agent on loopback: N=10 and 50
+#   - Serf vs the `shoal` agent, one network namespace per agent (shoal-lab):
+#     N=10, 50 and 100
 #
-#   scripts/bench.sh            # the full run (about 30-60 minutes here)
+#   scripts/bench.sh            # the full run (about 1.5-2 hours here)
 #   scripts/bench.sh --quick    # a few minutes: N=100 / 10,100 / 10 only
 #
-# Installs what it needs (serf, jq, curl, bc, iptables via apt-get; needs
-# root for apt and iptables) and builds the release binaries. Results (JSON)
+# Installs what it needs (serf and iptables via apt-get; needs root for apt,
+# namespaces and iptables) and builds the release binaries. Results (JSON)
 # stay in $RESULTS (default target/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,13 +23,13 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "tools"
 missing=()
-for tool in serf jq curl bc iptables; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in serf iptables; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if ((${#missing[@]} > 0)); then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 step "build (release)"
-cargo build --release --locked -p shoal-node
+cargo build --release --locked -p shoal-node --bin shoal -p shoal-tests --bin shoal-lab
 cargo build --release --locked -p shoal-sim --features compare --bin shoal-compare
 COMPARE=$TARGET/release/shoal-compare
 export SHOAL_BIN=$TARGET/release/shoal
@@ -38,7 +39,7 @@ rm -f "$RESULTS"/*.json "$RESULTS"/*.jsonl
 if [[ -n $QUICK ]]; then
   SIM_NODES=100 CHITCHAT_NODES=10,100 SERF_SIZES="10" SIM_FLAGS=(--quick)
 else
-  SIM_NODES=100,1000 CHITCHAT_NODES=10,100,500 SERF_SIZES="10 50" SIM_FLAGS=()
+  SIM_NODES=100,1000 CHITCHAT_NODES=10,100,500 SERF_SIZES="10 50 100" SIM_FLAGS=()
 fi
 
 {
@@ -56,7 +57,7 @@ cat >"$RESULTS/commands.txt" <<EOF
 scripts/bench.sh ${QUICK:+--quick}
   shoal-compare sim --nodes $SIM_NODES --seed 1 ${SIM_FLAGS[*]:-} --out sim.json
   shoal-compare chitchat --nodes $CHITCHAT_NODES --out chitchat.json
-  scripts/bench-serf.sh serf.jsonl "$SERF_SIZES"
+  scripts/bench-serf.sh serf.jsonl "$SERF_SIZES"   # = shoal-lab bench --system shoal,serf --nodes ${SERF_SIZES// /,}${QUICK:+ --quick}
   shoal-compare report --dir RESULTS --out BENCHMARKS.md --svg-dir docs/bench
 replay one simulator run: cargo run --release -p shoal-sim --features compare -- run crash-10pct --nodes 1000 --seed 1 --impl foca
 EOF
@@ -68,7 +69,7 @@ step "simulator: Shoal vs foca (N=$SIM_NODES)"
 step "chitchat vs Shoal (N=$CHITCHAT_NODES)"
 (ulimit -v 12000000 && "$COMPARE" chitchat --nodes "$CHITCHAT_NODES" --out "$RESULTS/chitchat.json")
 
-step "Serf vs shoal agents on loopback (N=$SERF_SIZES)"
+step "Serf vs shoal agents in network namespaces (N=$SERF_SIZES)"
 QUICK=$QUICK scripts/bench-serf.sh "$RESULTS/serf.jsonl" "$SERF_SIZES"
 
 step "BENCHMARKS.md"

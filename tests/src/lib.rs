@@ -1,6 +1,8 @@
 //! Helpers for the cross-crate tests: build the real `shoal` binary once, run
 //! agents as child processes on loopback, and poll their HTTP APIs.
 
+pub mod lab;
+
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -7,8 +7,9 @@
 //! - `chitchat`: N chitchat nodes in one process over its channel transport
 //!   (tokio's paused clock: virtual time) against N Shoal nodes in the
 //!   simulator's loopback-like setting.
-//! - `report`: reads the JSON results (and the Serf script's) and writes
-//!   BENCHMARKS.md with its SVG plots.
+//! - `report`: reads the JSON results (and `serf.jsonl` from `shoal-lab bench`) and writes
+//!   BENCHMARKS.md with its SVG plots; `net` replaces only its real-network
+//!   section (after `scripts/bench-serf.sh` alone).
 
 mod chitchat_run;
 mod plots;
@@ -69,6 +70,16 @@ enum Command {
         #[arg(long, default_value = "docs/bench")]
         svg_dir: PathBuf,
     },
+    /// Replaces only the real-network (Serf) section of an existing
+    /// BENCHMARKS.md with the lab results in `--dir` (serf.jsonl).
+    Net {
+        /// The results directory (serf.jsonl).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The markdown file to update.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+    },
 }
 
 fn say(text: &str) {
@@ -89,6 +100,7 @@ fn main() -> ExitCode {
         }
         Command::Chitchat { nodes, out } => chitchat_run::run_all(&nodes).and_then(|r| write_json(&out, &r)),
         Command::Report { dir, out, svg_dir } => report::write(&dir, &out, &svg_dir),
+        Command::Net { dir, out } => report::splice_net(&dir, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -295,23 +295,44 @@ const NET_FIGURES: &[NetFigure] = &[
     ("RSS per agent (KiB)", "", |r| r.rss_kib),
     ("CPU per agent (% of a core)", "", |r| r.cpu_pct),
     ("bytes sent per agent per second", "", |r| r.bytes_per_s),
+    ("bytes sent per second, busiest agent", "", |r| r.bytes_per_s_max),
+    ("open UDP sockets per agent", "", |r| r.sockets_udp),
+    ("open TCP sockets per agent (listeners included)", "", |r| r.sockets_tcp),
 ];
 
+const NET_INTRO: &str = "Measured by the lab (`shoal-lab bench`, tests/src/lab/): every agent runs in a network \
+namespace of its own, with `eth0` on one bridge (the bridge in a namespace of its own, away from the host's \
+iptables), both systems started, faulted and measured by the same code. Agent 0 starts; the others start and join \
+through it; join is the time from the last start until every agent's log says every agent is alive (membership \
+events are read from the agents' logs as they are written, so nothing polls N APIs during a measurement). Bytes \
+are each host's `eth0` TX counter (every frame the agent sent, IP, UDP/TCP and Ethernet headers included) over a \
+steady window that starts a while after the mesh formed; CPU and RSS come from `/proc/PID`, sockets from \
+`/proc/PID/fd`. Loss is iptables' `statistic` match on every host's input; the pause is SIGSTOP/SIGCONT; false \
+failures are (viewer, member) pairs a viewer reported failed (Serf) or dead (Shoal).";
+
 fn net_section(md: &mut String, rows: &[NetRow], behind: &mut Vec<String>) {
-    let _ = writeln!(md, "\n## Serf vs the `shoal` agent on the real network (loopback, this machine)\n");
+    let lab = rows.iter().any(|r| r.lab == "namespaces");
+    let place = if lab { "namespaces on a bridge" } else { "loopback" };
+    let _ = writeln!(md, "\n## Serf vs the `shoal` agent on the real network ({place}, this machine)\n");
     if rows.is_empty() {
         let _ = writeln!(md, "Not measured in this run.");
         return;
     }
+    if lab {
+        let _ = writeln!(md, "{NET_INTRO}");
+    }
     let mut ns: Vec<usize> = rows.iter().map(|r| r.nodes).collect();
     ns.sort_unstable();
     ns.dedup();
-    for n in ns {
+    for &n in &ns {
         let get = |sys: &str| rows.iter().find(|r| r.system == sys && r.nodes == n);
         let (Some(s), Some(p)) = (get("shoal"), get("serf")) else { continue };
         let _ = writeln!(md, "\n### N = {n} agents\n\n| figure | Shoal | Serf | Shoal/Serf |\n|---|---:|---:|---:|");
         for (figure, unit, value) in NET_FIGURES {
             let (a, b) = (value(s), value(p));
+            if a.is_none() && b.is_none() {
+                continue;
+            }
             let (r, worse) = ratio(a, b);
             let _ = writeln!(
                 md,
@@ -325,6 +346,33 @@ fn net_section(md: &mut String, rows: &[NetRow], behind: &mut Vec<String>) {
             }
         }
         let _ = writeln!(md, "\nProfiles: {}; {}.", s.config, p.config);
+        if let (Some(settle), Some(window)) = (s.settle_s, s.window_s) {
+            let loss = s.loss_s.map_or(String::new(), |l| format!(", {l:.0} s of 5% loss"));
+            let _ = writeln!(md, "Steady window: {window:.0} s, starting {settle:.0} s after the mesh formed{loss}.");
+        }
+    }
+    flat_table(md, rows, &ns);
+}
+
+/// Bytes per agent per second against N, and the largest N over the smallest.
+fn flat_table(md: &mut String, rows: &[NetRow], ns: &[usize]) {
+    let (Some(&lo), Some(&hi)) = (ns.first(), ns.last()) else { return };
+    if lo == hi {
+        return;
+    }
+    let _ = write!(md, "\n### Bytes per agent per second against N (flat is 1.0)\n\n| system |");
+    for n in ns {
+        let _ = write!(md, " N={n} |");
+    }
+    let _ = writeln!(md, " N={hi}/N={lo} |\n|---|{}---:|", "---:|".repeat(ns.len()));
+    for sys in ["shoal", "serf"] {
+        let bytes = |n: usize| rows.iter().find(|r| r.system == sys && r.nodes == n).and_then(|r| r.bytes_per_s);
+        let _ = write!(md, "| {sys} |");
+        for &n in ns {
+            let _ = write!(md, " {} |", num(bytes(n), ""));
+        }
+        let flat = bytes(hi).zip(bytes(lo)).filter(|(_, l)| *l > 0.0).map(|(h, l)| h / l);
+        let _ = writeln!(md, " {} |", flat.map_or("—".to_owned(), |f| format!("{f:.2}")));
     }
 }
 
@@ -408,12 +456,13 @@ partition heals, it does not converge within the run (no anti-entropy; it waits 
 The `steady` rows here start staggered for both systems (foca cannot start a mesh formed), as `shoal-sim run \
 steady` did before it started formed; the simulator's own `steady` now begins with the mesh formed and measures \
 only the steady state (README, Simulator), and formation alone is `mass-join`.\n\
-- **The real agent's bytes on the wire grow with N.** On loopback the `shoal` agent's protocol traffic is \
-flat (about 85 B/s out per agent at N=50 by its own `shoal_bytes_out_total`, 175 B/s framed), but iptables \
-counts several KB/s per agent at N=50 against a few hundred at N=10, while Serf stays flat. The difference is \
-QUIC underneath: the likely cause is connection churn (a peer is probed about once every N seconds, and a \
-connection that idled out in between costs a new handshake with padded Initial packets); the protocol's own \
-figures in the simulator do not include it.\n\
+- **The QUIC agent's bytes on the wire grow with N.** In the lab (one namespace per agent, each host's `eth0` \
+counter) the libp2p/QUIC `shoal` agent's bytes per agent grow from N=10 to N=100 (the flat table above), while \
+Serf's stay nearly flat. The protocol's own traffic is flat (the simulator's steady state, and the agent's own \
+`shoal_bytes_out_total`); the growth is QUIC underneath: a peer is probed about once every N seconds, and a \
+connection that idled out in between costs a new handshake with padded Initial packets. The transport that \
+replaces it (sealed UDP datagrams, short TCP connections only for anti-entropy) has no per-peer connection: rerun \
+`scripts/bench-serf.sh` (then `shoal-compare net`) to measure it the same way.\n\
 - **foca's false positives show up as identity renewals**, not as Dead events: foca sends `TurnUndead` to a \
 member whose suspicion expired even when the member had refuted it, and the member rejoins under a new \
 identity. The simulator counts no false Dead for either system in `flaky-5pct-loss` and `gray-pause`.\n";
@@ -458,5 +507,36 @@ pub(crate) fn write(dir: &Path, out: &Path, svg_dir: &Path) -> Result<()> {
         let _ = writeln!(md, "- {line}");
     }
     md.push_str(CLOSING);
+    std::fs::write(out, md).with_context(|| format!("writing {}", out.display()))
+}
+
+/// Replaces, in the existing `out`, the real-network section, its lines in
+/// "Where Shoal is behind" and the closing note with those of the lab
+/// results in `dir` (`serf.jsonl`): for re-running only the lab
+/// (`scripts/bench-serf.sh`) without the simulator runs.
+pub(crate) fn splice_net(dir: &Path, out: &Path) -> Result<()> {
+    let net = read_lines(&dir.join("serf.jsonl"))?;
+    let old = std::fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
+    let mut section = String::new();
+    let mut behind = Vec::new();
+    net_section(&mut section, &net, &mut behind);
+    let cut = |text: &str, from: &str, to: &str| -> Result<(usize, usize)> {
+        let start = text.find(from).with_context(|| format!("no {from:?} in {}", out.display()))?;
+        let end = text[start..].find(to).map(|e| start + e).with_context(|| format!("no {to:?} after {from:?}"))?;
+        Ok((start, end))
+    };
+    let (start, end) = cut(&old, "\n## Serf vs the `shoal` agent", "\n## Plots")?;
+    let mut md = format!("{}{}\n{}", &old[..start], section.trim_end_matches('\n'), &old[end..]);
+    let (start, end) = cut(&md, "\n## Where Shoal is behind in this run\n", "\n## Closing note")?;
+    let mut lines: Vec<String> = md[start..end]
+        .lines()
+        .filter(|l| l.starts_with("- ") && !l.starts_with("- Serf N="))
+        .map(str::to_owned)
+        .collect();
+    lines.extend(behind.iter().map(|b| format!("- {b}")));
+    let list = if lines.is_empty() { "Nowhere by more than 10%.".to_owned() } else { lines.join("\n") };
+    md.replace_range(start..end, &format!("\n## Where Shoal is behind in this run\n\n{list}\n"));
+    let start = md.find("\n## Closing note").context("no closing note")?;
+    md.replace_range(start.., CLOSING);
     std::fs::write(out, md).with_context(|| format!("writing {}", out.display()))
 }

@@ -125,14 +125,19 @@ pub(crate) struct GossipRow {
     pub(crate) config: String,
 }
 
-/// One Serf or Shoal measurement on the real network (written by
-/// `scripts/bench-serf.sh`, one JSON object per line).
+/// One Serf or Shoal measurement on the real network, written by `shoal-lab
+/// bench` (tests/src/lab/bench.rs, one JSON object per line). Fields added
+/// since the loopback script default when absent.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct NetRow {
     /// `shoal` or `serf`.
     pub(crate) system: String,
     /// Agents.
     pub(crate) nodes: usize,
+    /// Where it ran: `namespaces` (one per agent, on a bridge); empty for
+    /// the old loopback script.
+    #[serde(default)]
+    pub(crate) lab: String,
     /// Seconds until every agent listed every agent alive.
     pub(crate) join_s: Option<f64>,
     /// Seconds from `kill -9` until every other agent listed it failed.
@@ -145,8 +150,27 @@ pub(crate) struct NetRow {
     pub(crate) rss_kib: Option<f64>,
     /// CPU per agent, percent of one core, in steady state.
     pub(crate) cpu_pct: Option<f64>,
-    /// Bytes per agent per second in steady state (sent, loopback).
+    /// Bytes sent per agent per second in steady state (each host's `eth0`
+    /// TX counter: headers included).
     pub(crate) bytes_per_s: Option<f64>,
+    /// The busiest agent's bytes per second.
+    #[serde(default)]
+    pub(crate) bytes_per_s_max: Option<f64>,
+    /// Open UDP sockets per agent (mean).
+    #[serde(default)]
+    pub(crate) sockets_udp: Option<f64>,
+    /// Open TCP sockets per agent (mean, listeners included).
+    #[serde(default)]
+    pub(crate) sockets_tcp: Option<f64>,
+    /// Seconds from the mesh formed to the steady window.
+    #[serde(default)]
+    pub(crate) settle_s: Option<f64>,
+    /// The steady window, seconds.
+    #[serde(default)]
+    pub(crate) window_s: Option<f64>,
+    /// Seconds of loss.
+    #[serde(default)]
+    pub(crate) loss_s: Option<f64>,
     /// The profile in words.
     pub(crate) config: String,
 }

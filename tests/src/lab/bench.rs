@@ -1,0 +1,247 @@
+//! The Serf comparison: the same steps, measured the same way, for each
+//! system and size. One [`NetRow`] per (system, N).
+//!
+//! 1. join: agent 0 starts; once it is up, every other agent starts and
+//!    joins through it; time from the last start until every agent's log
+//!    says every agent is alive;
+//! 2. steady: after `settle`, over `window`: bytes sent per agent per second
+//!    (each host's `eth0` TX counter), CPU, RSS, open UDP and TCP sockets;
+//! 3. loss: every host drops `loss_p` of what it receives for `loss`:
+//!    (viewer, member) pairs reported failed until the views are whole again;
+//! 4. pause: agent 1 SIGSTOPped for `pause`, then watched for `after_pause`:
+//!    the same count;
+//! 5. kill: agent N/2 gets `kill -9`: time until every other agent's log
+//!    reports it failed (dead).
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+use super::{Fault, Lab, procfs};
+
+/// How long each step lasts.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// From the mesh formed to the start of the steady window.
+    pub settle: Duration,
+    /// The steady window.
+    pub window: Duration,
+    /// How long the loss lasts.
+    pub loss: Duration,
+    /// The fraction of packets lost.
+    pub loss_p: f64,
+    /// How long the paused agent stays stopped.
+    pub pause: Duration,
+    /// How long false failures are watched for after it resumes.
+    pub after_pause: Duration,
+    /// Give up on a join, a recovery or a detection after this.
+    pub limit: Duration,
+}
+
+impl Timing {
+    /// The measurement: a 60 s window 3 minutes after the mesh formed, 60 s
+    /// of 5% loss, a 3 s pause watched for 20 s.
+    pub fn full() -> Timing {
+        Timing {
+            settle: Duration::from_secs(180),
+            window: Duration::from_secs(60),
+            loss: Duration::from_secs(60),
+            loss_p: 0.05,
+            pause: Duration::from_secs(3),
+            after_pause: Duration::from_secs(20),
+            limit: Duration::from_secs(120),
+        }
+    }
+
+    /// For development: the same steps in about a minute.
+    pub fn quick() -> Timing {
+        Timing {
+            settle: Duration::from_secs(10),
+            window: Duration::from_secs(10),
+            loss: Duration::from_secs(20),
+            after_pause: Duration::from_secs(10),
+            ..Timing::full()
+        }
+    }
+}
+
+/// One (system, N) measurement; the fields of `NetRow` in
+/// sim/src/bin/compare/rows.rs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NetRow {
+    /// `shoal` or `serf`.
+    pub system: String,
+    /// Agents.
+    pub nodes: usize,
+    /// Where: `namespaces` (one per agent, on a bridge).
+    pub lab: String,
+    /// Seconds from the last agent started until every agent listed every
+    /// agent alive.
+    pub join_s: Option<f64>,
+    /// Seconds it took to start the agents (agent 0 up, then the others).
+    pub start_s: f64,
+    /// Seconds from `kill -9` until every other agent reported it failed.
+    pub detect_s: Option<f64>,
+    /// (viewer, member) pairs reported failed during the loss.
+    pub false_loss: Option<u64>,
+    /// The same around the pause of one agent.
+    pub false_pause: Option<u64>,
+    /// Mean resident memory per agent, KiB, at the end of the window.
+    pub rss_kib: Option<f64>,
+    /// CPU per agent over the window, percent of one core.
+    pub cpu_pct: Option<f64>,
+    /// Bytes sent per agent per second over the window (mean of the agents).
+    pub bytes_per_s: Option<f64>,
+    /// The busiest agent's.
+    pub bytes_per_s_max: Option<f64>,
+    /// Open UDP sockets per agent (mean), at the end of the window.
+    pub sockets_udp: Option<f64>,
+    /// Open TCP sockets per agent (mean, listening ones included).
+    pub sockets_tcp: Option<f64>,
+    /// Seconds from the mesh formed to the window's start.
+    pub settle_s: f64,
+    /// The window, seconds.
+    pub window_s: f64,
+    /// Seconds of loss, and its rate.
+    pub loss_s: f64,
+    /// Loss rate.
+    pub loss_p: f64,
+    /// The configuration in words.
+    pub config: String,
+}
+
+fn say(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// Runs every step on `lab` (fresh, no agent started) and stops its agents.
+pub fn run(lab: &mut Lab, timing: &Timing) -> Result<NetRow> {
+    let n = lab.len();
+    let (system, config) = (lab.system.name().to_owned(), lab.system.describe());
+    say(&format!("== {system}, {n} agents ({config})"));
+    let mut row = NetRow {
+        system,
+        nodes: n,
+        lab: "namespaces".into(),
+        config,
+        settle_s: timing.settle.as_secs_f64(),
+        window_s: timing.window.as_secs_f64(),
+        loss_s: timing.loss.as_secs_f64(),
+        loss_p: timing.loss_p,
+        ..NetRow::default()
+    };
+    let begun = Instant::now();
+    let started = lab.start_all()?;
+    row.start_s = secs(started - begun);
+    let formed = lab.wait_all_see_all(timing.limit);
+    row.join_s = formed.map(|at| secs(at.saturating_duration_since(started)));
+    say(&format!("   started in {:.2} s; all see all after {}", row.start_s, show(row.join_s)));
+    let Some(formed) = formed else { bail!("the mesh did not form within {:?}", timing.limit) };
+
+    sleep_until(formed + timing.settle);
+    steady(lab, timing.window, &mut row)?;
+
+    let loss_began = Instant::now();
+    lab.fault(&Fault::Loss(timing.loss_p))?;
+    std::thread::sleep(timing.loss);
+    lab.heal()?;
+    let _ = lab.wait_all_see_all(timing.limit);
+    row.false_loss = Some(lab.views.failed_pairs(loss_began).len() as u64);
+    say(&format!(
+        "   {}% loss for {:?}: {} false failures",
+        timing.loss_p * 100.0,
+        timing.loss,
+        show_u(row.false_loss)
+    ));
+
+    if n > 1 {
+        let paused = Instant::now();
+        lab.signal(1, Signal::SIGSTOP)?;
+        std::thread::sleep(timing.pause);
+        lab.signal(1, Signal::SIGCONT)?;
+        std::thread::sleep(timing.after_pause);
+        let _ = lab.wait_all_see_all(timing.limit);
+        row.false_pause = Some(lab.views.failed_pairs(paused).len() as u64);
+        say(&format!("   {:?} pause of a1: {} false failures", timing.pause, show_u(row.false_pause)));
+    }
+
+    if n > 2 {
+        let victim = n / 2;
+        let killed = Instant::now();
+        lab.kill(victim)?;
+        let viewers = lab.running();
+        let deadline = killed + timing.limit;
+        row.detect_s = loop {
+            if let Some(at) = lab.views.all_failed(&lab.names[victim], &viewers, killed) {
+                break Some(secs(at - killed));
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        say(&format!("   kill -9 of a{victim}: known failed everywhere after {}", show(row.detect_s)));
+    }
+    lab.stop_all();
+    Ok(row)
+}
+
+/// The steady-state window: bytes, CPU, memory and sockets.
+fn steady(lab: &Lab, window: Duration, row: &mut NetRow) -> Result<()> {
+    let live = lab.running();
+    let pids: Vec<u32> = live.iter().filter_map(|&i| lab.pid(i)).collect();
+    let tx = |lab: &Lab| -> Result<Vec<u64>> { live.iter().map(|&i| procfs::tx_bytes(lab.net.host(i))).collect() };
+    let cpu = |pids: &[u32]| -> Vec<u64> { pids.iter().map(|&p| procfs::cpu_ticks(p).unwrap_or(0)).collect() };
+    let (tx0, cpu0, t0) = (tx(lab)?, cpu(&pids), Instant::now());
+    std::thread::sleep(window);
+    let (tx1, cpu1, elapsed) = (tx(lab)?, cpu(&pids), t0.elapsed().as_secs_f64());
+    let n = pids.len().max(1) as f64;
+    let rates: Vec<f64> = tx0.iter().zip(&tx1).map(|(a, b)| b.saturating_sub(*a) as f64 / elapsed).collect();
+    row.bytes_per_s = Some(rates.iter().sum::<f64>() / n);
+    row.bytes_per_s_max = rates.iter().copied().reduce(f64::max);
+    let ticks: u64 = cpu0.iter().zip(&cpu1).map(|(a, b)| b.saturating_sub(*a)).sum();
+    row.cpu_pct = Some(100.0 * ticks as f64 / procfs::ticks_per_s() / elapsed / n);
+    let rss: u64 = pids.iter().filter_map(|&p| procfs::rss_kib(p)).sum();
+    row.rss_kib = Some(rss as f64 / n);
+    let mut udp = 0;
+    let mut tcp = 0;
+    for &pid in &pids {
+        let s = procfs::sockets(pid).with_context(|| format!("sockets of {pid}"))?;
+        udp += s.udp;
+        tcp += s.tcp;
+    }
+    row.sockets_udp = Some(f64::from(udp) / n);
+    row.sockets_tcp = Some(f64::from(tcp) / n);
+    say(&format!(
+        "   steady over {elapsed:.0} s: {:.0} B/s per agent (max {:.0}), CPU {:.2}%, RSS {:.0} KiB, sockets {:.1} UDP + {:.1} TCP",
+        row.bytes_per_s.unwrap_or(0.0),
+        row.bytes_per_s_max.unwrap_or(0.0),
+        row.cpu_pct.unwrap_or(0.0),
+        row.rss_kib.unwrap_or(0.0),
+        row.sockets_udp.unwrap_or(0.0),
+        row.sockets_tcp.unwrap_or(0.0),
+    ));
+    Ok(())
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+fn sleep_until(at: Instant) {
+    let now = Instant::now();
+    if at > now {
+        std::thread::sleep(at - now);
+    }
+}
+
+fn show(v: Option<f64>) -> String {
+    v.map_or_else(|| "never (limit reached)".into(), |v| format!("{v:.2} s"))
+}
+
+fn show_u(v: Option<u64>) -> String {
+    v.map_or_else(|| "—".into(), |v| v.to_string())
+}
