@@ -73,9 +73,16 @@ pub fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A free loopback UDP port (for gossip).
+/// A free loopback port for gossip: free for UDP and for TCP, which the
+/// agent binds on the same port (the kernel hands out TCP's ephemeral ports
+/// from the same range, so a port free for UDP alone may not be).
 pub fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free udp port")
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free udp port");
+        if TcpListener::bind(udp).is_ok() {
+            return udp;
+        }
+    }
 }
 
 /// A free loopback TCP port (for the API).

@@ -58,7 +58,7 @@ pub struct TransportConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// The gossip address could not be bound.
-    #[error("cannot listen on {addr}: {source} (is another agent using this port? pass another --bind)")]
+    #[error("cannot listen on {addr}, UDP and TCP (is another agent using this port? pass another --bind)")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
 
