@@ -67,7 +67,6 @@ pub fn render(membership: &Membership, transport: &TransportCounters) -> String 
         ("frames_malformed", t(&transport.frames_malformed)),
         ("streams_opened", t(&transport.streams_opened)),
         ("streams_accepted", t(&transport.streams_accepted)),
-        ("streams_refused", t(&transport.streams_refused)),
         ("inbound_dropped", t(&transport.inbound_dropped)),
         ("outbound_dropped", t(&transport.outbound_dropped)),
         ("unroutable", t(&transport.unroutable)),

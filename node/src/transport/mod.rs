@@ -120,8 +120,6 @@ pub struct TransportCounters {
     /// TCP connections opened to peers, and accepted from them.
     pub streams_opened: AtomicU64,
     pub streams_accepted: AtomicU64,
-    /// Inbound connections refused because too many were open.
-    pub streams_refused: AtomicU64,
     /// Open TCP connections, both ways (a gauge).
     pub streams_open: AtomicU64,
     /// Inbound messages dropped because the agent fell behind.

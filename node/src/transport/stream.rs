@@ -7,8 +7,10 @@
 //! idle mesh holds none. Inbound, each accepted connection gets a reader
 //! that opens every frame under the keyring and closes the connection at
 //! the first frame that does not open, is out of bounds or does not decode.
-//! Both directions are bounded: 64 frames queued per destination, 32
-//! inbound connections at once, every read and write under a timeout.
+//! Both directions are bounded: 64 frames queued per destination, 64
+//! inbound connections served at once (more wait in the kernel's accept
+//! backlog: a mass join of 50 agents through one seed must not be refused
+//! and left to retry), every read and write under a timeout.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,7 +31,7 @@ use super::{TransportCounters, TransportEvent, bump};
 use crate::keys::{KeyOp, KeyReply, KeyStore};
 
 const WRITER_QUEUE: usize = 64;
-const MAX_INBOUND: usize = 32;
+const MAX_INBOUND: usize = 64;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A writer closes its connection after this long without a frame.
@@ -195,6 +197,10 @@ async fn accept(shared: Arc<StreamConfig>, listener: TcpListener) {
     let limit = Arc::new(Semaphore::new(MAX_INBOUND));
     let mut readers = JoinSet::new();
     loop {
+        while readers.try_join_next().is_some() {}
+        // Wait for a free reader before accepting: the rest queue in the
+        // kernel's backlog rather than being refused.
+        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else { return };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -202,11 +208,6 @@ async fn accept(shared: Arc<StreamConfig>, listener: TcpListener) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
-        };
-        while readers.try_join_next().is_some() {}
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            bump(&shared.counters.streams_refused, 1);
-            continue;
         };
         bump(&shared.counters.streams_accepted, 1);
         let shared = Arc::clone(&shared);
