@@ -7,31 +7,32 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use libp2p::Multiaddr;
-use libp2p::multiaddr::Protocol;
-use shoal_protocol::{Address, Event, Identity, Instant, Membership, Metadata, NodeId, State};
+use shoal_protocol::{Address, Event, Identity, Instant, Membership, Metadata, State};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::timeout;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::api::{self, ApiRequest};
+use crate::api::{self, ApiRequest, KeyService};
 use crate::config::Settings;
 use crate::driver::{Supervisor, SupervisorConfig};
 use crate::events::WorkloadEvents;
+use crate::keys::KeyStore;
 use crate::metrics;
 use crate::persist::CatalogSaver;
 use crate::reconcile::Reconciler;
 use crate::store::{DataDir, StoreError};
-use crate::transport::drops::{self, DropReason};
-use crate::transport::{
-    Dialer, Transport, TransportConfig, TransportError, TransportEvent, quic_multiaddr, split_peer,
-};
-use crate::view::{HealthView, MemberView, SelfView, node_id_hex};
+use crate::transport::mdns::{self, Mdns};
+use crate::transport::{Transport, TransportConfig, TransportError, TransportEvent};
+use crate::view::{HealthView, MemberView, PeerView, SelfView, node_id_hex};
 use crate::workloads::{self, WorkloadDetail};
 
+/// The protocol's cluster id. Meshes are told apart by their keys (nothing
+/// that does not open under the keyring reaches the protocol), so the id in
+/// every message header stays 0, one byte on the wire.
+pub const CLUSTER_ID: u64 = 0;
 /// After a leave, how long the agent keeps gossiping before it exits anyway.
 pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
 const JOIN_BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -64,20 +65,20 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     let data_dir = DataDir::open(&settings.data_dir)?;
     let loaded = data_dir.load()?;
     let catalog = data_dir.load_catalog()?;
+    let keys = Arc::new(KeyStore::load(&data_dir, settings.cluster_key.clone())?);
     let mut config = settings.profile.config();
-    config.cluster_id = settings.cluster_key.cluster_id();
+    config.cluster_id = CLUSTER_ID;
     let transport_config = TransportConfig {
         bind: settings.bind,
-        mdns: settings.mdns,
+        max_datagram: config.datagram_budget,
         max_message: config.sync_budget.max(config.datagram_budget),
-        idle_timeout: Duration::from_secs(15),
-        keep_alive: Duration::from_secs(5),
     };
-    let (transport, events) =
-        Transport::start(loaded.keypair, &transport_config, settings.cluster_key.sealer()).await?;
-    let advertise = advertised(&settings, transport.listen_addrs());
-    let addr = advertise.with_p2p(transport.local_peer()).unwrap_or_else(|a| a);
-    let addr = Address::new(addr.to_string()).map_err(|_| AgentError::Address(addr.to_string()))?;
+    let (mut transport, events) = Transport::start(&transport_config, Arc::clone(&keys)).await?;
+    let gossip = advertised(&settings, transport.local_addr());
+    let addr = Address::new(gossip.to_string()).map_err(|_| AgentError::Address(gossip.to_string()))?;
+    transport.set_advertised(&addr);
+    let mdns =
+        if settings.mdns { mdns::start(&node_id_hex(loaded.id), gossip, transport.event_sender()) } else { None };
     let meta = Metadata {
         name: settings.name.clone(),
         addrs: vec![addr.clone()],
@@ -100,19 +101,19 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
         .await
         .map_err(|source| AgentError::Api { addr: settings.api, source })?;
     let (api_tx, api_rx) = mpsc::channel(64);
-    tokio::spawn(api::serve(listener, api_tx).in_current_span());
+    let key_service = KeyService::new(Arc::clone(&keys), transport.key_requester(), settings.name.clone());
+    tokio::spawn(api::serve(listener, api_tx, key_service).in_current_span());
     let (seeds_tx, seeds_rx) = mpsc::channel(4);
     if !settings.join.is_empty() {
-        let own = transport.listen_addrs().to_vec();
-        let seeding = resolve_seeds(settings.join.clone(), transport.dialer(), own, seeds_tx);
-        tokio::spawn(seeding.in_current_span());
+        tokio::spawn(resolve_seeds(settings.join.clone(), gossip, seeds_tx).in_current_span());
     }
-    if !settings.keyed {
+    if settings.cluster_key.is_none() && keys.ids() == [crate::crypto::ClusterKey::open_cluster().id()] {
         warn!("no --cluster-key: any shoal agent without a key can join this mesh (run `shoal keygen`)");
     }
     info!(
         %addr, api = %settings.api, generation = loaded.generation, data_dir = %data_dir.path().display(),
-        profile = settings.profile.name(), mdns = settings.mdns, catalog_entries = restored, "agent started"
+        profile = settings.profile.name(), mdns = mdns.is_some(), catalog_entries = restored,
+        keys = ?keys.ids().iter().map(ToString::to_string).collect::<Vec<_>>(), "agent started"
     );
     let agent = Agent {
         membership,
@@ -120,6 +121,7 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
         reconciler,
         events: WorkloadEvents::default(),
         transport,
+        _mdns: mdns,
         clock,
         settings,
         started,
@@ -128,95 +130,58 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
         seeds: Vec::new(),
         next_join: None,
         join_backoff: JOIN_BACKOFF_MIN,
-        generations: BTreeMap::new(),
     };
     agent.run(events, api_rx, seeds_rx, shutdown).await;
     Ok(())
 }
 
-/// The advertised socket: --advertise, else the bound one, else (bound to
-/// 0.0.0.0 or ::) the first non-loopback listen address.
-fn advertised(settings: &Settings, listening: &[Multiaddr]) -> Multiaddr {
+/// The advertised gossip address: --advertise, else the bound one, else
+/// (bound to 0.0.0.0 or ::) this host's first non-loopback address of that
+/// family, with the bound port.
+fn advertised(settings: &Settings, bound: SocketAddr) -> SocketAddr {
     if let Some(advertise) = settings.advertise {
-        return quic_multiaddr(advertise);
+        return advertise;
     }
-    let is_loopback = |a: &Multiaddr| {
-        a.iter().any(|p| {
-            matches!(p, Protocol::Ip4(ip) if ip.is_loopback()) || matches!(p, Protocol::Ip6(ip) if ip.is_loopback())
-        })
-    };
-    listening
-        .iter()
-        .find(|a| !is_loopback(a))
-        .or_else(|| listening.first())
-        .cloned()
-        .unwrap_or_else(|| quic_multiaddr(settings.bind))
+    if !bound.ip().is_unspecified() {
+        return bound;
+    }
+    let same_family = |ip: &IpAddr| ip.is_ipv4() == bound.is_ipv4();
+    let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
+    let ip = interfaces.iter().map(if_addrs::Interface::ip).find(|ip| same_family(ip) && !ip.is_loopback());
+    let ip = ip.unwrap_or(if bound.is_ipv4() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])
+    });
+    SocketAddr::new(ip, bound.port())
 }
 
-/// Resolves the --join list (DNS names included) and learns the peer id at
-/// each address, with backoff, until at least one answers (or ~15 s pass),
-/// then hands the addresses to the agent. A seed given with its peer id is
-/// the very address its member advertises, so the protocol stops retrying it
-/// once that member is live; a bare `HOST:PORT` would be retried forever.
-async fn resolve_seeds(join: Vec<String>, dialer: Dialer, own: Vec<Multiaddr>, seeds: mpsc::Sender<Vec<Address>>) {
+/// Resolves the --join list (DNS names included), retrying with backoff
+/// until at least one entry resolves, then hands the addresses to the
+/// agent, which joins through them (and again, with backoff, while nobody
+/// answers).
+async fn resolve_seeds(join: Vec<String>, own: SocketAddr, seeds: mpsc::Sender<Vec<Address>>) {
     let mut backoff = Duration::from_millis(250);
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let (mut identified, mut unanswered) = (Vec::new(), Vec::new());
+        let mut found = Vec::new();
         for entry in &join {
-            let (known, bare) = identify_seed(entry, &dialer, &own).await;
-            // A name that resolved to several addresses (IPv4 and IPv6, say)
-            // needs only the ones that answered.
-            if known.is_empty() {
-                unanswered.extend(bare);
+            if entry.starts_with('/') {
+                warn!(join = %entry, "multiaddrs are no longer used: pass HOST:PORT, e.g. 10.0.0.1:7946");
+                continue;
             }
-            identified.extend(known);
+            match tokio::net::lookup_host(entry.as_str()).await {
+                Ok(addrs) => found.extend(addrs.filter(|a| *a != own)),
+                Err(error) => warn!(join = %entry, %error, "cannot resolve; will retry"),
+            }
         }
-        let timed_out = tokio::time::Instant::now() > give_up;
-        if !identified.is_empty() || (timed_out && !unanswered.is_empty()) {
-            let found = identified.into_iter().chain(unanswered);
-            let _ = seeds.send(found.filter_map(|a| Address::new(a.to_string()).ok()).collect()).await;
+        found.dedup();
+        if !found.is_empty() {
+            let _ = seeds.send(found.iter().filter_map(|a| Address::new(a.to_string()).ok()).collect()).await;
             return;
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
-}
-
-/// One `--join` entry's addresses: those whose peer id is known (given, or
-/// learnt by dialing), and those that did not answer.
-async fn identify_seed(entry: &str, dialer: &Dialer, own: &[Multiaddr]) -> (Vec<Multiaddr>, Vec<Multiaddr>) {
-    let addrs: Vec<Multiaddr> = if entry.starts_with('/') {
-        match entry.parse::<Multiaddr>() {
-            Ok(addr) => vec![addr],
-            Err(error) => {
-                warn!(join = %entry, %error, "not a multiaddr; ignored");
-                Vec::new()
-            }
-        }
-    } else {
-        match tokio::net::lookup_host(entry).await {
-            Ok(addrs) => addrs.map(quic_multiaddr).collect(),
-            Err(error) => {
-                warn!(join = %entry, %error, "cannot resolve; will retry");
-                Vec::new()
-            }
-        }
-    };
-    let (mut known, mut bare_ones) = (Vec::new(), Vec::new());
-    for addr in addrs.into_iter().filter(|a| !own.contains(a)) {
-        match split_peer(&addr) {
-            (_, Some(_)) => known.push(addr),
-            (bare, None) => match timeout(Duration::from_secs(3), dialer.peer_at(bare.clone())).await {
-                Ok(Ok(peer)) => known.push(bare.with_p2p(peer).unwrap_or_else(|a| a)),
-                outcome => {
-                    debug!(seed = %bare, ?outcome, "seed did not answer");
-                    bare_ones.push(bare);
-                }
-            },
-        }
-    }
-    (known, bare_ones)
 }
 
 struct Clock {
@@ -239,6 +204,8 @@ struct Agent {
     reconciler: Reconciler,
     events: WorkloadEvents,
     transport: Transport,
+    /// The mDNS announcement and browse, while it runs.
+    _mdns: Option<Mdns>,
     clock: Clock,
     settings: Settings,
     started: std::time::Instant,
@@ -247,8 +214,6 @@ struct Agent {
     seeds: Vec<Address>,
     next_join: Option<tokio::time::Instant>,
     join_backoff: Duration,
-    /// The last generation seen of each member, to notice restarts.
-    generations: BTreeMap<NodeId, u64>,
 }
 
 async fn sleep_until_some(at: Option<tokio::time::Instant>) {
@@ -351,22 +316,18 @@ impl Agent {
         match event {
             TransportEvent::Message { from, bytes } => self.membership.handle_message(self.clock.now(), &from, &bytes),
             TransportEvent::Discovered { addr } => {
-                let loopback = addr.as_str().starts_with("/ip4/127.") || addr.as_str().starts_with("/ip6/::1/");
+                let loopback = addr.as_str().parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
                 if !loopback && !self.is_live_peer(&addr) && self.leaving_since.is_none() {
-                    info!(%addr, "mDNS found a peer; joining it");
+                    info!(%addr, "mDNS found an agent; joining it");
                     self.membership.join(self.clock.now(), [addr]);
                 }
             }
         }
     }
 
-    /// Whether a live member already has the peer id in `addr`.
+    /// Whether a live member advertises `addr`.
     fn is_live_peer(&self, addr: &Address) -> bool {
-        let peer = |a: &str| a.parse::<Multiaddr>().ok().and_then(|m| split_peer(&m).1);
-        let Some(wanted) = peer(addr.as_str()) else { return false };
-        self.membership
-            .members()
-            .any(|m| m.state.is_live() && m.meta.primary_addr().and_then(|a| peer(a.as_str())) == Some(wanted))
+        self.membership.members().any(|m| m.state.is_live() && m.meta.primary_addr() == Some(addr))
     }
 
     fn drain(&mut self) {
@@ -376,22 +337,6 @@ impl Agent {
         while let Some(event) = self.membership.poll_event() {
             self.reconciler.poke();
             self.log_event(event);
-            if let Event::MemberUp { id } = event {
-                self.note_restart(id);
-            }
-        }
-    }
-
-    /// A member that came back with a higher generation is a new process:
-    /// connections to its old one must go (see `Transport::peer_restarted`).
-    fn note_restart(&mut self, id: NodeId) {
-        let Some(member) = self.membership.member(id) else { return };
-        let previous = self.generations.insert(id, member.generation);
-        if previous.is_some_and(|g| g < member.generation) {
-            let addr = member.meta.primary_addr().and_then(|a| a.as_str().parse::<Multiaddr>().ok());
-            if let Some(peer) = addr.and_then(|a| split_peer(&a).1) {
-                self.transport.peer_restarted(peer);
-            }
         }
     }
 
@@ -425,7 +370,7 @@ impl Agent {
                     status: status.into(),
                     live_members: self.membership.live_members(),
                     local_health: self.membership.local_health(),
-                    datagrams_dropped: DropReason::ALL.into_iter().map(drops::dropped).sum(),
+                    datagrams_dropped: self.transport.counters().datagrams_rejected.total(),
                 });
             }
             ApiRequest::Metrics(reply) => {
@@ -455,6 +400,11 @@ impl Agent {
                 }
                 let _ = reply.send(deleted);
             }
+            ApiRequest::Peers(reply) => {
+                let me = self.membership.id();
+                let peers = self.membership.members().filter(|m| m.state.is_live() && m.id != me);
+                let _ = reply.send(peers.map(PeerView::of).collect());
+            }
             ApiRequest::Leave(reply) => {
                 info!("leave requested through the API");
                 self.leave();
@@ -481,8 +431,7 @@ impl Agent {
         }
         SelfView {
             member,
-            peer_id: self.transport.local_peer().to_string(),
-            cluster_id: format!("{:016x}", self.membership.config().cluster_id),
+            keys: self.transport.keys().ids().iter().map(ToString::to_string).collect(),
             profile: self.settings.profile.name().into(),
             members,
             local_health: self.membership.local_health(),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use crate::keys::KeysView;
 use crate::spec::SpecFile;
 use crate::view::{HealthView, MemberView, SelfView};
 use crate::workloads::{ErrorView, WorkloadDetail, WorkloadView};
@@ -84,6 +85,19 @@ impl Client {
     pub fn delete(&self, name: &str) -> Result<(), ClientError> {
         self.call(self.agent.delete(&self.url(&format!("/v1/workloads/{}", path_segment(name)))))?;
         Ok(())
+    }
+
+    /// The keys every live agent holds.
+    pub fn keys(&self) -> Result<KeysView, ClientError> {
+        self.get_json("/v1/keys")
+    }
+
+    /// `install`, `use` or `remove` a key on every live agent.
+    pub fn change_keys(&self, verb: &str, key: &str) -> Result<KeysView, ClientError> {
+        let body = serde_json::json!({ "key": key }).to_string();
+        let request = self.agent.post(&self.url(&format!("/v1/keys/{verb}"))).set("content-type", "application/json");
+        let response = self.call_with(request, Some(&body))?;
+        response.into_json().map_err(|e| ClientError::Decode { api: self.api, why: e.to_string() })
     }
 
     fn url(&self, path: &str) -> String {

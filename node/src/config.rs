@@ -66,7 +66,7 @@ pub struct AgentArgs {
     /// The address peers should use, HOST:PORT [default: the bound address].
     #[arg(long, env = "SHOAL_ADVERTISE")]
     pub advertise: Option<String>,
-    /// A member to join through: HOST:PORT (a DNS name works) or a multiaddr.
+    /// A member to join through: HOST:PORT (a DNS name works).
     /// Repeatable; retried until one answers.
     #[arg(long, env = "SHOAL_JOIN", value_delimiter = ',')]
     pub join: Vec<String>,
@@ -169,9 +169,9 @@ pub struct Settings {
     pub join: Vec<String>,
     pub mdns: bool,
     pub api: SocketAddr,
-    pub cluster_key: ClusterKey,
-    /// False when no key was given (the open cluster key is in use).
-    pub keyed: bool,
+    /// The key given with --cluster-key or --cluster-key-file. A keyring
+    /// saved in the data dir wins over it (see `store::keyring`).
+    pub cluster_key: Option<ClusterKey>,
     pub capacity: Capacity,
     pub labels: BTreeMap<String, String>,
     pub profile: Profile,
@@ -199,10 +199,10 @@ impl AgentArgs {
         let api = socket_addr("api", &self.api.or(file.api).unwrap_or_else(|| DEFAULT_API.into()))?;
         let key_text = self.cluster_key.or(file.cluster_key);
         let key_file = self.cluster_key_file.or(file.cluster_key_file);
-        let (cluster_key, keyed) = match (key_text, key_file) {
-            (Some(text), _) => (ClusterKey::parse(&text)?, true),
-            (None, Some(path)) => (ClusterKey::from_file(&path)?, true),
-            (None, None) => (ClusterKey::open_cluster(), false),
+        let cluster_key = match (key_text, key_file) {
+            (Some(text), _) => Some(ClusterKey::parse(&text)?),
+            (None, Some(path)) => Some(ClusterKey::from_file(&path)?),
+            (None, None) => None,
         };
         let detected = detect_capacity();
         let cpu_millis = self.cpu.or(file.cpu).unwrap_or(detected.cpu_millis);
@@ -231,7 +231,6 @@ impl AgentArgs {
             mdns,
             api,
             cluster_key,
-            keyed,
             capacity: Capacity { cpu_millis, memory_bytes },
             labels,
             profile,

@@ -1,5 +1,6 @@
 //! The Shoal agent: drives the pure `shoal-protocol` state machine with the
-//! real clock and a libp2p (QUIC + mDNS) network, and serves a local HTTP API.
+//! real clock and the network (sealed UDP datagrams, short-lived TCP streams,
+//! mDNS), and serves a local HTTP API.
 //!
 //! The binary (`src/main.rs`) is a thin CLI over this library; the cross-crate
 //! tests use the library too, to play a hostile peer.
@@ -11,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod driver;
 pub mod events;
+pub mod keys;
 pub mod metrics;
 pub mod persist;
 pub mod reconcile;

@@ -91,9 +91,39 @@ enum Command {
         #[command(flatten)]
         api: ApiArg,
     },
+    /// The mesh's cluster keys: list them, or install, use or remove one on
+    /// every live agent (rotation: install B, use B, remove A).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+        /// The agent's API address.
+        #[arg(long, env = "SHOAL_API", default_value = DEFAULT_API, global = true)]
+        api: SocketAddr,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Start N agents on this machine (loopback), wait until they converge,
     /// and keep them running until Ctrl-C.
     Local(local::LocalArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Which keys every live agent holds, and on how many each is primary.
+    List,
+    /// Hold a new key too (64 hex digits, from `shoal keygen`).
+    Install { key: String },
+    /// Seal with this key from now on (it must be installed everywhere).
+    Use {
+        /// The key, or its 8-digit id.
+        key: String,
+    },
+    /// Drop a key (it must not be the primary anywhere).
+    Remove {
+        /// The key, or its 8-digit id.
+        key: String,
+    },
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -160,6 +190,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             output::line(&format!("workload {name} deleted; every node stops its replicas"));
             Ok(())
         }
+        Command::Keys { action, api, json } => {
+            let client = Client::new(api);
+            let view = match action {
+                KeysAction::List => client.keys()?,
+                KeysAction::Install { key } => client.change_keys("install", &key)?,
+                KeysAction::Use { key } => client.change_keys("use", &key)?,
+                KeysAction::Remove { key } => client.change_keys("remove", &key)?,
+            };
+            if json {
+                output::json(&view)?
+            } else {
+                output::keys(&view)
+            }
+            anyhow::ensure!(
+                view.failures.is_empty(),
+                "{} of {} agents did not apply it",
+                view.failures.len(),
+                view.agents
+            );
+            Ok(())
+        }
         Command::Local(args) => runtime()?.block_on(local::run(args, log_args)),
     }
 }
@@ -213,8 +264,5 @@ fn init_logging(format: LogFormat, agent: bool) {
         LogFormat::Human => output.boxed(),
         LogFormat::Json => output.json().boxed(),
     };
-    // The log's filter applies to the log alone: the drop counter sees
-    // quinn's endpoint events whatever RUST_LOG says.
-    let counter = agent.then(shoal_node::transport::drops::layer);
-    let _ = tracing_subscriber::registry().with(output.with_filter(filter)).with(counter).try_init();
+    let _ = tracing_subscriber::registry().with(output.with_filter(filter)).try_init();
 }

@@ -1,14 +1,14 @@
 //! `GET /metrics`: the protocol's counters, members by state, replicas by
 //! state, the probe round-trip histogram and the transport's counters (with
-//! the datagrams QUIC dropped, by reason), in Prometheus text.
+//! the datagrams and frames that did not open, by reason), in Prometheus text.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use shoal_protocol::{Membership, ReplicaState, RttHistogram, State};
 
-use crate::transport::TransportCounters;
-use crate::transport::drops::{self, DropReason};
+use crate::crypto::OpenError;
+use crate::transport::{ByOpenError, TransportCounters};
 
 /// Renders every metric. Counter names follow the protocol's field names, so a
 /// counter the protocol adds shows up here without a change.
@@ -56,27 +56,36 @@ pub fn render(membership: &Membership, transport: &TransportCounters) -> String 
 
     let t = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     for (name, value) in [
+        ("datagrams_in", t(&transport.datagrams_in)),
+        ("datagrams_out", t(&transport.datagrams_out)),
+        ("datagram_bytes_in", t(&transport.datagram_bytes_in)),
+        ("datagram_bytes_out", t(&transport.datagram_bytes_out)),
         ("frames_in", t(&transport.frames_in)),
         ("frames_out", t(&transport.frames_out)),
-        ("bytes_in", t(&transport.bytes_in)),
-        ("bytes_out", t(&transport.bytes_out)),
-        ("frames_rejected", t(&transport.frames_rejected)),
-        ("frames_oversized", t(&transport.frames_oversized)),
-        ("peers_disconnected", t(&transport.peers_disconnected)),
+        ("frame_bytes_in", t(&transport.frame_bytes_in)),
+        ("frame_bytes_out", t(&transport.frame_bytes_out)),
+        ("frames_malformed", t(&transport.frames_malformed)),
+        ("streams_opened", t(&transport.streams_opened)),
+        ("streams_accepted", t(&transport.streams_accepted)),
+        ("streams_refused", t(&transport.streams_refused)),
         ("inbound_dropped", t(&transport.inbound_dropped)),
         ("outbound_dropped", t(&transport.outbound_dropped)),
         ("unroutable", t(&transport.unroutable)),
     ] {
         counter(&mut out, &format!("shoal_transport_{name}_total"), "", value);
     }
-    let metric = "shoal_transport_datagrams_dropped_total";
-    let _ = writeln!(out, "# TYPE {metric} counter");
-    for reason in DropReason::ALL {
-        let _ = writeln!(out, "{metric}{{reason=\"{}\"}} {}", reason.name(), drops::dropped(reason));
-    }
-    let _ = writeln!(out, "# TYPE shoal_transport_connected_peers gauge");
-    let _ = writeln!(out, "shoal_transport_connected_peers {}", t(&transport.connected_peers));
+    by_reason(&mut out, "shoal_transport_datagrams_rejected_total", &transport.datagrams_rejected);
+    by_reason(&mut out, "shoal_transport_frames_rejected_total", &transport.frames_rejected);
+    let _ = writeln!(out, "# TYPE shoal_transport_streams_open gauge");
+    let _ = writeln!(out, "shoal_transport_streams_open {}", t(&transport.streams_open));
     out
+}
+
+fn by_reason(out: &mut String, metric: &str, counts: &ByOpenError) {
+    let _ = writeln!(out, "# TYPE {metric} counter");
+    for reason in OpenError::ALL {
+        let _ = writeln!(out, "{metric}{{reason=\"{}\"}} {}", reason.name(), counts.get(reason));
+    }
 }
 
 /// The lowercase name of a state, as the API and metrics spell it.

@@ -135,17 +135,27 @@ pub(crate) fn status(me: &SelfView) -> anyhow::Result<()> {
     println!("name:         {}", m.name);
     println!("state:        {}", shoal_node::metrics::state_name(m.state));
     println!("node id:      {}", m.id);
-    println!("peer id:      {}", me.peer_id);
+    println!("keys:         {} (primary first)", me.keys.join(", "));
     println!("address:      {}", m.addr);
     println!("generation:   {} (incarnation {})", m.generation, m.incarnation);
     println!("capacity:     {}m cpu, {}", m.capacity.cpu_millis, human_bytes(m.capacity.memory_bytes));
-    println!("cluster id:   {}", me.cluster_id);
     println!("profile:      {}", me.profile);
     println!("members:      {}", members.join(", "));
     println!("local health: {} (0 is healthy)", me.local_health);
     println!("uptime:       {}s", me.uptime_secs);
     println!("data dir:     {}", me.data_dir);
     Ok(())
+}
+
+pub(crate) fn keys(view: &shoal_node::keys::KeysView) {
+    println!("{}: {} of {} agents answered", view.op, view.ok, view.agents);
+    println!("{:<10} {:>9} {:>9}", "KEY", "INSTALLED", "PRIMARY");
+    for key in &view.keys {
+        println!("{:<10} {:>9} {:>9}", key.id, format!("{}/{}", key.installed, view.agents), key.primary);
+    }
+    for failure in &view.failures {
+        println!("failed on {}: {}", failure.node, failure.error);
+    }
 }
 
 fn human_bytes(bytes: u64) -> String {

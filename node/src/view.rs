@@ -13,7 +13,7 @@ pub struct MemberView {
     pub name: String,
     /// alive, suspect, dead or left.
     pub state: State,
-    /// The primary address (a multiaddr ending in `/p2p/<peer>`).
+    /// The gossip address, `HOST:PORT`.
     pub addr: String,
     pub capacity: Capacity,
     pub labels: BTreeMap<String, String>,
@@ -37,6 +37,24 @@ impl MemberView {
     }
 }
 
+/// A live member an agent can reach: whom key operations fan out to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    pub name: String,
+    /// The gossip address, `HOST:PORT`.
+    pub addr: String,
+}
+
+impl PeerView {
+    /// The view of a protocol member.
+    pub fn of(member: &Member) -> PeerView {
+        PeerView {
+            name: member.meta.name.clone(),
+            addr: member.meta.primary_addr().map(|a| a.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
 /// A node id as the API spells it: 32 hex digits.
 pub fn node_id_hex(id: NodeId) -> String {
     id.0.iter().map(|b| format!("{b:02x}")).collect()
@@ -47,10 +65,9 @@ pub fn node_id_hex(id: NodeId) -> String {
 pub struct SelfView {
     #[serde(flatten)]
     pub member: MemberView,
-    /// The libp2p peer id.
-    pub peer_id: String,
-    /// The protocol's cluster id (a hash of the cluster key), 16 hex digits.
-    pub cluster_id: String,
+    /// The ids of the cluster keys this agent holds, the primary (the one
+    /// it seals with) first.
+    pub keys: Vec<String>,
     /// lan, wan or local.
     pub profile: String,
     /// Members by state, this node included.
@@ -70,8 +87,8 @@ pub struct HealthView {
     /// Alive plus suspect members, this node included.
     pub live_members: usize,
     pub local_health: u32,
-    /// Datagrams QUIC dropped before any connection (garbage, truncated or
-    /// undecryptable handshakes, unknown connections); by reason in `/metrics`.
+    /// Datagrams that did not open under the keyring (garbage, another
+    /// cluster's key, forged); by reason in `/metrics`.
     #[serde(default)]
     pub datagrams_dropped: u64,
 }

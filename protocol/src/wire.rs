@@ -395,6 +395,25 @@ impl MessageBuilder {
     }
 }
 
+/// Whether an encoded message is anti-entropy (`Body::Sync`), which needs a
+/// reliable path and is not bound by the datagram budget (the node sends it
+/// over a stream, the simulator exempts it from loss and the MTU). Read from
+/// the header without decoding: magic and version (5 bytes), the cluster id
+/// (bincode varint), the sender's 16-byte id, then the body's variant index.
+pub fn is_sync(payload: &[u8]) -> bool {
+    /// `Body::Sync` is the sixth variant.
+    const SYNC_VARIANT: u8 = 5;
+    let Some(&first) = payload.get(5) else { return false };
+    let varint_len = match first {
+        0..=250 => 1,
+        251 => 3,
+        252 => 5,
+        253 => 9,
+        _ => 17,
+    };
+    payload.get(5 + varint_len + 16) == Some(&SYNC_VARIANT)
+}
+
 /// Encodes a whole message with no budget (for tests and tools).
 pub fn encode(cluster_id: u64, message: &Message) -> Vec<u8> {
     let mut builder = MessageBuilder::new(cluster_id, message.from, &message.body, usize::MAX);

@@ -224,21 +224,10 @@ pub fn judge(rules: &[Rule], from: usize, to: usize, reliable: bool, rng: &mut C
     Verdict::Pass
 }
 
-/// Whether an encoded message is anti-entropy (`Body::Sync`), read from the
-/// header without decoding: magic and version (5 bytes), the cluster id
-/// (bincode varint), the sender's 16-byte id, then the body's variant index.
+/// Whether an encoded message is anti-entropy (`Body::Sync`), which rides
+/// a reliable stream in the real node.
 pub fn is_sync(payload: &[u8]) -> bool {
-    /// `Body::Sync` is the sixth variant.
-    const SYNC_VARIANT: u8 = 5;
-    let Some(&first) = payload.get(5) else { return false };
-    let varint_len = match first {
-        0..=250 => 1,
-        251 => 3,
-        252 => 5,
-        253 => 9,
-        _ => 17,
-    };
-    payload.get(5 + varint_len + 16) == Some(&SYNC_VARIANT)
+    shoal_protocol::wire::is_sync(payload)
 }
 
 /// Node index of a simulator address `sim:<index>`, without allocating.

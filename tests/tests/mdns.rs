@@ -1,8 +1,8 @@
 //! mDNS: two agents started with no `--join` find each other.
 //!
-//! libp2p's mDNS ignores loopback interfaces, so the two agents run in two
-//! network namespaces joined by a bridge (in a third namespace), all created
-//! here and removed afterwards. Needs root and `ip netns`; without them the
+//! mDNS is multicast on a LAN interface (and the agent ignores finds on
+//! loopback), so the two agents run in two network namespaces joined by a
+//! bridge (in a third namespace), all created here and removed afterwards. Needs root and `ip netns`; without them the
 //! test says so loudly and passes.
 #![allow(clippy::print_stderr)]
 

@@ -1,17 +1,22 @@
-//! The data dir: the node's ed25519 identity (created once, kept forever),
-//! its generation counter (raised on every start, written crash-safely before
-//! the node says anything to anyone), and the workload catalog ([`catalog`]).
+//! The data dir: the node's id (created once, kept forever), its generation
+//! counter (raised on every start, written crash-safely before the node says
+//! anything to anyone), the keyring ([`keyring`]) and the workload catalog
+//! ([`catalog`]).
 
 pub mod catalog;
+pub mod keyring;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use libp2p::identity::Keypair;
+use rand::RngCore;
 use shoal_protocol::NodeId;
 
-const KEY_FILE: &str = "node.key";
+const ID_FILE: &str = "node.id";
+/// Where agents before 0.2 kept a libp2p ed25519 key, whose public half
+/// gave the node id: read once so an upgraded node keeps its id.
+const LEGACY_KEY_FILE: &str = "node.key";
 const GENERATION_FILE: &str = "generation";
 
 /// Why the data dir could not be used. The node did not start.
@@ -40,9 +45,7 @@ pub struct DataDir {
 /// Who this node is, as loaded from its data dir.
 #[derive(Debug)]
 pub struct Loaded {
-    /// The libp2p identity (its peer id is derived from it).
-    pub keypair: Keypair,
-    /// The protocol's node id: the first 16 bytes of the public key.
+    /// The protocol's node id: 16 random bytes chosen on the first start.
     pub id: NodeId,
     /// This run's generation: one more than the last run's.
     pub generation: u64,
@@ -64,34 +67,36 @@ impl DataDir {
         &self.path
     }
 
-    /// Loads (or creates) the identity and raises the generation.
+    /// Loads (or creates) the node id and raises the generation.
     pub fn load(&self) -> Result<Loaded, StoreError> {
-        let keypair = self.keypair()?;
-        let id = node_id(&keypair);
+        let id = self.node_id()?;
         let generation = self.bump_generation()?;
-        Ok(Loaded { keypair, id, generation })
+        Ok(Loaded { id, generation })
     }
 
-    fn keypair(&self) -> Result<Keypair, StoreError> {
-        let path = self.path.join(KEY_FILE);
-        match fs::read(&path) {
-            Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| StoreError::Corrupt {
-                path,
-                why: e.to_string(),
-                fix: NEW_IDENTITY,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let keypair = Keypair::generate_ed25519();
-                let bytes = keypair.to_protobuf_encoding().map_err(|e| StoreError::Corrupt {
-                    path: path.clone(),
-                    why: e.to_string(),
-                    fix: NEW_IDENTITY,
-                })?;
-                self.write_atomic(KEY_FILE, &bytes).map_err(|source| StoreError::Unwritable { path, source })?;
-                Ok(keypair)
-            }
-            Err(source) => Err(StoreError::Read { path, source }),
+    fn node_id(&self) -> Result<NodeId, StoreError> {
+        let path = self.path.join(ID_FILE);
+        let corrupt = |why: String| StoreError::Corrupt { path: path.clone(), why, fix: NEW_IDENTITY };
+        match fs::read_to_string(&path) {
+            Ok(text) => return parse_id(text.trim()).ok_or_else(|| corrupt("not 32 hex digits".into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(StoreError::Read { path, source }),
         }
+        let id = match fs::read(self.path.join(LEGACY_KEY_FILE)) {
+            Ok(bytes) => legacy_id(&bytes).ok_or_else(|| StoreError::Corrupt {
+                path: self.path.join(LEGACY_KEY_FILE),
+                why: "not an ed25519 key".into(),
+                fix: NEW_IDENTITY,
+            })?,
+            Err(_) => {
+                let mut id = [0; 16];
+                rand::rng().fill_bytes(&mut id);
+                NodeId(id)
+            }
+        };
+        let text = format!("{}\n", crate::view::node_id_hex(id));
+        self.write_atomic(ID_FILE, text.as_bytes()).map_err(|source| StoreError::Unwritable { path, source })?;
+        Ok(id)
     }
 
     fn bump_generation(&self) -> Result<u64, StoreError> {
@@ -127,18 +132,25 @@ impl DataDir {
     }
 }
 
-/// The protocol's id for a libp2p identity: the first 16 bytes of its public key.
-pub fn node_id(keypair: &Keypair) -> NodeId {
-    let mut id = [0; 16];
-    if let Ok(ed) = keypair.clone().try_into_ed25519() {
-        id.copy_from_slice(&ed.public().to_bytes()[..16]);
-    } else {
-        let bytes = keypair.public().encode_protobuf();
-        for (slot, byte) in id.iter_mut().zip(bytes.iter().rev()) {
-            *slot = *byte;
-        }
+fn parse_id(text: &str) -> Option<NodeId> {
+    if text.len() != 32 || !text.is_ascii() {
+        return None;
     }
-    NodeId(id)
+    let mut id = [0; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(NodeId(id))
+}
+
+/// The id an old agent derived from its libp2p key file: the first 16 bytes
+/// of the ed25519 public key. The file is the key's protobuf encoding:
+/// `08 01 12 40`, then the 32-byte secret and the 32-byte public key.
+fn legacy_id(bytes: &[u8]) -> Option<NodeId> {
+    let public = bytes.strip_prefix(&[0x08, 0x01, 0x12, 0x40])?.get(32..64)?;
+    let mut id = [0; 16];
+    id.copy_from_slice(&public[..16]);
+    Some(NodeId(id))
 }
 
 #[cfg(test)]
@@ -152,8 +164,23 @@ mod tests {
         let first = DataDir::open(&dir).and_then(|d| d.load()).expect("first start");
         let second = DataDir::open(&dir).and_then(|d| d.load()).expect("second start");
         assert_eq!(first.id, second.id);
-        assert_eq!(first.keypair.public(), second.keypair.public());
         assert_eq!((first.generation, second.generation), (1, 2));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_upgraded_node_keeps_the_id_of_its_libp2p_key() {
+        let dir = std::env::temp_dir().join(format!("shoal-store-legacy-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("dir");
+        let mut key = vec![0x08, 0x01, 0x12, 0x40];
+        key.extend(0..64u8);
+        fs::write(dir.join(LEGACY_KEY_FILE), &key).expect("write");
+        let loaded = DataDir::open(&dir).and_then(|d| d.load()).expect("start");
+        let expected: Vec<u8> = (32..48).collect();
+        assert_eq!(loaded.id.0.to_vec(), expected);
+        fs::remove_file(dir.join(LEGACY_KEY_FILE)).expect("remove");
+        assert_eq!(DataDir::open(&dir).and_then(|d| d.load()).expect("restart").id, loaded.id);
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -1,267 +1,203 @@
-//! libp2p over QUIC, with mDNS, carrying sealed protocol messages.
+//! The agent's network: sealed UDP datagrams for the protocol, and a TCP
+//! connection per destination, opened when needed and closed when idle, for
+//! what does not fit a datagram.
 //!
-//! Each protocol message travels as one length-prefixed frame on a long-lived
-//! unidirectional libp2p stream (`/shoal/membership/1`): one writer task per
-//! destination keeps a stream open and writes frames in order; each inbound
-//! stream gets a reader task. Frames are sealed with the cluster key
-//! ([`crate::crypto`]); a frame that does not open, or is too long, is counted,
-//! and the peer that sent it is disconnected.
+//! This is memberlist's model. Probes, acks, indirect probes and gossip are
+//! single datagrams sealed with the cluster key ([`crate::crypto`]): no
+//! per-peer connection, keep-alive or handshake, so the bytes on the wire
+//! are the protocol's bytes plus a fixed 45-byte seal and the IP/UDP header
+//! (ALGORITHM.md, "On the wire"). Anti-entropy messages (`Body::Sync`, which
+//! the simulator also treats as reliable and unbounded by the MTU) and key
+//! operations ride TCP on the same port, in sealed length-prefixed frames
+//! ([`frame`]). Addresses are plain `HOST:PORT`.
 //!
-//! Queues are bounded and never block the agent: a full queue drops the
-//! message, exactly as a lost datagram would (the protocol tolerates loss).
+//! Nothing here blocks the agent: a datagram is handed to the kernel with a
+//! non-blocking send, a frame to a bounded queue; what cannot be sent at once
+//! is dropped and counted, which the protocol treats as loss. Every datagram
+//! or frame that does not open under the keyring is dropped and counted by
+//! reason; nothing that did not open reaches the protocol.
 
-pub mod drops;
+mod datagram;
+pub mod frame;
+pub mod mdns;
 mod stream;
-mod swarm;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use libp2p::identity::Keypair;
-use libp2p::multiaddr::Protocol;
-use libp2p::{Multiaddr, PeerId, StreamProtocol, mdns};
 use shoal_protocol::Address;
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio::time::timeout;
-use tracing::debug;
 
-use crate::crypto::{SEAL_OVERHEAD, Sealer};
+use crate::crypto::{OpenError, SEAL_OVERHEAD};
+use crate::keys::KeyStore;
 
-use self::stream::{Readers, Writer};
-use self::swarm::{Behaviour, SwarmCommand, SwarmLoop, discovered, first_listen_addrs};
+pub use self::stream::{KeyRequester, RequestError};
+use self::stream::{StreamConfig, Streams};
 
-/// The libp2p protocol name of Shoal's membership stream.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/shoal/membership/1");
-
-const WRITER_QUEUE: usize = 64;
 const EVENT_QUEUE: usize = 1024;
-const WRITER_IDLE: Duration = Duration::from_secs(120);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+/// The UDP receive buffer asked of the kernel (memberlist's 2 MiB): a burst
+/// of gossip while the agent is busy waits here instead of being dropped.
+const UDP_RECEIVE_BUFFER: usize = 2 << 20;
 
 /// Transport settings.
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
-    /// Where to listen (the gossip address).
+    /// Where to listen: UDP and TCP on the same port (0 picks one).
     pub bind: SocketAddr,
-    /// Whether to discover peers with mDNS.
-    pub mdns: bool,
-    /// Largest plaintext message accepted, in bytes.
+    /// Largest datagram payload the protocol sends (its datagram budget).
+    pub max_datagram: usize,
+    /// Largest plaintext message accepted on a stream, in bytes.
     pub max_message: usize,
-    /// QUIC idle timeout: a silent connection is closed after this.
-    pub idle_timeout: Duration,
-    /// QUIC keep-alive: idle but healthy peers ping each other this often, so
-    /// they are never closed for being idle.
-    pub keep_alive: Duration,
 }
 
 /// Why the transport could not start. Nothing is listening.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    /// libp2p refused the setup.
-    #[error("cannot set up libp2p: {0}")]
-    Setup(String),
     /// The gossip address could not be bound.
-    #[error("cannot listen on {addr}: {why} (is another agent using this port? pass another --bind)")]
-    Listen { addr: SocketAddr, why: String },
+    #[error("cannot listen on {addr}: {source} (is another agent using this port? pass another --bind)")]
+    Listen { addr: SocketAddr, source: std::io::Error },
 }
 
 /// Something the network did.
 #[derive(Debug)]
 pub enum TransportEvent {
-    /// A message arrived and opened under the cluster key.
+    /// A message arrived and opened under the keyring.
     Message {
-        /// The sender's transport address (a multiaddr ending in `/p2p/<peer>`).
+        /// Where to answer: the sender's gossip address, `HOST:PORT`.
         from: Address,
         /// The protocol message.
         bytes: Vec<u8>,
     },
-    /// mDNS found a peer at this address (ending in `/p2p/<peer>`).
+    /// mDNS found an agent at this gossip address.
     Discovered { addr: Address },
 }
 
-/// What the transport counted. Monotonic, except `connected_peers`.
+/// A counter per reason a sealed message did not open.
 #[derive(Debug, Default)]
-pub struct TransportCounters {
-    pub frames_in: AtomicU64,
-    pub frames_out: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-    /// Frames that did not open under the cluster key (wrong key, garbage).
-    pub frames_rejected: AtomicU64,
-    /// Frames whose length prefix exceeded the bound.
-    pub frames_oversized: AtomicU64,
-    /// Peers disconnected for sending such frames.
-    pub peers_disconnected: AtomicU64,
-    /// Inbound messages dropped because the agent fell behind.
-    pub inbound_dropped: AtomicU64,
-    /// Outbound messages dropped: queue full, or no connection could be made.
-    pub outbound_dropped: AtomicU64,
-    /// Addresses that are not a dialable multiaddr.
-    pub unroutable: AtomicU64,
-    /// Peers with at least one open connection (a gauge).
-    pub connected_peers: AtomicU64,
+pub struct ByOpenError([AtomicU64; 3]);
+
+impl ByOpenError {
+    fn bump(&self, reason: OpenError) {
+        let at = OpenError::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        bump(&self.0[at], 1);
+    }
+
+    /// The count for one reason.
+    pub fn get(&self, reason: OpenError) -> u64 {
+        let at = OpenError::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        self.0[at].load(Ordering::Relaxed)
+    }
+
+    /// The count over every reason.
+    pub fn total(&self) -> u64 {
+        OpenError::ALL.into_iter().map(|r| self.get(r)).sum()
+    }
 }
 
-fn bump(counter: &AtomicU64, by: u64) {
+/// What the transport counted. Monotonic, except the gauges.
+#[derive(Debug, Default)]
+pub struct TransportCounters {
+    pub datagrams_in: AtomicU64,
+    pub datagrams_out: AtomicU64,
+    /// Sealed bytes (UDP payloads) received and sent.
+    pub datagram_bytes_in: AtomicU64,
+    pub datagram_bytes_out: AtomicU64,
+    /// Datagrams that did not open, by reason (garbage, another key, forged).
+    pub datagrams_rejected: ByOpenError,
+    pub frames_in: AtomicU64,
+    pub frames_out: AtomicU64,
+    /// Frame bytes (prefix and seal included) received and sent.
+    pub frame_bytes_in: AtomicU64,
+    pub frame_bytes_out: AtomicU64,
+    /// Frames that did not open, by reason; their connection was closed.
+    pub frames_rejected: ByOpenError,
+    /// Frames with a length out of bounds, or that opened but did not decode.
+    pub frames_malformed: AtomicU64,
+    /// TCP connections opened to peers, and accepted from them.
+    pub streams_opened: AtomicU64,
+    pub streams_accepted: AtomicU64,
+    /// Inbound connections refused because too many were open.
+    pub streams_refused: AtomicU64,
+    /// Open TCP connections, both ways (a gauge).
+    pub streams_open: AtomicU64,
+    /// Inbound messages dropped because the agent fell behind.
+    pub inbound_dropped: AtomicU64,
+    /// Outbound messages dropped: socket buffer or queue full, or no
+    /// connection could be made.
+    pub outbound_dropped: AtomicU64,
+    /// Addresses that are not `HOST:PORT` with an IP.
+    pub unroutable: AtomicU64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64, by: u64) {
     counter.fetch_add(by, Ordering::Relaxed);
 }
 
-/// Where a writer sends: a known peer, or an address whose peer id we learn
-/// on connecting (a bootstrap `HOST:PORT`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Target {
-    Peer(PeerId),
-    Addr(Multiaddr),
-}
-
 /// The agent's handle on the network. Owned by the agent's task.
+#[derive(Debug)]
 pub struct Transport {
-    local_peer: PeerId,
-    control: libp2p_stream::Control,
-    swarm_tx: mpsc::UnboundedSender<SwarmCommand>,
-    writers: HashMap<Target, mpsc::Sender<(Multiaddr, Vec<u8>)>>,
-    tasks: JoinSet<()>,
-    swarm_task: tokio::task::JoinHandle<()>,
-    sealer: Sealer,
+    udp: Arc<UdpSocket>,
+    local_addr: SocketAddr,
+    keys: Arc<KeyStore>,
     counters: Arc<TransportCounters>,
-    listen_addrs: Vec<Multiaddr>,
-}
-
-impl std::fmt::Debug for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transport").field("local_peer", &self.local_peer).finish_non_exhaustive()
-    }
-}
-
-/// The multiaddr of a QUIC socket address.
-pub fn quic_multiaddr(addr: SocketAddr) -> Multiaddr {
-    let ip = match addr.ip() {
-        std::net::IpAddr::V4(ip) => Protocol::Ip4(ip),
-        std::net::IpAddr::V6(ip) => Protocol::Ip6(ip),
-    };
-    Multiaddr::empty().with(ip).with(Protocol::Udp(addr.port())).with(Protocol::QuicV1)
-}
-
-/// `addr` without a trailing `/p2p/...`, and the peer id it named.
-pub fn split_peer(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
-    let mut addr = addr.clone();
-    match addr.iter().last() {
-        Some(Protocol::P2p(peer)) => {
-            addr.pop();
-            (addr, Some(peer))
-        }
-        _ => (addr, None),
-    }
+    streams: Streams,
+    events: mpsc::Sender<TransportEvent>,
+    max_datagram: usize,
+    tasks: JoinSet<()>,
 }
 
 impl Transport {
-    /// Starts listening on `config.bind`. Returns the handle and the stream of
-    /// events, once the listener is up.
+    /// Binds UDP and TCP on `config.bind` and starts receiving. Returns the
+    /// handle and the stream of events.
     pub async fn start(
-        keypair: Keypair,
         config: &TransportConfig,
-        sealer: Sealer,
+        keys: Arc<KeyStore>,
     ) -> Result<(Transport, mpsc::Receiver<TransportEvent>), TransportError> {
-        let local_peer = keypair.public().to_peer_id();
-        let mdns_on = config.mdns;
-        let (idle, keep_alive) = (config.idle_timeout, config.keep_alive);
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_quic_config(|mut quic| {
-                quic.max_idle_timeout = u32::try_from(idle.as_millis()).unwrap_or(u32::MAX);
-                quic.keep_alive_interval = keep_alive;
-                quic
-            })
-            .with_behaviour(|key| {
-                let mdns = if mdns_on {
-                    let mdns_config = mdns::Config { query_interval: Duration::from_secs(30), ..Default::default() };
-                    Some(mdns::tokio::Behaviour::new(mdns_config, key.public().to_peer_id())?)
-                } else {
-                    None
-                };
-                Ok(Behaviour { stream: libp2p_stream::Behaviour::new(), mdns: mdns.into() })
-            })
-            .map_err(|e| TransportError::Setup(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-            .build();
-        // Accept streams before listening, so no early peer finds the protocol missing.
-        let mut control = swarm.behaviour().stream.new_control();
-        let incoming = control.accept(PROTOCOL).map_err(|e| TransportError::Setup(e.to_string()))?;
-        let listen_error = |why: String| TransportError::Listen { addr: config.bind, why };
-        swarm.listen_on(quic_multiaddr(config.bind)).map_err(|e| listen_error(e.to_string()))?;
-        let mut found = Vec::new();
-        let listen_addrs = first_listen_addrs(&mut swarm, &mut found).await.map_err(listen_error)?;
+        let (udp, tcp) = bind_both(config.bind).await?;
+        let local_addr = udp.local_addr().map_err(|source| TransportError::Listen { addr: config.bind, source })?;
+        let udp = Arc::new(udp);
         let counters = Arc::new(TransportCounters::default());
-        let remotes = Arc::new(Mutex::new(HashMap::new()));
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-        let (swarm_tx, swarm_rx) = mpsc::unbounded_channel();
-        let readers = Readers {
-            sealer: sealer.clone(),
+        let stream_config = StreamConfig {
+            keys: Arc::clone(&keys),
             counters: Arc::clone(&counters),
-            remotes: Arc::clone(&remotes),
             events: events_tx.clone(),
-            swarm: swarm_tx.clone(),
-            max_frame: config.max_message + SEAL_OVERHEAD,
+            max_sealed: config.max_message + SEAL_OVERHEAD + 1024,
         };
         let mut tasks = JoinSet::new();
-        tasks.spawn(readers.accept(incoming));
-        for (peer, addr) in found {
-            discovered(&events_tx, peer, addr);
-        }
-        let swarm_loop = SwarmLoop {
-            swarm,
-            commands: swarm_rx,
-            events: events_tx,
-            counters: Arc::clone(&counters),
-            remotes,
-            waiting: HashMap::new(),
-            waiting_addr: HashMap::new(),
-        };
-        let swarm_task = tokio::spawn(swarm_loop.run());
+        tasks.spawn(datagram::receive(Arc::clone(&udp), Arc::clone(&keys), Arc::clone(&counters), events_tx.clone()));
+        let streams = Streams::start(stream_config, tcp, &mut tasks);
         let transport = Transport {
-            local_peer,
-            control,
-            swarm_tx,
-            writers: HashMap::new(),
-            tasks,
-            swarm_task,
-            sealer,
+            udp,
+            local_addr,
+            keys,
             counters,
-            listen_addrs,
+            streams,
+            events: events_tx,
+            max_datagram: config.max_datagram,
+            tasks,
         };
         Ok((transport, events_rx))
     }
 
-    /// This node's peer id.
-    pub fn local_peer(&self) -> PeerId {
-        self.local_peer
+    /// The bound address (port resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
-    /// The addresses the listener is bound to (ports resolved).
-    pub fn listen_addrs(&self) -> &[Multiaddr] {
-        &self.listen_addrs
+    /// Tells the transport the address peers know this agent by, which
+    /// stream messages carry so that answers come back to the gossip port.
+    pub fn set_advertised(&mut self, addr: &Address) {
+        self.streams.set_reply_to(addr.as_str().to_string());
     }
 
-    /// Tells the transport that `peer` restarted (a higher generation). Its
-    /// connections are closed, because some were made with its previous
-    /// process and a writer would keep writing into one of them, unread,
-    /// until the idle timeout; the next message dials afresh. (libp2p-quic
-    /// derives its stateless-reset key from the identity, but keep-alives
-    /// alone do not reliably get such connections reset, and which of a
-    /// peer's connections is stale cannot be told from here.)
-    pub fn peer_restarted(&self, peer: PeerId) {
-        let _ = self.swarm_tx.send(SwarmCommand::Restarted(peer));
-    }
-
-    /// A handle that dials addresses to learn their peer ids.
-    pub fn dialer(&self) -> Dialer {
-        Dialer { swarm: self.swarm_tx.clone() }
+    /// A sender for discovery events (mDNS).
+    pub fn event_sender(&self) -> mpsc::Sender<TransportEvent> {
+        self.events.clone()
     }
 
     /// The transport's counters.
@@ -269,93 +205,74 @@ impl Transport {
         Arc::clone(&self.counters)
     }
 
-    /// Seals `payload` and queues it for `addr`. Never blocks; drops (and
-    /// counts) what cannot be queued.
-    pub fn send(&mut self, addr: &Address, payload: &[u8]) {
-        let frame = self.sealer.seal(payload);
-        self.send_frame(addr, frame);
+    /// The keyring it seals and opens with.
+    pub fn keys(&self) -> Arc<KeyStore> {
+        Arc::clone(&self.keys)
     }
 
-    /// Queues `frame` as it is, unsealed. For tests that play a hostile peer.
-    pub fn send_frame(&mut self, addr: &Address, frame: Vec<u8>) {
-        let Ok(multiaddr) = addr.as_str().parse::<Multiaddr>() else {
+    /// A handle that asks peers to change their keyrings.
+    pub fn key_requester(&self) -> KeyRequester {
+        self.streams.requester()
+    }
+
+    /// Seals `payload` and sends it to `addr`: as one datagram, or on a
+    /// stream if it is anti-entropy or too large. Never blocks; drops (and
+    /// counts) what cannot be sent at once.
+    pub fn send(&mut self, addr: &Address, payload: &[u8]) {
+        let Ok(dest) = addr.as_str().parse::<SocketAddr>() else {
             bump(&self.counters.unroutable, 1);
-            debug!(%addr, "not a multiaddr; dropped");
+            tracing::debug!(%addr, "not an IP:PORT address; dropped");
             return;
         };
-        let (bare, peer) = split_peer(&multiaddr);
-        let target = match peer {
-            Some(peer) if peer == self.local_peer => return,
-            Some(peer) => Target::Peer(peer),
-            None => Target::Addr(bare.clone()),
-        };
-        let mut item = (bare, frame);
-        for _ in 0..2 {
-            let sender = match self.writers.get(&target) {
-                Some(sender) => sender.clone(),
-                None => self.spawn_writer(target.clone()),
-            };
-            match sender.try_send(item) {
-                Ok(()) => return,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    bump(&self.counters.outbound_dropped, 1);
-                    return;
-                }
-                Err(mpsc::error::TrySendError::Closed(back)) => {
-                    self.writers.remove(&target);
-                    item = back;
-                }
+        if shoal_protocol::wire::is_sync(payload) || payload.len() > self.max_datagram {
+            self.streams.send(dest, payload);
+        } else {
+            let sealed = self.keys.seal(payload);
+            self.send_datagram(dest, &sealed);
+        }
+    }
+
+    /// Sends `bytes` as one datagram, as they are. `send` seals first; tests
+    /// that play a hostile peer call this directly.
+    pub fn send_datagram(&self, dest: SocketAddr, bytes: &[u8]) {
+        // Straight to the non-blocking socket: tokio's `try_send_to` also
+        // refuses while the reactor has not yet seen the socket writable
+        // (after start, or after any full buffer), which would drop
+        // datagrams the kernel would have taken.
+        match socket2::SockRef::from(&*self.udp).send_to(bytes, &dest.into()) {
+            Ok(sent) => {
+                bump(&self.counters.datagrams_out, 1);
+                bump(&self.counters.datagram_bytes_out, sent as u64);
+            }
+            Err(error) => {
+                bump(&self.counters.outbound_dropped, 1);
+                tracing::debug!(%dest, %error, "datagram not sent");
             }
         }
     }
 
-    fn spawn_writer(&mut self, target: Target) -> mpsc::Sender<(Multiaddr, Vec<u8>)> {
-        while self.tasks.try_join_next().is_some() {}
-        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
-        let writer = Writer {
-            target: target.clone(),
-            control: self.control.clone(),
-            swarm: self.swarm_tx.clone(),
-            counters: Arc::clone(&self.counters),
-        };
-        self.tasks.spawn(writer.run(rx));
-        self.writers.insert(target, tx.clone());
-        tx
-    }
-
-    /// Lets queued frames go out (up to `within`), then stops everything and
-    /// closes every connection.
+    /// Lets queued frames go out (up to `within`), then stops everything.
     pub async fn shutdown(mut self, within: Duration) {
-        self.writers.clear();
-        let drain = async {
-            while let Some(next) = self.tasks.join_next().await {
-                let _ = next;
-                // The acceptor never ends on its own: stop once only it is left.
-                if self.tasks.len() <= 1 {
-                    break;
-                }
-            }
-        };
-        let _ = timeout(within, drain).await;
-        // Let QUIC put the last frames on the wire before the connections close.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.streams.close();
+        let _ = tokio::time::timeout(within, self.streams.drained()).await;
         self.tasks.abort_all();
-        self.swarm_task.abort();
     }
 }
 
-/// Dials addresses to learn who answers there.
-#[derive(Clone, Debug)]
-pub struct Dialer {
-    swarm: mpsc::UnboundedSender<SwarmCommand>,
-}
-
-impl Dialer {
-    /// Connects to `addr` (no `/p2p/` part) and returns the peer id that
-    /// answered.
-    pub async fn peer_at(&self, addr: Multiaddr) -> Result<PeerId, String> {
-        let (reply, answer) = oneshot::channel();
-        self.swarm.send(SwarmCommand::ConnectAddr { addr, reply }).map_err(|e| e.to_string())?;
-        answer.await.map_err(|e| e.to_string())?
+/// Binds UDP, then TCP on the same port. With port 0 the kernel picks the
+/// UDP port, which may be taken for TCP: try a few times.
+async fn bind_both(bind: SocketAddr) -> Result<(UdpSocket, TcpListener), TransportError> {
+    let listen_error = |source| TransportError::Listen { addr: bind, source };
+    let mut attempts = 0;
+    loop {
+        let udp = UdpSocket::bind(bind).await.map_err(listen_error)?;
+        // The kernel caps it (net.core.rmem_max) and keeps what it allows.
+        let _ = socket2::SockRef::from(&udp).set_recv_buffer_size(UDP_RECEIVE_BUFFER);
+        let port = udp.local_addr().map_err(listen_error)?.port();
+        match TcpListener::bind(SocketAddr::new(bind.ip(), port)).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(_) if bind.port() == 0 && attempts < 16 => attempts += 1,
+            Err(source) => return Err(listen_error(source)),
+        }
     }
 }
