@@ -44,6 +44,10 @@ struct Cli {
     /// events run).
     #[arg(long)]
     minutes: Option<u64>,
+    /// Print the seed's schedule (one JSON event a line) and exit: what a
+    /// replay will do, without root.
+    #[arg(long)]
+    print_schedule: bool,
     /// Also write the summary as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -65,6 +69,12 @@ fn run(cli: Cli) -> Result<bool> {
     let seed = cli.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
     });
+    if cli.print_schedule {
+        for event in nemesis::schedule::schedule(seed, cli.events, cli.agents) {
+            println!("{}", serde_json::to_string(&event)?);
+        }
+        return Ok(true);
+    }
     let pid = std::process::id();
     let options = Options {
         seed,

@@ -37,7 +37,8 @@
 //! the copies it started), and the settle time doubles with each down in
 //! the last hour, up to 64 times: 128 s with `local`, 640 s with `lan`,
 //! which would make a 100-event run last many hours. The lab starts agents
-//! with `--profile lan`; a wrapper script in the run dir swaps the value.
+//! with `--profile lan`; a wrapper script in the run dir swaps the value
+//! (and unblocks the signals the harness blocks, see `run.rs`).
 //!
 //! **Bounds** (after the heal; [`bounds::Bounds`] derives them from
 //! `Config::local()` and prints them):

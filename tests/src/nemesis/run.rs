@@ -81,6 +81,12 @@ impl Nemesis<'_> {
         if self.lab.wait_all_see_all(Duration::from_secs(60)).is_none() {
             bail!("the mesh did not form within 60 s; logs in {}", self.options.dir.display());
         }
+        for i in 0..self.options.agents {
+            let pid = self.lab.pid(i).context("agent not started")?;
+            if sigterm_blocked(pid) {
+                bail!("agent a{i} (pid {pid}) runs with SIGTERM blocked: it could not leave gracefully");
+            }
+        }
         for (name, replicas) in BASE_WORKLOADS {
             self.submit(0, name, replicas).with_context(|| format!("submitting {name}"))?;
             self.expected.workloads.insert(name.to_owned(), replicas);
@@ -378,6 +384,17 @@ fn targets(action: &Action) -> String {
     }
 }
 
+/// Whether SIGTERM (signal 15) is in the process's blocked mask (`SigBlk`
+/// in `/proc/PID/status`, a hex bit set where bit n-1 is signal n).
+fn sigterm_blocked(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << 14) != 0)
+}
+
 fn sleep_until(at: Instant) {
     let now = Instant::now();
     if at > now {
@@ -389,13 +406,21 @@ fn sleep_until(at: Instant) {
 /// with `local` (why: the module doc). A wrapper that swaps the profile's
 /// value and execs the real binary keeps the lab untouched and the agent's
 /// process id the one the lab signals.
+///
+/// The wrapper also unblocks SIGHUP, SIGINT and SIGTERM (`env
+/// --default-signal`): `install_signal_cleanup` blocks them in the harness
+/// so one thread can wait for them, a blocked mask survives fork and exec,
+/// and an agent that inherits it never sees SIGTERM (its leave becomes a
+/// SIGKILL 10 s later) and passes the mask on to its workloads (which then
+/// ignore the driver's SIGTERM until the stop grace's SIGKILL).
 fn local_profile_wrapper(shoal_bin: &Path, dir: &Path) -> Result<PathBuf> {
     let real = std::fs::canonicalize(shoal_bin)
         .with_context(|| format!("{} (cargo build --release -p shoal-node)", shoal_bin.display()))?;
     let path = dir.join("shoal-local-profile");
     let script = format!(
-        "#!/bin/sh\n# The nemesis runs agents with --profile local (tests/src/nemesis/mod.rs).\nprev=\nfor arg do\n  \
-         shift\n  [ \"$prev\" = --profile ] && arg=local\n  set -- \"$@\" \"$arg\"\n  prev=$arg\ndone\nexec '{}' \"$@\"\n",
+        "#!/bin/sh\n# The nemesis runs agents with --profile local and a clean signal mask \
+         (tests/src/nemesis/run.rs).\nprev=\nfor arg do\n  shift\n  [ \"$prev\" = --profile ] && arg=local\n  \
+         set -- \"$@\" \"$arg\"\n  prev=$arg\ndone\nexec env --default-signal=HUP,INT,TERM '{}' \"$@\"\n",
         real.display()
     );
     std::fs::write(&path, script)?;
