@@ -138,7 +138,8 @@ mod tests {
     use crate::nemesis::observe::Copy;
 
     fn copy(workload: &str, replica: u16, agent: usize) -> Copy {
-        Copy { workload: workload.into(), replica, agent, pid: 1000 + agent as u32, parent: 100 + agent as u32 }
+        let n = u32::try_from(agent).unwrap_or(u32::MAX - 1000);
+        Copy { workload: workload.into(), replica, agent, pid: 1000 + n, parent: 100 + n }
     }
 
     fn world(copies: Vec<Copy>) -> World {
