@@ -7,13 +7,9 @@
 //! passes. The long run (100+ events) is scripts/nemesis.sh.
 #![allow(clippy::print_stderr)]
 
+use shoal_tests::nemesis::schedule::{SHORT_EVENTS as EVENTS, SHORT_SEED as SEED};
 use shoal_tests::nemesis::{self, Options};
 use shoal_tests::{shoal_bin, test_dir};
-
-/// Draws every fault kind within its first 10 events (a crash, a pause and
-/// a graceful restart among them).
-const SEED: u64 = 11;
-const EVENTS: usize = 10;
 
 fn lab_possible() -> Result<(), String> {
     use std::os::unix::fs::MetadataExt as _;

@@ -12,6 +12,13 @@ use serde::Serialize;
 /// Workloads submitted before the first event, never deleted: (name, replicas).
 pub const BASE_WORKLOADS: [(&str, u32); 3] = [("nem-one", 1), ("nem-two", 2), ("nem-three", 3)];
 
+/// The short run's seed (tests/nemesis.rs): its first [`SHORT_EVENTS`]
+/// events draw every kind, a crash of a majority, partitions with and
+/// without a majority side, submits and deletes during faults.
+pub const SHORT_SEED: u64 = 53;
+/// The short run's events.
+pub const SHORT_EVENTS: usize = 10;
+
 /// What one event does to the lab (names as turmoil and Jepsen use them).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -267,6 +274,14 @@ mod tests {
         // A shorter run is a prefix of a longer one, so `--events N` replays
         // the first N events of any longer run.
         assert_eq!(schedule(42, 20, 7), schedule(42, 200, 7)[..20].to_vec());
+    }
+
+    #[test]
+    fn the_short_run_draws_every_kind() {
+        let events = schedule(SHORT_SEED, SHORT_EVENTS, 7);
+        let kinds: BTreeSet<&str> = events.iter().map(|e| e.action.kind()).collect();
+        assert_eq!(kinds.len(), 8, "{kinds:?}");
+        assert!(events.iter().any(|e| matches!(e.catalog, Some(CatalogOp::Delete { .. }))));
     }
 
     #[test]
