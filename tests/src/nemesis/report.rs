@@ -27,6 +27,12 @@ pub struct EventRecord {
     /// catalog, exactly-R (with no copy outside the mesh); `None`: never
     /// within the run's patience.
     pub after_heal_ms: [Option<u64>; 3],
+    /// What each check still found at the last look before it first held
+    /// (empty if it held at the first look): what the mesh was waiting on.
+    pub waited_on: [Vec<String>; 3],
+    /// The heal, in milliseconds since the Unix epoch (to find it in the
+    /// agents' logs).
+    pub healed_unix_ms: u64,
     /// Catalog entries no agent lists any more.
     pub lost: Vec<String>,
     /// What failed, in words.

@@ -216,7 +216,9 @@ impl Nemesis<'_> {
         let downs = self.recent_downs(healed);
         let bounds = [self.bounds.membership, self.bounds.catalog, self.bounds.copies(downs)];
         let patience = bounds.iter().max().copied().unwrap_or_default();
+        let healed_unix_ms = unix_ms_at(healed);
         let mut first: [Option<Duration>; 3] = [None; 3];
+        let mut waited_on: [Vec<String>; 3] = Default::default();
         let mut last_problems: [Vec<String>; 3];
         let mut world;
         loop {
@@ -230,8 +232,12 @@ impl Nemesis<'_> {
                 [checks::membership(&world, &running, names), checks::catalog(&world, &running, &expected), copies];
             let elapsed = healed.elapsed();
             for (k, p) in problems.iter().enumerate() {
-                if p.is_empty() && first[k].is_none() {
-                    first[k] = Some(elapsed);
+                if first[k].is_none() {
+                    if p.is_empty() {
+                        first[k] = Some(elapsed);
+                    } else {
+                        waited_on[k].clone_from(p);
+                    }
                 }
             }
             let all_hold = problems.iter().all(Vec::is_empty);
@@ -275,10 +281,15 @@ impl Nemesis<'_> {
             downs,
             bounds_ms: bounds.map(ms),
             after_heal_ms: first.map(|f| f.map(ms)),
+            waited_on,
+            healed_unix_ms,
             lost,
             violations,
         };
         writeln!(self.records, "{}", serde_json::to_string(&record)?)?;
+        if record.after_heal_ms[2].is_some_and(|ms| ms > 10_000) {
+            say(&format!("  exactly-R was waiting on: {}", record.waited_on[2].join("; ")));
+        }
         let shown: Vec<String> =
             record.after_heal_ms.iter().map(|t| t.map_or("-".into(), |ms| format!("{:.1}", ms as f64 / 1e3))).collect();
         say(&format!(
@@ -382,6 +393,12 @@ fn targets(action: &Action) -> String {
             names.join(",")
         }
     }
+}
+
+/// `at` (a past instant) in milliseconds since the Unix epoch.
+fn unix_ms_at(at: Instant) -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(now.saturating_sub(at.elapsed()).as_millis()).unwrap_or(0)
 }
 
 /// Whether SIGTERM (signal 15) is in the process's blocked mask (`SigBlk`
