@@ -46,6 +46,8 @@ pub struct Summary {
     pub seed: u64,
     /// Fault events run.
     pub events: usize,
+    /// Fault events asked for (more than run if the run stopped early).
+    pub requested: usize,
     /// Events per kind.
     pub per_kind: BTreeMap<String, usize>,
     /// Catalog ops made during holds (submits, deletes).
@@ -68,8 +70,8 @@ pub struct Summary {
 
 impl Summary {
     /// Adds up `records` (the baseline, event 0, counts only for violations).
-    pub fn new(seed: u64, records: &[EventRecord]) -> Summary {
-        let mut s = Summary { seed, ..Summary::default() };
+    pub fn new(seed: u64, requested: usize, records: &[EventRecord]) -> Summary {
+        let mut s = Summary { seed, requested, ..Summary::default() };
         let (mut restore, mut members) = (Vec::new(), Vec::new());
         for r in records {
             let number = r.event.as_ref().map_or(0, |e| e.number);
@@ -94,7 +96,14 @@ impl Summary {
     pub fn text(&self) -> String {
         let mut out = String::new();
         let kinds: Vec<String> = self.per_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        let _ = writeln!(out, "seed {}: {} fault events ({})", self.seed, self.events, kinds.join(", "));
+        let _ = writeln!(
+            out,
+            "seed {}: {} of {} fault events ({})",
+            self.seed,
+            self.events,
+            self.requested,
+            kinds.join(", ")
+        );
         let _ = writeln!(out, "catalog ops during faults: {}; catalog entries lost: {}", self.catalog_ops, self.lost);
         let _ = writeln!(
             out,

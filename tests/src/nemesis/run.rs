@@ -110,7 +110,7 @@ impl Nemesis<'_> {
                 break;
             }
         }
-        Ok(Summary::new(self.options.seed, &records))
+        Ok(Summary::new(self.options.seed, events.len(), &records))
     }
 
     /// One event: fault, hold (with a catalog op halfway), heal, checks.
