@@ -2,6 +2,7 @@
 //! agents as child processes on loopback, and poll their HTTP APIs.
 
 pub mod lab;
+pub mod nemesis;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
