@@ -150,6 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Agent(args) => {
             let settings = args.resolve()?;
+            unblock_stop_signals()?;
             runtime()?.block_on(shoal_node::agent::run(settings, shutdown_signal()))?;
             Ok(())
         }
@@ -237,6 +238,20 @@ impl Cli {
 /// One thread is plenty for an agent, and keeps it small.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the tokio runtime")
+}
+
+/// A parent may have started this process with SIGTERM, SIGINT or SIGHUP
+/// blocked (the mask survives `exec`): the agent would then never see them,
+/// so never leave gracefully, and every workload it starts would inherit the
+/// mask and ignore the driver's SIGTERM. Unblock them before any thread or
+/// child exists.
+fn unblock_stop_signals() -> anyhow::Result<()> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(signal);
+    }
+    sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None).context("cannot unblock SIGTERM, SIGINT and SIGHUP")
 }
 
 /// Completes on SIGINT or SIGTERM.
