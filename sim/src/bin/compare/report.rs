@@ -456,13 +456,16 @@ partition heals, it does not converge within the run (no anti-entropy; it waits 
 The `steady` rows here start staggered for both systems (foca cannot start a mesh formed), as `shoal-sim run \
 steady` did before it started formed; the simulator's own `steady` now begins with the mesh formed and measures \
 only the steady state (README, Simulator), and formation alone is `mass-join`.\n\
-- **The QUIC agent's bytes on the wire grow with N.** In the lab (one namespace per agent, each host's `eth0` \
-counter) the libp2p/QUIC `shoal` agent's bytes per agent grow from N=10 to N=100 (the flat table above), while \
-Serf's stay nearly flat. The protocol's own traffic is flat (the simulator's steady state, and the agent's own \
-`shoal_bytes_out_total`); the growth is QUIC underneath: a peer is probed about once every N seconds, and a \
-connection that idled out in between costs a new handshake with padded Initial packets. The transport that \
-replaces it (sealed UDP datagrams, short TCP connections only for anti-entropy) has no per-peer connection: rerun \
-`scripts/bench-serf.sh` (then `shoal-compare net`) to measure it the same way.\n\
+- **The agent's bytes on the wire.** The first agent (libp2p over QUIC) paid for a connection per peer and a \
+new handshake whenever one idled out: in the lab it sent 539, 1,305 and 2,281 B/s per agent at N=10, 50 and 100. \
+The transport measured here sends each protocol message as one sealed UDP datagram (45 B of seal, 28 B of \
+IP/UDP header) and opens a TCP connection only for anti-entropy, so its bytes are the protocol's plus a fixed \
+overhead per datagram (ALGORITHM.md section 9, \"On the wire\"). What still grows a little with N is the \
+anti-entropy: a push-pull whose digests differ takes a few more rounds in a larger mesh.\n\
+- **Join and detection at small N.** Serf joins 10 agents a little faster and, at N=10, knows a `kill -9` \
+everywhere about a second sooner. Shoal's first suspicion concludes at the next probe tick and is discarded \
+when that tick fires late (Lifeguard's evidence of a stalled node), which on a loaded 2-core machine happens \
+often; memberlist keeps such probes.\n\
 - **foca's false positives show up as identity renewals**, not as Dead events: foca sends `TurnUndead` to a \
 member whose suspicion expired even when the member had refuted it, and the member rejoins under a new \
 identity. The simulator counts no false Dead for either system in `flaky-5pct-loss` and `gray-pause`.\n";
