@@ -460,8 +460,9 @@ only the steady state (README, Simulator), and formation alone is `mass-join`.\n
 new handshake whenever one idled out: in the lab it sent 539, 1,305 and 2,281 B/s per agent at N=10, 50 and 100. \
 The transport measured here sends each protocol message as one sealed UDP datagram (45 B of seal, 28 B of \
 IP/UDP header) and opens a TCP connection only for anti-entropy, so its bytes are the protocol's plus a fixed \
-overhead per datagram (ALGORITHM.md section 9, \"On the wire\"). What still grows a little with N is the \
-anti-entropy: a push-pull whose digests differ takes a few more rounds in a larger mesh.\n\
+overhead per datagram (ALGORITHM.md section 9, \"On the wire\"). What still grows with N is not traced \
+yet; the likely part is anti-entropy, whose exchanges take more rounds (and are hurried more often) when views \
+differ in a larger mesh.\n\
 - **Join and detection at small N.** Serf joins 10 agents a little faster and, at N=10, knows a `kill -9` \
 everywhere about a second sooner. Shoal's first suspicion concludes at the next probe tick and is discarded \
 when that tick fires late (Lifeguard's evidence of a stalled node), which on a loaded 2-core machine happens \
