@@ -20,4 +20,4 @@ export SHOAL_BIN=${SHOAL_BIN:-$TARGET/release/shoal}
 SHOAL_LAB=${SHOAL_LAB:-$TARGET/release/shoal-lab}
 [[ -x $SHOAL_LAB ]] || { echo "$SHOAL_LAB not found: cargo build --release -p shoal-tests --bin shoal-lab" >&2; exit 1; }
 : >"$OUT"
-exec "$SHOAL_LAB" bench --system shoal,serf --nodes "${SIZES// /,}" --out "$OUT" ${QUICK:+--quick}
+exec "$SHOAL_LAB" bench --system shoal,shoal-fast,serf --nodes "${SIZES// /,}" --out "$OUT" ${QUICK:+--quick}

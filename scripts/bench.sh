@@ -57,7 +57,7 @@ cat >"$RESULTS/commands.txt" <<EOF
 scripts/bench.sh ${QUICK:+--quick}
   shoal-compare sim --nodes $SIM_NODES --seed 1 ${SIM_FLAGS[*]:-} --out sim.json
   shoal-compare chitchat --nodes $CHITCHAT_NODES --out chitchat.json
-  scripts/bench-serf.sh serf.jsonl "$SERF_SIZES"   # = shoal-lab bench --system shoal,serf --nodes ${SERF_SIZES// /,}${QUICK:+ --quick}
+  scripts/bench-serf.sh serf.jsonl "$SERF_SIZES"   # = shoal-lab bench --system shoal,shoal-fast,serf --nodes ${SERF_SIZES// /,}${QUICK:+ --quick}
   shoal-compare report --dir RESULTS --out BENCHMARKS.md --svg-dir docs/bench
 replay one simulator run: cargo run --release -p shoal-sim --features compare -- run crash-10pct --nodes 1000 --seed 1 --impl foca
 EOF

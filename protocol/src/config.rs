@@ -25,11 +25,17 @@ pub struct Config {
     /// λ: each update is sent λ·⌈log10(N+1)⌉ times. At least 1.
     pub retransmit_mult: u32,
     /// The suspicion timeout's lower bound is
-    /// `suspicion_mult · max(1, log10 N) · probe_interval`. At least 1.
+    /// `max(suspicion_floor, suspicion_mult · max(1, log10 N) · probe_interval)`.
+    /// At least 1.
     pub suspicion_mult: u32,
     /// A fresh suspicion lasts this many times the lower bound; independent
     /// confirmations shrink it towards the lower bound. At least 1.
     pub suspicion_max_timeout_mult: u32,
+    /// The shortest any suspicion lasts, whatever N: with the period it
+    /// bounds the pause (GC, SIGSTOP, a stolen VM) a member survives, since
+    /// it is first suspected no sooner than one period after it stops
+    /// answering. Zero in the memberlist presets, where α·T already exceeds it.
+    pub suspicion_floor: Duration,
     /// Time between gossip rounds that push pending updates (not probes).
     pub gossip_interval: Duration,
     /// Members each gossip round sends to.
@@ -107,6 +113,7 @@ impl Config {
             retransmit_mult: 4,
             suspicion_mult: 4,
             suspicion_max_timeout_mult: 6,
+            suspicion_floor: Duration::ZERO,
             gossip_interval: Duration::from_millis(200),
             gossip_fanout: 3,
             gossip_to_the_dead: Duration::from_secs(30),
@@ -143,18 +150,20 @@ impl Config {
     }
 
     /// A LAN of up to a few hundred members where a crash should be known
-    /// sooner than `lan` finds it, for about the idle bytes Serf spends:
-    /// a 750 ms period (so 4/3 of `lan`'s probe traffic) and α = 3, so the
-    /// shortest suspicion is 2.25 s at N = 10 and 4.5 s at N = 100 (`lan`:
-    /// 4 s and 8 s). The floor that matters: a member paused for 3 s is
-    /// first suspected at least one period after it stops answering, and
-    /// declared Dead at least `min` later, by which time it has resumed
-    /// and refuted (ALGORITHM.md, section 10).
+    /// in about half the time `lan` (and Serf) take at N = 50 to 100, for no
+    /// more idle bytes than Serf spends: a 750 ms period (4/3 of `lan`'s
+    /// probe traffic), α = 2 (so no confirmations are awaited) and a
+    /// suspicion floor of 2.75 s. The floor is what keeps a 3 s pause
+    /// alive: the paused member is first suspected at least one period
+    /// (0.75 s) after it stops, so it is Dead no sooner than 3.5 s after, by
+    /// which time it has resumed and answered the suspecter's buffered ping
+    /// with its refutation (ALGORITHM.md, section 10).
     pub fn fast() -> Config {
         Config {
             probe_interval: Duration::from_millis(750),
             probe_timeout: Duration::from_millis(375),
-            suspicion_mult: 3,
+            suspicion_mult: 2,
+            suspicion_floor: Duration::from_millis(2_750),
             ..Config::lan()
         }
     }
@@ -179,6 +188,16 @@ impl Config {
     }
 
     /// Checks every field, returning the config unchanged if all are in range.
+    /// The (shortest, longest) suspicion timeout among `live_members`
+    /// (ALGORITHM.md, section 2).
+    pub fn suspicion_bounds(&self, live_members: usize) -> (Duration, Duration) {
+        #[allow(clippy::cast_precision_loss)]
+        let node_scale = (live_members.max(1) as f64).log10().max(1.0);
+        let scaled = self.probe_interval.mul_f64(f64::from(self.suspicion_mult) * node_scale);
+        let min = scaled.max(self.suspicion_floor);
+        (min, min.saturating_mul(self.suspicion_max_timeout_mult))
+    }
+
     pub fn validate(self) -> Result<Config, ConfigError> {
         let positive_durations = [
             ("probe_interval", self.probe_interval),

@@ -4,7 +4,7 @@
 //! With N live members and protocol period T:
 //!
 //! ```text
-//! min = suspicion_mult · max(1, log10 N) · T
+//! min = max(suspicion_floor, suspicion_mult · max(1, log10 N) · T)
 //! max = suspicion_max_timeout_mult · min
 //! k   = suspicion_mult − 2 confirmations expected (0 if N − 2 < k)
 //! timeout(c) = max(min, max − (max − min) · log(c + 1) / log(k + 1))
@@ -84,10 +84,7 @@ impl Suspicion {
 
 /// (min, max) suspicion timeout for `live_members`.
 pub(crate) fn bounds(config: &Config, live_members: usize) -> (Duration, Duration) {
-    let node_scale = (live_members.max(1) as f64).log10().max(1.0);
-    let min = config.probe_interval.mul_f64(f64::from(config.suspicion_mult) * node_scale);
-    let max = min.saturating_mul(config.suspicion_max_timeout_mult);
-    (min, max)
+    config.suspicion_bounds(live_members)
 }
 
 /// The timeout after `confirmations` of `expected` confirmations.
@@ -109,6 +106,14 @@ mod tests {
         let config = Config::lan();
         assert_eq!(bounds(&config, 5), (Duration::from_secs(4), Duration::from_secs(24)));
         assert_eq!(bounds(&config, 1_000).0, Duration::from_secs(12));
+    }
+
+    #[test]
+    fn the_floor_holds_until_alpha_log10_n_t_passes_it() {
+        let fast = Config::fast();
+        assert_eq!(bounds(&fast, 10), (Duration::from_millis(2_750), Duration::from_millis(16_500)));
+        assert_eq!(bounds(&fast, 50).0, Duration::from_millis(2_750), "2 · 1.70 · 0.75 s = 2.55 s < the floor");
+        assert_eq!(bounds(&fast, 100).0, Duration::from_secs(3));
     }
 
     #[test]

@@ -39,7 +39,8 @@ pub enum Preset {
     Wan,
     /// `Config::local()`: loopback timings.
     Local,
-    /// `Config::fast()`: a 750 ms period and α = 3, for faster detection on a LAN.
+    /// `Config::fast()`: a 750 ms period, α = 2 and a 2.75 s suspicion floor,
+    /// for faster detection on a LAN.
     Fast,
 }
 

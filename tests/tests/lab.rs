@@ -24,7 +24,7 @@ fn eventually(within: Duration, what: &str, check: impl Fn() -> bool) -> anyhow:
 fn partition_heal_and_kill_in_namespaces() -> anyhow::Result<()> {
     let tag = format!("t{}", std::process::id() % 1_000_000);
     let dir = test_dir("lab");
-    let mut lab = match Lab::new(System::Shoal(shoal_bin()), 3, &tag, 78, &dir) {
+    let mut lab = match Lab::new(System::shoal(shoal_bin()), 3, &tag, 78, &dir) {
         Ok(lab) => lab,
         Err(error) => {
             eprintln!("\n!!! SKIPPED the namespace lab test: cannot set up the lab ({error:#}).");

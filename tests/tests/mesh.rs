@@ -9,12 +9,12 @@ use shoal_tests::{Agent, count_in, new_key, state_of, test_dir, wait_until};
 
 /// The longest a crash may take to be seen Dead by everyone with the local
 /// profile at N=5: a full probe round over the others, the probe timeout,
-/// and the longest suspicion (`suspicion_max_timeout_mult · suspicion_mult ·
-/// probe_interval`), plus slack for a loaded CI machine.
+/// and the longest suspicion (`Config::suspicion_bounds`), plus slack for a
+/// loaded CI machine.
 fn suspicion_bound() -> Duration {
     let c = Config::local();
     let round = c.probe_interval * 5;
-    let suspicion = c.probe_interval * c.suspicion_mult * c.suspicion_max_timeout_mult;
+    let (_, suspicion) = c.suspicion_bounds(5);
     round + c.probe_timeout + suspicion + Duration::from_secs(3)
 }
 

@@ -42,7 +42,7 @@ const AGENTS: u32 = 4;
 fn suspicion_bound() -> Duration {
     let c = Config::local();
     let round = c.probe_interval * AGENTS;
-    let suspicion = c.probe_interval * c.suspicion_mult * c.suspicion_max_timeout_mult;
+    let (_, suspicion) = c.suspicion_bounds(AGENTS as usize);
     round + c.probe_timeout + suspicion + Duration::from_secs(3)
 }
 

@@ -159,12 +159,10 @@ impl World {
     }
 
     /// The longest suspicion timeout at this size (before local health
-    /// stretching): `max_mult · mult · max(1, log10 N) · T`.
+    /// stretching).
     pub fn suspicion_max_micros(&self) -> u64 {
-        let n = self.nodes.len().max(1) as f64;
-        let scale = n.log10().max(1.0);
-        let min = self.config.suspicion_mult as f64 * scale * self.config.probe_interval.as_micros() as f64;
-        (min * self.config.suspicion_max_timeout_mult as f64) as u64
+        let (_, max) = self.config.suspicion_bounds(self.nodes.len());
+        u64::try_from(max.as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Whether the network as a whole is calm at `now`.

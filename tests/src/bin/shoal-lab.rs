@@ -23,7 +23,10 @@ struct Cli {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Which {
+    /// The `shoal` agent, `--profile lan` (the default).
     Shoal,
+    /// The `shoal` agent, `--profile fast`.
+    ShoalFast,
     Serf,
 }
 
@@ -94,10 +97,11 @@ enum Command {
 
 fn system(which: Which, common: &Common) -> Result<System> {
     Ok(match which {
-        Which::Shoal => {
+        Which::Shoal | Which::ShoalFast => {
             let bin = std::fs::canonicalize(&common.shoal_bin)
                 .with_context(|| format!("{} (cargo build --release -p shoal-node)", common.shoal_bin.display()))?;
-            System::Shoal(bin)
+            let profile = if which == Which::ShoalFast { "fast" } else { "lan" };
+            System::Shoal { bin, profile: profile.into() }
         }
         Which::Serf => {
             anyhow::ensure!(
@@ -174,7 +178,7 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             let example = match &lab.system {
-                System::Shoal(bin) => format!("{} members --api 127.0.0.1:7947", bin.display()),
+                System::Shoal { bin, .. } => format!("{} members --api 127.0.0.1:7947", bin.display()),
                 System::Serf => "serf members -rpc-addr 127.0.0.1:7373".into(),
             };
             println!(

@@ -5,14 +5,21 @@
 //!    joins through it; time from the last start until every agent's log
 //!    says every agent is alive;
 //! 2. steady: after `settle`, over `window`: bytes sent per agent per second
-//!    (each host's `eth0` TX counter), CPU, RSS, open UDP and TCP sockets;
+//!    (the IP bytes each host sent, and its `eth0` TX counter, which adds
+//!    Ethernet framing and ARP), CPU, RSS, open UDP and TCP sockets;
 //! 3. loss: every host drops `loss_p` of what it receives for `loss`:
 //!    (viewer, member) pairs reported failed until the views are whole again;
 //! 4. pause: agent 1 SIGSTOPped for `pause`, then watched for `after_pause`:
 //!    the same count;
-//! 5. kill: agent N/2 gets `kill -9`: time until every other agent's log
-//!    reports it failed (dead).
+//! 5. kill and rejoin, `rounds` times: an agent gets `kill -9` (time until
+//!    every other agent's log reports it failed), then starts again and
+//!    joins through agent 0 (time until it and every other agent see each
+//!    other alive); the next round waits `recover` so no agent's Lifeguard
+//!    health still counts the last one. One kill is one draw of where the
+//!    victim sits in every prober's round-robin, so a single sample says
+//!    little: the row keeps the median and every sample.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
@@ -20,7 +27,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use super::{Fault, Lab, procfs};
+use super::{Fault, Lab, System, procfs};
 
 /// How long each step lasts.
 #[derive(Clone, Debug)]
@@ -39,6 +46,10 @@ pub struct Timing {
     pub after_pause: Duration,
     /// Give up on a join, a recovery or a detection after this.
     pub limit: Duration,
+    /// Kill-and-rejoin rounds.
+    pub rounds: usize,
+    /// The pause between rounds.
+    pub recover: Duration,
 }
 
 impl Timing {
@@ -53,6 +64,8 @@ impl Timing {
             pause: Duration::from_secs(3),
             after_pause: Duration::from_secs(20),
             limit: Duration::from_secs(120),
+            rounds: 5,
+            recover: Duration::from_secs(10),
         }
     }
 
@@ -63,6 +76,8 @@ impl Timing {
             window: Duration::from_secs(10),
             loss: Duration::from_secs(20),
             after_pause: Duration::from_secs(10),
+            rounds: 2,
+            recover: Duration::from_secs(3),
             ..Timing::full()
         }
     }
@@ -83,8 +98,18 @@ pub struct NetRow {
     pub join_s: Option<f64>,
     /// Seconds it took to start the agents (agent 0 up, then the others).
     pub start_s: f64,
-    /// Seconds from `kill -9` until every other agent reported it failed.
+    /// Seconds from `kill -9` until every other agent reported it failed:
+    /// the median of `detect_samples`.
     pub detect_s: Option<f64>,
+    /// Every kill round's detection time, in order (`None`: not within the
+    /// limit).
+    pub detect_samples: Vec<Option<f64>>,
+    /// Seconds from a killed agent's restart until it and every other agent
+    /// see each other alive (one agent joining through one seed): the median
+    /// of `rejoin_samples`.
+    pub rejoin_s: Option<f64>,
+    /// Every round's rejoin time, in order.
+    pub rejoin_samples: Vec<Option<f64>>,
     /// (viewer, member) pairs reported failed during the loss.
     pub false_loss: Option<u64>,
     /// The same around the pause of one agent.
@@ -93,10 +118,22 @@ pub struct NetRow {
     pub rss_kib: Option<f64>,
     /// CPU per agent over the window, percent of one core.
     pub cpu_pct: Option<f64>,
-    /// Bytes sent per agent per second over the window (mean of the agents).
+    /// Bytes sent per agent per second over the window (mean of the
+    /// agents): each host's `eth0` TX counter, so Ethernet framing and the
+    /// kernel's ARP traffic are in.
     pub bytes_per_s: Option<f64>,
     /// The busiest agent's.
     pub bytes_per_s_max: Option<f64>,
+    /// IP bytes sent per agent per second (`IpExt: OutOctets`): what the
+    /// agent sent, IP and UDP/TCP headers included, without Ethernet framing
+    /// or ARP.
+    pub ip_bytes_per_s: Option<f64>,
+    /// The busiest agent's.
+    pub ip_bytes_per_s_max: Option<f64>,
+    /// The `shoal` agent's own traffic counters over the window, per agent
+    /// per second (a few agents' mean): bytes and messages by kind, streams,
+    /// syncs. Empty for Serf.
+    pub agent_rates: BTreeMap<String, f64>,
     /// Open UDP sockets per agent (mean), at the end of the window.
     pub sockets_udp: Option<f64>,
     /// Open TCP sockets per agent (mean, listening ones included).
@@ -120,7 +157,7 @@ fn say(text: &str) {
 /// Runs every step on `lab` (fresh, no agent started) and stops its agents.
 pub fn run(lab: &mut Lab, timing: &Timing) -> Result<NetRow> {
     let n = lab.len();
-    let (system, config) = (lab.system.name().to_owned(), lab.system.describe());
+    let (system, config) = (lab.system.name(), lab.system.describe());
     say(&format!("== {system}, {n} agents ({config})"));
     let mut row = NetRow {
         system,
@@ -169,39 +206,123 @@ pub fn run(lab: &mut Lab, timing: &Timing) -> Result<NetRow> {
     }
 
     if n > 2 {
-        let victim = n / 2;
-        let killed = Instant::now();
-        lab.kill(victim)?;
-        let viewers = lab.running();
-        let deadline = killed + timing.limit;
-        row.detect_s = loop {
-            if let Some(at) = lab.views.all_failed(&lab.names[victim], &viewers, killed) {
-                break Some(secs(at - killed));
-            }
-            if Instant::now() > deadline {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        say(&format!("   kill -9 of a{victim}: known failed everywhere after {}", show(row.detect_s)));
+        for round in 0..timing.rounds {
+            // Never agent 0 (the seed) or 1 (the one paused above).
+            let victim = 2 + (n / 2 - 2 + round) % (n - 2);
+            let (detect, rejoin) = kill_and_rejoin(lab, victim, timing)?;
+            say(&format!(
+                "   round {round}: kill -9 of a{victim}: known failed everywhere after {}; rejoined in {}",
+                show(detect),
+                show(rejoin)
+            ));
+            row.detect_samples.push(detect);
+            row.rejoin_samples.push(rejoin);
+        }
+        row.detect_s = median(&row.detect_samples);
+        row.rejoin_s = median(&row.rejoin_samples);
     }
     lab.stop_all();
     Ok(row)
+}
+
+/// How many agents' own counters the steady window reads (a sample: the
+/// agents are alike, and N API calls would disturb the window).
+const COUNTER_SAMPLE: usize = 5;
+
+/// The `shoal` agent's counters that say where its bytes go.
+fn is_traffic_counter(name: &str) -> bool {
+    ["shoal_bytes_out_total", "shoal_messages_out_total", "shoal_syncs_started_total", "shoal_transport_"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}
+
+/// The traffic counters of a few agents (`shoal` only: Serf has no such
+/// endpoint), to subtract at the end of the window.
+fn sample_counters(lab: &Lab, live: &[usize]) -> Vec<(usize, BTreeMap<String, f64>)> {
+    if !matches!(lab.system, System::Shoal { .. }) {
+        return Vec::new();
+    }
+    live.iter()
+        .take(COUNTER_SAMPLE)
+        .filter_map(|&i| Some((i, lab.metrics(i).ok()?.into_iter().filter(|(k, _)| is_traffic_counter(k)).collect())))
+        .collect()
+}
+
+/// Per agent per second, the mean over the sampled agents of each counter's
+/// growth since `before`.
+fn counter_rates(lab: &Lab, before: &[(usize, BTreeMap<String, f64>)], elapsed: f64) -> BTreeMap<String, f64> {
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    let mut agents = 0.0_f64;
+    for (i, then) in before {
+        let Ok(now) = lab.metrics(*i) else { continue };
+        agents += 1.0;
+        for (name, old) in then {
+            *sums.entry(name.clone()).or_default() += now.get(name).map_or(0.0, |new| new - old) / elapsed;
+        }
+    }
+    sums.into_iter().filter(|(_, v)| *v > 0.0).map(|(k, v)| (k, v / agents.max(1.0))).collect()
+}
+
+/// One round: `kill -9` of `victim`, the time until every other agent
+/// reports it failed; then its restart, the time until every agent sees
+/// every other alive again; then `recover`.
+fn kill_and_rejoin(lab: &mut Lab, victim: usize, timing: &Timing) -> Result<(Option<f64>, Option<f64>)> {
+    let killed = Instant::now();
+    lab.kill(victim)?;
+    let viewers = lab.running();
+    let deadline = killed + timing.limit;
+    let detect = loop {
+        if let Some(at) = lab.views.all_failed(&lab.names[victim], &viewers, killed) {
+            break Some(secs(at - killed));
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let started = Instant::now();
+    lab.start(victim)?;
+    let rejoin = lab.wait_all_see_all(timing.limit).map(|at| secs(at.saturating_duration_since(started)));
+    std::thread::sleep(timing.recover);
+    Ok((detect, rejoin))
+}
+
+/// The median of the samples that have a value (`None` if any is missing:
+/// a detection that never happened is not averaged away).
+fn median(samples: &[Option<f64>]) -> Option<f64> {
+    let mut values: Vec<f64> = samples.iter().copied().collect::<Option<_>>()?;
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 { values[mid] } else { f64::midpoint(values[mid - 1], values[mid]) })
 }
 
 /// The steady-state window: bytes, CPU, memory and sockets.
 fn steady(lab: &Lab, window: Duration, row: &mut NetRow) -> Result<()> {
     let live = lab.running();
     let pids: Vec<u32> = live.iter().filter_map(|&i| lab.pid(i)).collect();
-    let tx = |lab: &Lab| -> Result<Vec<u64>> { live.iter().map(|&i| procfs::tx_bytes(lab.net.host(i))).collect() };
+    let tx = |lab: &Lab| -> Result<Vec<(u64, u64)>> {
+        live.iter()
+            .map(|&i| Ok((procfs::tx_bytes(lab.net.host(i))?, procfs::ip_out_octets(lab.net.host(i))?)))
+            .collect()
+    };
     let cpu = |pids: &[u32]| -> Vec<u64> { pids.iter().map(|&p| procfs::cpu_ticks(p).unwrap_or(0)).collect() };
+    let sampled = sample_counters(lab, &live);
     let (tx0, cpu0, t0) = (tx(lab)?, cpu(&pids), Instant::now());
     std::thread::sleep(window);
     let (tx1, cpu1, elapsed) = (tx(lab)?, cpu(&pids), t0.elapsed().as_secs_f64());
+    row.agent_rates = counter_rates(lab, &sampled, elapsed);
     let n = pids.len().max(1) as f64;
-    let rates: Vec<f64> = tx0.iter().zip(&tx1).map(|(a, b)| b.saturating_sub(*a) as f64 / elapsed).collect();
-    row.bytes_per_s = Some(rates.iter().sum::<f64>() / n);
-    row.bytes_per_s_max = rates.iter().copied().reduce(f64::max);
+    let rate = |pick: fn(&(u64, u64)) -> u64| -> Vec<f64> {
+        tx0.iter().zip(&tx1).map(|(a, b)| pick(b).saturating_sub(pick(a)) as f64 / elapsed).collect()
+    };
+    let (wire, ip) = (rate(|c| c.0), rate(|c| c.1));
+    row.bytes_per_s = Some(wire.iter().sum::<f64>() / n);
+    row.bytes_per_s_max = wire.iter().copied().reduce(f64::max);
+    row.ip_bytes_per_s = Some(ip.iter().sum::<f64>() / n);
+    row.ip_bytes_per_s_max = ip.iter().copied().reduce(f64::max);
     let ticks: u64 = cpu0.iter().zip(&cpu1).map(|(a, b)| b.saturating_sub(*a)).sum();
     row.cpu_pct = Some(100.0 * ticks as f64 / procfs::ticks_per_s() / elapsed / n);
     let rss: u64 = pids.iter().filter_map(|&p| procfs::rss_kib(p)).sum();
@@ -216,7 +337,8 @@ fn steady(lab: &Lab, window: Duration, row: &mut NetRow) -> Result<()> {
     row.sockets_udp = Some(f64::from(udp) / n);
     row.sockets_tcp = Some(f64::from(tcp) / n);
     say(&format!(
-        "   steady over {elapsed:.0} s: {:.0} B/s per agent (max {:.0}), CPU {:.2}%, RSS {:.0} KiB, sockets {:.1} UDP + {:.1} TCP",
+        "   steady over {elapsed:.0} s: {:.0} IP B/s per agent ({:.0} on eth0, max {:.0}), CPU {:.2}%, RSS {:.0} KiB, sockets {:.1} UDP + {:.1} TCP",
+        row.ip_bytes_per_s.unwrap_or(0.0),
         row.bytes_per_s.unwrap_or(0.0),
         row.bytes_per_s_max.unwrap_or(0.0),
         row.cpu_pct.unwrap_or(0.0),

@@ -276,7 +276,7 @@ impl Lab {
     /// e.g. `lab.cli(3, &["keys", "install", KEY])`; its standard output.
     pub fn cli(&self, i: usize, args: &[&str]) -> Result<String> {
         let (bin, api) = match &self.system {
-            System::Shoal(bin) => (bin.display().to_string(), ["--api", SHOAL_API]),
+            System::Shoal { bin, .. } => (bin.display().to_string(), ["--api", SHOAL_API]),
             System::Serf => ("serf".to_owned(), ["-rpc-addr", system::SERF_RPC]),
         };
         let mut argv: Vec<&str> = vec![&bin];

@@ -99,3 +99,17 @@ pub fn tx_bytes(ns: &str) -> Result<u64> {
         Ok(fields.get(8).context("net/dev fields")?.parse()?)
     })
 }
+
+/// Bytes of the IP packets namespace `ns` has sent (`IpExt: OutOctets` in
+/// its `/proc/net/netstat`): what its processes sent, IP and UDP/TCP headers
+/// included, without Ethernet framing or the kernel's ARP traffic (which
+/// grows with the number of peers a host talks to, whatever talks).
+pub fn ip_out_octets(ns: &str) -> Result<u64> {
+    super::netns::run_in(ns, || {
+        let text = std::fs::read_to_string("/proc/thread-self/net/netstat").context("reading net/netstat")?;
+        let mut ip_ext = text.lines().filter(|l| l.starts_with("IpExt:"));
+        let (names, values) = (ip_ext.next().context("no IpExt header")?, ip_ext.next().context("no IpExt values")?);
+        let at = names.split_whitespace().position(|n| n == "OutOctets").context("no OutOctets")?;
+        Ok(values.split_whitespace().nth(at).context("IpExt values")?.parse()?)
+    })
+}

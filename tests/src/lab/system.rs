@@ -20,8 +20,13 @@ pub const SERF_RPC: &str = "127.0.0.1:7373";
 /// A system under test.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum System {
-    /// The `shoal` agent (the binary at this path).
-    Shoal(PathBuf),
+    /// The `shoal` agent: the binary at `bin`, run with `--profile PROFILE`.
+    Shoal {
+        /// The `shoal` binary.
+        bin: PathBuf,
+        /// `lan`, `fast`, `wan` or `local`.
+        profile: String,
+    },
     /// HashiCorp Serf (`serf` on the PATH; Debian package `serf`).
     Serf,
 }
@@ -42,18 +47,27 @@ pub struct AgentSpec {
 }
 
 impl System {
-    /// `shoal` or `serf`.
-    pub fn name(&self) -> &'static str {
+    /// The `shoal` agent at `bin` with its default profile, `lan`.
+    pub fn shoal(bin: PathBuf) -> System {
+        System::Shoal { bin, profile: "lan".into() }
+    }
+
+    /// `shoal` (profile `lan`), `shoal-PROFILE`, or `serf`: the name rows,
+    /// logs and data directories go by.
+    pub fn name(&self) -> String {
         match self {
-            System::Shoal(_) => "shoal",
-            System::Serf => "serf",
+            System::Shoal { profile, .. } if profile == "lan" => "shoal".into(),
+            System::Shoal { profile, .. } => format!("shoal-{profile}"),
+            System::Serf => "serf".into(),
         }
     }
 
     /// The configuration in words (for reports).
     pub fn describe(&self) -> String {
         match self {
-            System::Shoal(bin) => format!("shoal agent --profile lan, encrypted ({})", version(bin.as_os_str())),
+            System::Shoal { bin, profile } => {
+                format!("shoal agent --profile {profile}, encrypted ({})", version(bin.as_os_str()))
+            }
             System::Serf => format!("Serf {} -profile lan, encrypted", version("serf".as_ref())),
         }
     }
@@ -61,7 +75,7 @@ impl System {
     /// A new cluster key, from the system's own `keygen`.
     pub fn keygen(&self) -> Result<String> {
         let out = match self {
-            System::Shoal(bin) => Command::new(bin).arg("keygen").output(),
+            System::Shoal { bin, .. } => Command::new(bin).arg("keygen").output(),
             System::Serf => Command::new("serf").arg("keygen").output(),
         }
         .with_context(|| format!("running {} keygen", self.name()))?;
@@ -74,9 +88,9 @@ impl System {
         let bind = format!("{}:{GOSSIP_PORT}", spec.addr);
         let joins = spec.join.iter().map(|a| format!("{a}:{GOSSIP_PORT}"));
         let mut argv: Vec<String> = match self {
-            System::Shoal(bin) => {
+            System::Shoal { bin, profile } => {
                 let mut argv = vec![bin.display().to_string()];
-                argv.extend(["--log-format", "json", "agent", "--profile", "lan", "--no-mdns"].map(String::from));
+                argv.extend(["--log-format", "json", "agent", "--profile", profile, "--no-mdns"].map(String::from));
                 argv.extend([
                     "--name".into(),
                     spec.name.clone(),
@@ -108,7 +122,7 @@ impl System {
                 argv
             }
         };
-        let flag = if matches!(self, System::Shoal(_)) { "--join" } else { "-join" };
+        let flag = if matches!(self, System::Shoal { .. }) { "--join" } else { "-join" };
         for join in joins {
             argv.push(flag.into());
             argv.push(join);
@@ -119,7 +133,7 @@ impl System {
     /// The membership event in one log line, if any: (member, what it is now).
     pub fn parse_line(&self, line: &str) -> Option<(String, Seen)> {
         match self {
-            System::Shoal(_) => {
+            System::Shoal { .. } => {
                 let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
                 let fields = value.get("fields")?;
                 let seen = match fields.get("message")?.as_str()? {
@@ -149,7 +163,7 @@ impl System {
     /// state one of `alive`, `suspect`, `failed`, `left`.
     pub fn members(&self, ns: &str) -> Result<Vec<(String, String)>> {
         match self {
-            System::Shoal(_) => {
+            System::Shoal { .. } => {
                 let body = super::http_get(ns, SHOAL_API, "/v1/members")?;
                 let list: Vec<serde_json::Value> = serde_json::from_str(&body).context("parsing /v1/members")?;
                 Ok(list.iter().filter_map(|m| Some((field(m, "name")?, normalise(&field(m, "state")?)))).collect())

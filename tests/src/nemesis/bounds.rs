@@ -42,10 +42,7 @@ impl Bounds {
     /// `stop_grace` between SIGTERM and SIGKILL and whose leave is gossiped
     /// for at most `leave_timeout`.
     pub fn new(config: &Config, agents: usize, stop_grace: Duration, leave_timeout: Duration) -> Bounds {
-        #[allow(clippy::cast_precision_loss)]
-        let log_n = (agents as f64).log10().max(1.0);
-        let suspicion_min = config.probe_interval.mul_f64(f64::from(config.suspicion_mult) * log_n);
-        let suspicion_max = suspicion_min * config.suspicion_max_timeout_mult;
+        let (_, suspicion_max) = config.suspicion_bounds(agents);
         // The two sides find each other through the reconnect tick (a random
         // Dead member each interval: two intervals make it likely for the
         // few members a 7-agent lab has dead), a restarted agent through its

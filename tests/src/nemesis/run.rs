@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -41,8 +41,10 @@ struct Nemesis<'a> {
 pub fn run(options: &Options) -> Result<Summary> {
     let events = schedule(options.seed, options.events, options.agents);
     std::fs::create_dir_all(&options.dir)?;
-    let wrapper = local_profile_wrapper(&options.shoal_bin, &options.dir)?;
-    let lab = Lab::new(System::Shoal(wrapper), options.agents, &options.tag, options.octet, &options.dir)?;
+    let bin = std::fs::canonicalize(&options.shoal_bin)
+        .with_context(|| format!("{} (cargo build --release -p shoal-node)", options.shoal_bin.display()))?;
+    let system = System::Shoal { bin, profile: "local".into() };
+    let lab = Lab::new(system, options.agents, &options.tag, options.octet, &options.dir)?;
     let bounds = Bounds::new(
         &shoal_protocol::Config::local(),
         options.agents,
@@ -417,31 +419,4 @@ fn sleep_until(at: Instant) {
     if at > now {
         std::thread::sleep(at - now);
     }
-}
-
-/// The lab starts every agent with `--profile lan`; the nemesis runs them
-/// with `local` (why: the module doc). A wrapper that swaps the profile's
-/// value and execs the real binary keeps the lab untouched and the agent's
-/// process id the one the lab signals.
-///
-/// The wrapper also unblocks SIGHUP, SIGINT and SIGTERM (`env
-/// --default-signal`): `install_signal_cleanup` blocks them in the harness
-/// so one thread can wait for them, a blocked mask survives fork and exec,
-/// and an agent that inherits it never sees SIGTERM (its leave becomes a
-/// SIGKILL 10 s later) and passes the mask on to its workloads (which then
-/// ignore the driver's SIGTERM until the stop grace's SIGKILL).
-fn local_profile_wrapper(shoal_bin: &Path, dir: &Path) -> Result<PathBuf> {
-    let real = std::fs::canonicalize(shoal_bin)
-        .with_context(|| format!("{} (cargo build --release -p shoal-node)", shoal_bin.display()))?;
-    let path = dir.join("shoal-local-profile");
-    let script = format!(
-        "#!/bin/sh\n# The nemesis runs agents with --profile local and a clean signal mask \
-         (tests/src/nemesis/run.rs).\nprev=\nfor arg do\n  shift\n  [ \"$prev\" = --profile ] && arg=local\n  \
-         set -- \"$@\" \"$arg\"\n  prev=$arg\ndone\nexec env --default-signal=HUP,INT,TERM '{}' \"$@\"\n",
-        real.display()
-    );
-    std::fs::write(&path, script)?;
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-    Ok(path)
 }

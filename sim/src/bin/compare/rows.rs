@@ -140,8 +140,19 @@ pub(crate) struct NetRow {
     pub(crate) lab: String,
     /// Seconds until every agent listed every agent alive.
     pub(crate) join_s: Option<f64>,
-    /// Seconds from `kill -9` until every other agent listed it failed.
+    /// Seconds from `kill -9` until every other agent listed it failed (the
+    /// median of `detect_samples` where the lab took several).
     pub(crate) detect_s: Option<f64>,
+    /// Every kill round's detection time.
+    #[serde(default)]
+    pub(crate) detect_samples: Vec<Option<f64>>,
+    /// Seconds from a killed agent's restart until it and every other agent
+    /// see each other alive (median of `rejoin_samples`).
+    #[serde(default)]
+    pub(crate) rejoin_s: Option<f64>,
+    /// Every round's rejoin time.
+    #[serde(default)]
+    pub(crate) rejoin_samples: Vec<Option<f64>>,
     /// Failed or dead entries about live agents during 5% loss.
     pub(crate) false_loss: Option<u64>,
     /// The same around a 3 s SIGSTOP of one agent (about the others).
@@ -156,6 +167,16 @@ pub(crate) struct NetRow {
     /// The busiest agent's bytes per second.
     #[serde(default)]
     pub(crate) bytes_per_s_max: Option<f64>,
+    /// IP bytes sent per agent per second (`IpExt: OutOctets`: IP and
+    /// UDP/TCP headers, no Ethernet framing, no ARP).
+    #[serde(default)]
+    pub(crate) ip_bytes_per_s: Option<f64>,
+    /// The busiest agent's.
+    #[serde(default)]
+    pub(crate) ip_bytes_per_s_max: Option<f64>,
+    /// The `shoal` agent's own traffic counters, per agent per second.
+    #[serde(default)]
+    pub(crate) agent_rates: std::collections::BTreeMap<String, f64>,
     /// Open UDP sockets per agent (mean).
     #[serde(default)]
     pub(crate) sockets_udp: Option<f64>,
