@@ -31,6 +31,12 @@ pub struct Config {
     /// A fresh suspicion lasts this many times the lower bound; independent
     /// confirmations shrink it towards the lower bound. At least 1.
     pub suspicion_max_timeout_mult: u32,
+    /// Lifeguard's K: independent suspicions of a member that shrink its
+    /// suspicion from the longest timeout to the shortest (fewer shrink it
+    /// part way, on a log scale). A lone observer with a bad link thus waits
+    /// the longest; a crash that several probers see takes the shortest.
+    /// memberlist takes `suspicion_mult − 2`; 0 means always the shortest.
+    pub suspicion_confirmations: u32,
     /// The shortest any suspicion lasts, whatever N: with the period it
     /// bounds the pause (GC, SIGSTOP, a stolen VM) a member survives, since
     /// it is first suspected no sooner than one period after it stops
@@ -113,6 +119,7 @@ impl Config {
             retransmit_mult: 4,
             suspicion_mult: 4,
             suspicion_max_timeout_mult: 6,
+            suspicion_confirmations: 2,
             suspicion_floor: Duration::ZERO,
             gossip_interval: Duration::from_millis(200),
             gossip_fanout: 3,
@@ -138,6 +145,7 @@ impl Config {
             probe_interval: Duration::from_secs(5),
             probe_timeout: Duration::from_secs(3),
             suspicion_mult: 6,
+            suspicion_confirmations: 4,
             gossip_interval: Duration::from_millis(500),
             gossip_fanout: 4,
             gossip_to_the_dead: Duration::from_secs(60),
@@ -152,8 +160,8 @@ impl Config {
     /// A LAN of up to a few hundred members where a crash should be known
     /// in about half the time `lan` (and Serf) take at N = 50 to 100, for no
     /// more idle bytes than Serf spends: a 750 ms period (4/3 of `lan`'s
-    /// probe traffic), α = 2 (so no confirmations are awaited) and a
-    /// suspicion floor of 2.75 s. The floor is what keeps a 3 s pause
+    /// probe traffic), α = 2 with one confirmation awaited (a lone
+    /// suspecter waits 6 times longer) and a suspicion floor of 2.75 s. The floor is what keeps a 3 s pause
     /// alive: the paused member is first suspected at least one period
     /// (0.75 s) after it stops, so it is Dead no sooner than 3.5 s after, by
     /// which time it has resumed and answered the suspecter's buffered ping
@@ -163,6 +171,7 @@ impl Config {
             probe_interval: Duration::from_millis(750),
             probe_timeout: Duration::from_millis(375),
             suspicion_mult: 2,
+            suspicion_confirmations: 1,
             suspicion_floor: Duration::from_millis(2_750),
             ..Config::lan()
         }
@@ -177,6 +186,7 @@ impl Config {
             indirect_checks: 1,
             retransmit_mult: 2,
             suspicion_mult: 3,
+            suspicion_confirmations: 1,
             gossip_interval: Duration::from_millis(100),
             gossip_to_the_dead: Duration::from_secs(15),
             push_pull_interval: Duration::from_secs(15),

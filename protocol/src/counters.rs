@@ -124,6 +124,9 @@ pub struct Counters {
     pub late_timers: u64,
     /// Anti-entropy exchanges started (push-pull, join, reconnect).
     pub syncs_started: u64,
+    /// Corrections sent to a member that accused another (or this node) at
+    /// a version already refuted.
+    pub corrections_sent: u64,
     /// Round-trip times of successful direct probes.
     pub probe_rtt: RttHistogram,
 }

@@ -6,7 +6,7 @@
 //! ```text
 //! min = max(suspicion_floor, suspicion_mult · max(1, log10 N) · T)
 //! max = suspicion_max_timeout_mult · min
-//! k   = suspicion_mult − 2 confirmations expected (0 if N − 2 < k)
+//! k   = suspicion_confirmations expected (memberlist: suspicion_mult − 2; 0 if N − 2 < k)
 //! timeout(c) = max(min, max − (max − min) · log(c + 1) / log(k + 1))
 //! ```
 //!
@@ -43,7 +43,7 @@ impl Suspicion {
         now: Instant,
     ) -> Suspicion {
         let (min, max) = bounds(config, live_members);
-        let expected = config.suspicion_mult.saturating_sub(2);
+        let expected = config.suspicion_confirmations;
         let expected = if (live_members.saturating_sub(2) as u64) < u64::from(expected) { 0 } else { expected };
         let mut suspicion = Suspicion {
             generation,

@@ -46,7 +46,12 @@ impl Membership {
             let ignored = match self.members.get(id) {
                 None => state != State::Alive,
                 Some(current) => match version.cmp(&current.version()) {
-                    Ordering::Less => true,
+                    Ordering::Less => {
+                        if matches!(state, State::Suspect | State::Dead) && current.state.is_live() {
+                            self.note_stale_accusation(id);
+                        }
+                        true
+                    }
                     Ordering::Equal => state != State::Suspect,
                     Ordering::Greater => false,
                 },
@@ -380,6 +385,11 @@ impl Membership {
             Update::Workload(_) | Update::Status(_) => false,
         };
         if !accusation || self.leaving || self.has_bug(Bug::IgnoreRefutations) {
+            if matches!(update, Update::Suspect { .. } | Update::Dead { .. }) && !self.leaving {
+                // Accused at an incarnation already refuted: the accuser
+                // missed the refutation; tell it again.
+                self.note_stale_accusation(self.id);
+            }
             self.counters.updates_ignored += 1;
             return;
         }

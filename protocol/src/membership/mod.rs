@@ -174,11 +174,16 @@ pub struct Membership {
     counters: Counters,
     /// Always `None` unless the `bug-injection` feature set it.
     bug: Option<Bug>,
-    /// While nothing is queued the gossip timer sleeps; this is when it
-    /// would have fired next (see `probe.rs: on_gossip_tick`).
-    gossip_idle: Option<Instant>,
+    /// While nothing is queued the gossip timer sleeps (see `probe.rs:
+    /// on_gossip_tick`).
+    gossip_asleep: bool,
     /// Decoded metadata shared with other instances, if the driver gave one.
     meta_cache: Option<MetadataCache>,
+    /// Members the message being handled accused at an older version than
+    /// we hold (see `probe.rs: send_corrections`).
+    stale_accusations: Vec<NodeId>,
+    /// Corrections sent in the current gossip interval, and when it began.
+    corrections: (u32, Instant),
 }
 
 impl Membership {
@@ -227,7 +232,9 @@ impl Membership {
             counters: Counters::default(),
             bug: None,
             meta_cache: None,
-            gossip_idle: None,
+            gossip_asleep: false,
+            stale_accusations: Vec::new(),
+            corrections: (0, now),
         };
         membership.publish_self(now);
         Ok(membership)
@@ -460,6 +467,7 @@ impl Membership {
             // A peer knew something we did not; others may not know it either.
             self.hurry_push_pull(now);
         }
+        self.send_corrections(now, message.from, from);
         match message.body {
             Body::Ping { seq, target } => self.on_ping(message.from, from, seq, target),
             Body::Ack { seq } => self.on_ack(now, message.from, seq),

@@ -1,6 +1,7 @@
 //! Failure detection (probes, indirect probes, Lifeguard's nacks) and the
 //! periodic rounds: gossip, push-pull, reconnect.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -8,6 +9,9 @@ use rand::seq::SliceRandom;
 use tracing::debug;
 
 use super::{MAX_RELAYS, Membership, Probe, Relay, SYNC_HURRY_ROUNDS};
+
+/// Members one message's corrections name at most.
+const MAX_CORRECTIONS_PER_MESSAGE: usize = 4;
 use crate::member::State;
 use crate::timer::Timer;
 use crate::wire::{Body, MessageBuilder, Update, encode_value};
@@ -120,6 +124,57 @@ impl Membership {
         self.probe_order.swap(at, last);
     }
 
+    /// A message accused `id` (Suspect or Dead) at an older version than
+    /// this node holds, in which `id` is live: its sender missed a
+    /// refutation. Noted for [`Self::send_corrections`].
+    pub(super) fn note_stale_accusation(&mut self, id: NodeId) {
+        if !self.stale_accusations.contains(&id) && self.stale_accusations.len() < MAX_CORRECTIONS_PER_MESSAGE {
+            self.stale_accusations.push(id);
+        }
+    }
+
+    /// Tells the sender of the message just handled what this node holds
+    /// about the members it accused at an older version. Gossip stops
+    /// carrying a refutation after λ·log N sends, so a node that missed
+    /// every one would keep its suspicion (and its Suspect gossip) until
+    /// the suspicion ran out and it declared a live member Dead, or until a
+    /// push-pull happened to reach it; memberlist lets both happen. One
+    /// datagram to the one node that is behind ends it, and at most
+    /// `gossip_fanout` go out per gossip interval, so a stale fact echoing
+    /// through a large mesh costs no more than a gossip round.
+    pub(super) fn send_corrections(&mut self, now: Instant, to: NodeId, to_addr: &Address) {
+        if self.stale_accusations.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.stale_accusations);
+        if now.saturating_since(self.corrections.1) >= self.config.gossip_interval {
+            self.corrections = (0, now);
+        }
+        if self.corrections.0 >= u32::try_from(self.config.gossip_fanout).unwrap_or(u32::MAX) || self.leaving {
+            return;
+        }
+        self.corrections.0 += 1;
+        let body = Body::Gossip;
+        let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.datagram_budget);
+        for id in ids {
+            let facts: Vec<Update> = if id == self.id {
+                vec![self.own_alive()]
+            } else {
+                self.members.get(id).map(|m| m.facts(self.id).collect()).unwrap_or_default()
+            };
+            for fact in facts {
+                builder.try_push(&encode_value(&fact));
+            }
+        }
+        self.counters.corrections_sent += 1;
+        self.queue_transmit(Some(to), to_addr.clone(), &body, builder.finish());
+    }
+
+    fn own_alive(&self) -> Update {
+        let (id, generation, incarnation) = (self.id, self.generation, self.incarnation);
+        Update::Alive { id, generation, incarnation, meta: Arc::clone(&self.meta) }
+    }
+
     pub(super) fn on_probe_timeout(&mut self, now: Instant, seq: u32) {
         let Some(probe) = self.probe.as_ref().filter(|p| p.seq == seq && !p.acked) else {
             return;
@@ -202,27 +257,26 @@ impl Membership {
 
     /// Every `gossip_interval` while updates are pending. With nothing
     /// pending the timer is not re-armed (idle ticks were most of a quiet
-    /// node's wakeups); queueing an update re-arms it on the same phase.
+    /// node's wakeups); queueing an update wakes it.
     pub(super) fn on_gossip_tick(&mut self, now: Instant) {
-        let next = now + self.config.gossip_interval;
         if self.broadcasts.is_empty() {
-            self.gossip_idle = Some(next);
+            self.gossip_asleep = true;
             return;
         }
-        self.timers.set(next, Timer::GossipTick);
+        self.timers.set(now + self.config.gossip_interval, Timer::GossipTick);
         self.gossip_round(now);
     }
 
-    /// Queues `update` for gossip, waking a sleeping gossip timer at the
-    /// first tick of its old phase not before `now`.
+    /// Queues `update` for gossip, waking a sleeping gossip timer now: it
+    /// went to sleep at a tick that found nothing to send, so the last round
+    /// was at least one interval ago and the next is due. (Waiting for the
+    /// old phase instead cost half an interval per hop, and a join or a
+    /// death crosses two or three hops.)
     pub(super) fn broadcast(&mut self, now: Instant, update: &Update) {
         self.broadcasts.push(update);
-        let Some(mut at) = self.gossip_idle.take() else { return };
-        let interval = self.config.gossip_interval.as_micros().max(1);
-        let behind = u128::from(now.as_micros().saturating_sub(at.as_micros()));
-        let periods = u32::try_from(behind.div_ceil(interval)).unwrap_or(u32::MAX);
-        at += self.config.gossip_interval.saturating_mul(periods);
-        self.timers.set(at, Timer::GossipTick);
+        if std::mem::take(&mut self.gossip_asleep) {
+            self.timers.set(now, Timer::GossipTick);
+        }
     }
 
     /// Sends pending updates to a few random members, and to members declared
