@@ -59,7 +59,7 @@ fn mesh(dir: &std::path::Path, n: usize, extra: impl Fn(usize) -> Vec<String>) -
 }
 
 /// The member names the page lists, with their states.
-const MEMBERS_JS: &str = "Array.from(document.querySelectorAll('#members tbody tr')).map(r => r.cells[0].textContent + ' ' + r.cells[1].textContent)";
+const MEMBERS_JS: &str = "Array.from(document.querySelectorAll('#members tbody tr[data-name]')).map(r => r.cells[0].textContent + ' ' + r.cells[1].textContent)";
 
 /// Types `spec` into the submit dialog and submits it.
 fn submit_through_the_page(browser: &mut Browser, spec: &str) -> anyhow::Result<()> {
@@ -251,13 +251,17 @@ fn screenshot_of_a_ten_agent_mesh() -> anyhow::Result<()> {
     wait_until(Duration::from_secs(30), "the kill is known", || {
         agents[0].members().is_some_and(|m| m.iter().any(|m| m.name == victim.name && m.state != State::Alive))
     })?;
+    wait_until(Duration::from_secs(60), "the workloads run again", || {
+        agents[0].client().workloads().is_ok_and(|w| w.iter().filter(|w| w.state == "running").count() >= 5)
+    })?;
     browser.navigate(&format!("http://{}/ui/", agents[0].api))?;
     browser.wait_for(Duration::from_secs(10), "the members", &format!("{MEMBERS_JS}.length === 10"))?;
     browser.eval("document.querySelector('#workloads tbody tr[data-name=web]').click(); true")?;
     browser.wait_for(Duration::from_secs(10), "the detail", "!document.getElementById('workload-detail').hidden")?;
     std::thread::sleep(Duration::from_secs(2));
+    browser.eval("window.scrollTo(0, 0); true")?;
     let path = workspace_root().join("docs").join("ui.png");
-    browser.screenshot(&path, 1600, 1000)?;
+    browser.screenshot(&path, 1600, 1250)?;
     println!("wrote {}", path.display());
     Ok(())
 }

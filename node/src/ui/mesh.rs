@@ -76,7 +76,7 @@ pub fn snapshot(membership: &mut Membership, now: Instant) -> MeshSnapshot {
         .collect();
     let entries: BTreeMap<String, (Resources, u64, NodeId)> =
         entries.into_iter().map(|(name, entry)| (name.to_string(), entry)).collect();
-    let workloads = workloads::list(membership, now)
+    let mut workloads: Vec<WorkloadSnap> = workloads::list(membership, now)
         .into_iter()
         .map(|view| {
             let (resources, clock, writer) =
@@ -84,6 +84,7 @@ pub fn snapshot(membership: &mut Membership, now: Instant) -> MeshSnapshot {
             WorkloadSnap { view, resources, clock, writer }
         })
         .collect();
+    workloads.sort_by(|a, b| a.view.name.cmp(&b.view.name));
     MeshSnapshot { now, me: membership.id(), members, workloads }
 }
 

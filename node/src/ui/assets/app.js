@@ -127,7 +127,7 @@ function bar(used, total) {
 function render() {
   lastRenderedAt = Date.now();
   const m = mesh;
-  $("agent").textContent = "agent " + m.agent;
+  $("agent").textContent = "via " + m.agent;
   const states = {};
   for (const member of m.members) states[member.state] = (states[member.state] || 0) + 1;
   const running = m.workloads.filter((w) => w.state === "running").length;
@@ -162,6 +162,46 @@ function matches(filter, text, labels) {
   });
 }
 
+// A table body that holds only the rows in view: every row is one line of
+// ROW_PX, and two spacer rows stand for the rest. 1,000 rows cost what 60 do.
+const ROW_PX = 24;
+const OVERSCAN = 20;
+
+class VirtualRows {
+  constructor(table) {
+    this.tbody = table.tBodies[0];
+    this.box = table.parentElement;
+    this.columns = table.tHead.rows[0].cells.length;
+    this.rows = [];
+    this.first = -1;
+    this.last = -1;
+    this.box.addEventListener("scroll", () => this.draw(false), { passive: true });
+  }
+
+  set(rows) {
+    this.rows = rows;
+    this.draw(true);
+  }
+
+  draw(force) {
+    const top = this.box.scrollTop;
+    const height = this.box.clientHeight || 800;
+    const first = Math.max(0, Math.floor(top / ROW_PX) - OVERSCAN);
+    const last = Math.min(this.rows.length, Math.ceil((top + height) / ROW_PX) + OVERSCAN);
+    if (!force && first === this.first && last === this.last) return;
+    this.first = first;
+    this.last = last;
+    const spacer = `<tr class="spacer"><td colspan="${this.columns}"></td></tr>`;
+    this.tbody.innerHTML = spacer + this.rows.slice(first, last).join("") + spacer;
+    this.tbody.firstChild.style.height = first * ROW_PX + "px";
+    this.tbody.lastChild.style.height = (this.rows.length - last) * ROW_PX + "px";
+    tick();
+  }
+}
+
+let memberRows = null;
+let workloadRows = null;
+
 function drawMembers() {
   const filter = $("member-filter").value;
   const rows = [];
@@ -171,23 +211,24 @@ function drawMembers() {
     const text = `${m.name} ${m.state} ${m.addr} ${labels.join(" ")}`.toLowerCase();
     if (filter && !matches(filter, text, m.labels)) continue;
     shown++;
-    rows.push(`<tr data-name="${esc(m.name)}"><td>${esc(m.name)}</td>` +
+    const labelText = labels.join(", ");
+    rows.push(`<tr data-name="${esc(m.name)}"><td title="${esc(m.name)} · ${esc(m.addr)} · ${esc(m.id)}">${esc(m.name)}</td>` +
       `<td class="state ${m.state}">${m.state}</td>` +
       `<td class="since" data-since="${m.since_ms}"></td>` +
       `<td>${bar(m.cpu_used, m.cpu)}${cores(m.cpu_used)} / ${cores(m.cpu)}</td>` +
       `<td>${bar(m.memory_used, m.memory)}${bytes(m.memory_used)} / ${bytes(m.memory)}</td>` +
       `<td>${m.replicas}</td><td>${m.generation}</td>` +
-      `<td class="labels">${labels.map((l) => `<span class="label">${esc(l)}</span>`).join("")}</td>` +
-      `<td class="muted">${esc(m.addr)}</td></tr>`);
+      `<td title="${esc(labelText)}">${labels.map((l) => `<span class="label">${esc(l)}</span>`).join("")}</td></tr>`);
   }
-  $("members").tBodies[0].innerHTML = rows.join("");
+  memberRows = memberRows || new VirtualRows($("members"));
+  memberRows.set(rows);
   $("members-count").textContent = filter ? `${shown} of ${mesh.members.length}` : `${mesh.members.length}`;
 }
 
 function replicaChips(w) {
   return w.placement.map((r) => {
     const node = r.node === undefined ? "no node" : mesh.members[r.node].name;
-    return `<span class="rep ${esc(r.state)}" title="replica ${r.replica}: ${esc(r.state)}${r.detail ? " — " + esc(r.detail) : ""}"><i></i>${esc(node)}</span>`;
+    return `<span class="rep ${esc(r.state)}"><i></i>${esc(node)}</span>`;
   }).join("");
 }
 
@@ -201,14 +242,17 @@ function drawWorkloads() {
       if (!matches(filter, `${w.name} ${w.state} ${nodes}`.toLowerCase(), null)) continue;
     }
     shown++;
-    const why = w.unplaced ? `<div class="why">${esc(w.unplaced)}</div>` : "";
+    const why = w.unplaced ? ` <span class="why">${esc(w.unplaced)}</span>` : "";
     const reserve = w.cpu || w.memory ? `${cores(w.cpu)} CPU, ${bytes(w.memory)}` : "nothing";
-    rows.push(`<tr data-name="${esc(w.name)}"><td>${esc(w.name)}</td>` +
-      `<td class="state ${esc(w.state)}">${esc(w.state)}${why}</td>` +
-      `<td>${w.running} / ${w.replicas}</td><td class="where">${replicaChips(w)}</td>` +
+    const where = w.placement.map((r) => `${r.node === undefined ? "no node" : mesh.members[r.node].name}: ${r.state}`).join(", ");
+    rows.push(`<tr data-name="${esc(w.name)}"><td title="${esc(w.name)}">${esc(w.name)}</td>` +
+      `<td class="state ${esc(w.state)}" title="${esc(w.unplaced || w.state)}">${esc(w.state)}</td>` +
+      `<td>${w.running} / ${w.replicas}</td>` +
+      `<td title="${esc(where + (w.unplaced ? " · " + w.unplaced : ""))}">${replicaChips(w)}${why}</td>` +
       `<td class="muted">${reserve}</td></tr>`);
   }
-  $("workloads").tBodies[0].innerHTML = rows.join("");
+  workloadRows = workloadRows || new VirtualRows($("workloads"));
+  workloadRows.set(rows);
   $("workloads-count").textContent = filter ? `${shown} of ${mesh.workloads.length}` : `${mesh.workloads.length}`;
 }
 
@@ -238,8 +282,6 @@ function tick() {
 
 // ---- the map ------------------------------------------------------------
 
-const SVG_WIDTH = 1400;
-
 function drawMap() {
   const members = mesh.members;
   const zones = new Map();
@@ -252,8 +294,11 @@ function drawMap() {
   for (const w of mesh.workloads) {
     for (const r of w.placement) if (r.node !== undefined) onNode[r.node].push([w.name, r.replica, r.state]);
   }
-  const n = members.length;
-  const cell = n <= 40 ? 76 : n <= 150 ? 44 : n <= 400 ? 30 : 20;
+  const n = Math.max(1, members.length);
+  const svg = $("map");
+  const SVG_WIDTH = Math.max(600, svg.clientWidth || 1100);
+  // Cells as large as the room allows, for about 420 px of height.
+  const cell = Math.max(16, Math.min(110, Math.floor(0.75 * Math.sqrt((SVG_WIDTH * 420) / n))));
   const maxCpu = Math.max(1, ...members.map((m) => m.cpu));
   const parts = [];
   let x = 0, y = 0, rowHeight = 0;
@@ -274,10 +319,9 @@ function drawMap() {
     x += width + 10;
     rowHeight = Math.max(rowHeight, height);
   }
-  const svg = $("map");
   const total = y + rowHeight + 2;
   svg.setAttribute("viewBox", `0 0 ${SVG_WIDTH} ${total}`);
-  svg.setAttribute("height", Math.min(total, 520));
+  svg.setAttribute("height", Math.min(total, 560));
   svg.innerHTML = parts.join("");
 }
 
@@ -286,7 +330,7 @@ const REPLICA_COLOURS = { running: "#2459b3", failed: "#d64545" };
 
 function drawNode(m, replicas, cx, cy, cell, maxCpu) {
   const labelled = cell >= 60;
-  const rMax = (labelled ? cell * 0.36 : cell * 0.42) - 3;
+  const rMax = (labelled ? cell * 0.34 : cell * 0.4) - 3;
   const r = Math.max(rMax * 0.4, rMax * Math.sqrt(m.cpu / maxCpu));
   const ny = labelled ? cy - 6 : cy;
   const list = replicas.map(([w, i, s]) => `${w}/${i} ${s}`).join(", ");
@@ -297,8 +341,9 @@ function drawNode(m, replicas, cx, cy, cell, maxCpu) {
   if (replicas.length && cell >= 30 && replicas.length <= 16) {
     replicas.forEach(([, , state], k) => {
       const a = (2 * Math.PI * k) / replicas.length - Math.PI / 2;
-      const px = cx + Math.cos(a) * (r + 3.5), py = ny + Math.sin(a) * (r + 3.5);
-      out += `<circle cx="${px.toFixed(1)}" cy="${py.toFixed(1)}" r="2.6" fill="${REPLICA_COLOURS[state] || "#9db7e3"}" stroke="#fff" stroke-width="0.8"></circle>`;
+      const dot = Math.max(2.4, cell / 26);
+      const px = cx + Math.cos(a) * (r + dot + 1), py = ny + Math.sin(a) * (r + dot + 1);
+      out += `<circle cx="${px.toFixed(1)}" cy="${py.toFixed(1)}" r="${dot.toFixed(1)}" fill="${REPLICA_COLOURS[state] || "#9db7e3"}" stroke="#fff" stroke-width="0.8"></circle>`;
     });
   }
   if (replicas.length && r >= 7) out += `<text class="count" x="${cx}" y="${ny + 3.5}">${replicas.length}</text>`;
@@ -370,7 +415,7 @@ function start() {
   $("member-filter").addEventListener("input", () => mesh && render());
   $("workload-filter").addEventListener("input", () => mesh && render());
   $("workloads").tBodies[0].addEventListener("click", (e) => {
-    const row = e.target.closest("tr");
+    const row = e.target.closest("tr[data-name]");
     if (row) showDetail(row.dataset.name, true);
   });
   $("map").addEventListener("click", (e) => {
