@@ -1,7 +1,7 @@
 //! The web view in a real browser (headless Chromium over CDP) against real
 //! agents: it lists every member of a 3-agent mesh, shows a submitted
 //! workload with its replicas, follows a `kill -9` within seconds, shows a
-//! bad spec's error as the CLI words it, and asks for a token once.
+//! bad spec's error as the CLI words it, deletes, and asks for a token once.
 //!
 //! Chromium must be installed (`apt-get install -y chromium`; `.ci/run`
 //! does): without it these tests fail, saying so.
@@ -163,6 +163,24 @@ fn the_page_shows_the_mesh_and_follows_it() -> anyhow::Result<()> {
     assert!(shown.contains("`replicas`"), "the page names the field: {shown}");
     let reason = shown.split("`replicas`: ").nth(1).unwrap_or_default().trim();
     assert!(!reason.is_empty() && cli_says.contains(reason), "same words as the CLI: page {shown:?}, CLI {cli_says:?}");
+
+    // Delete through the page: gone from the page and from the mesh.
+    browser.eval(
+        "document.getElementById('submit-dialog').close(); window.confirm = () => true; \
+         document.querySelector('#workloads tbody tr[data-name=web]').click(); true",
+    )?;
+    browser.wait_for(
+        Duration::from_secs(5),
+        "the detail of web",
+        "document.getElementById('detail-name').textContent === 'web'",
+    )?;
+    browser.eval("document.getElementById('detail-delete').click(); true")?;
+    browser.wait_for(
+        Duration::from_secs(10),
+        "web gone",
+        "!document.querySelector('#workloads tbody tr[data-name=web]')",
+    )?;
+    assert!(agents[0].client().workloads()?.is_empty(), "deleted in the mesh too");
     Ok(())
 }
 
