@@ -405,8 +405,8 @@ impl Agent {
                 let peers = self.membership.members().filter(|m| m.state.is_live() && m.id != me);
                 let _ = reply.send(peers.map(PeerView::of).collect());
             }
-            ApiRequest::Mesh(reply) => {
-                let _ = reply.send(crate::ui::mesh::snapshot(&mut self.membership, self.clock.now()));
+            ApiRequest::Mesh(last, reply) => {
+                let _ = reply.send(crate::ui::mesh::snapshot_if_changed(&mut self.membership, self.clock.now(), last));
             }
             ApiRequest::Leave(reply) => {
                 info!("leave requested through the API");

@@ -64,8 +64,9 @@ pub enum ApiRequest {
     Submit(Box<WorkloadSpec>, Reply<Result<(WorkloadDetail, bool), SpecError>>),
     /// Delete a workload: whether it existed.
     Delete(String, Reply<bool>),
-    /// Everything the web view shows (`ui::mesh::snapshot`).
-    Mesh(Reply<MeshSnapshot>),
+    /// Everything the web view shows, unless its fingerprint is still the
+    /// one given (`ui::mesh::snapshot_if_changed`).
+    Mesh(u64, Reply<(u64, Option<MeshSnapshot>)>),
 }
 
 type Agent = mpsc::Sender<ApiRequest>;

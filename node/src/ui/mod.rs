@@ -3,8 +3,9 @@
 //! `GET /v1/mesh`, the one answer it polls.
 //!
 //! A watcher task asks the agent for a [`mesh::MeshSnapshot`] every second
-//! while a page polls (every 5 s otherwise, to keep the feed), and renders the
-//! JSON only when something changed. A poll with the last `ETag` gets 304,
+//! while a page polls (every 5 s otherwise, to keep the feed); the agent
+//! takes one only when a cheap fingerprint of what it shows changed, and the
+//! watcher renders the JSON only when the snapshot differs. A poll with the last `ETag` gets 304,
 //! so an open page costs the agent one snapshot a second and the browser
 //! nothing while the mesh is quiet.
 
@@ -92,6 +93,9 @@ pub struct Watcher {
 /// How often the view is refreshed while a page polls, and otherwise.
 const WATCHED_EVERY: Duration = Duration::from_secs(1);
 const IDLE_EVERY: Duration = Duration::from_secs(5);
+/// Every this many refreshes, a snapshot is taken even if the fingerprint
+/// did not change.
+const FULL_EVERY: u32 = 30;
 /// A page that has not polled for this long is gone.
 const WATCHED_FOR: u64 = 30;
 
@@ -109,13 +113,19 @@ impl Watcher {
         let watcher = Watcher { latest, polled: Arc::clone(&polled), wake: Arc::clone(&wake) };
         tokio::spawn(async move {
             let mut state = mesh::MeshState::default();
+            let mut last = 0;
+            let mut asked: u32 = 0;
             loop {
+                // A full snapshot now and then, whatever the fingerprint says.
+                asked = asked.wrapping_add(1);
+                let since = if asked % FULL_EVERY == 0 { 0 } else { last };
                 let (reply, answer) = oneshot::channel();
-                if agent.send(ApiRequest::Mesh(reply)).await.is_err() {
+                if agent.send(ApiRequest::Mesh(since, reply)).await.is_err() {
                     return;
                 }
-                let Ok(snapshot) = answer.await else { return };
-                if let Some(view) = state.update(snapshot, unix_ms()) {
+                let Ok((print, snapshot)) = answer.await else { return };
+                last = print;
+                if let Some(view) = snapshot.and_then(|snapshot| state.update(snapshot, unix_ms())) {
                     match serde_json::to_vec(&view) {
                         Ok(body) => {
                             let etag = HeaderValue::from_str(&format!("\"{}\"", view.version))

@@ -205,6 +205,20 @@ fn main() -> anyhow::Result<()> {
         snap = Some(snapshot(&mut membership, now));
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    let t = WallInstant::now();
+    let _ = membership.placement(now);
+    let placement_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let t = WallInstant::now();
+    let _ = shoal_node::workloads::list(&mut membership, now);
+    let list_ms = t.elapsed().as_secs_f64() * 1000.0;
+    println!("  of which: placement (cached) {placement_ms:.2} ms, workloads::list {list_ms:.2} ms");
+    let mut prints = Vec::new();
+    for _ in 0..5 {
+        let t = WallInstant::now();
+        let _ = shoal_node::ui::mesh::fingerprint(&mut membership, now);
+        prints.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!("a quiet refresh in the agent's task (fingerprint only): median {:.3} ms", median(prints));
     let snap = as_running(snap.context("a snapshot")?);
     let placed: usize =
         snap.workloads.iter().map(|w| w.view.placement.iter().filter(|r| r.node.is_some()).count()).sum();
@@ -262,7 +276,12 @@ fn main() -> anyhow::Result<()> {
             &format!("window.shoalTiming.lastVersion === {version}"),
         )?;
         let spent = browser.eval("window.shoalTiming.lastUpdateMs")?.as_f64().unwrap_or(0.0);
-        println!("update {n}: agent {agent_ms:.1} ms (compare, render, JSON), browser {spent:.1} ms");
+        let parts = browser
+            .eval("[window.shoalTiming.parseMs, window.shoalTiming.mapMs].map(x => x.toFixed(1)).join(' ms, map ')")?;
+        println!(
+            "update {n}: agent {agent_ms:.1} ms (compare, render, JSON), browser {spent:.1} ms (parse {} ms)",
+            parts.as_str().unwrap_or_default()
+        );
         updates.push(spent);
     }
     let max = updates.iter().copied().fold(0.0, f64::max);

@@ -65,6 +65,7 @@ async function poll() {
     if (response.status === 200) {
       const started = performance.now();
       const next = await response.json();
+      timing.parseMs = performance.now() - started;
       etag = response.headers.get("ETag");
       mesh = next;
       render();
@@ -137,7 +138,9 @@ function render() {
   // Each section is drawn again only when what it shows changed.
   const membersKey = JSON.stringify(m.members);
   const workloadsKey = JSON.stringify(m.workloads);
+  const t0 = performance.now();
   if (drawn.map !== membersKey + workloadsKey) { drawn.map = membersKey + workloadsKey; drawMap(); }
+  timing.mapMs = performance.now() - t0;
   if (drawn.members !== membersKey + $("member-filter").value) {
     drawn.members = membersKey + $("member-filter").value;
     drawMembers();
@@ -282,6 +285,10 @@ function tick() {
 
 // ---- the map ------------------------------------------------------------
 
+// The map is drawn whole when its layout changes (members, zones, sizes);
+// otherwise only the nodes whose drawing changed are replaced.
+const mapState = { layout: null, nodes: [], elements: [] };
+
 function drawMap() {
   const members = mesh.members;
   const zones = new Map();
@@ -300,7 +307,9 @@ function drawMap() {
   // Cells as large as the room allows, for about 420 px of height.
   const cell = Math.max(16, Math.min(110, Math.floor(0.75 * Math.sqrt((SVG_WIDTH * 420) / n))));
   const maxCpu = Math.max(1, ...members.map((m) => m.cpu));
+  const layout = JSON.stringify([SVG_WIDTH, cell, maxCpu, [...zones.entries()], members.map((m) => m.name)]);
   const parts = [];
+  const nodes = new Array(members.length);
   let x = 0, y = 0, rowHeight = 0;
   const names = [...zones.keys()].sort();
   for (const zone of names) {
@@ -313,22 +322,38 @@ function drawMap() {
       `<text x="8" y="16">${esc(zone)} · ${ids.length}</text>`);
     ids.forEach((i, k) => {
       const cx = 8 + (k % cols) * cell + cell / 2, cy = 24 + Math.floor(k / cols) * cell + cell / 2;
-      parts.push(drawNode(members[i], onNode[i], cx, cy, cell, maxCpu));
+      nodes[i] = drawNode(members[i], onNode[i], cx, cy, cell, maxCpu, i);
+      parts.push(nodes[i]);
     });
     parts.push("</g>");
     x += width + 10;
     rowHeight = Math.max(rowHeight, height);
   }
+  if (layout === mapState.layout) {
+    nodes.forEach((drawing, i) => {
+      if (drawing !== mapState.nodes[i]) {
+        const old = mapState.elements[i];
+        old.insertAdjacentHTML("afterend", drawing);
+        mapState.elements[i] = old.nextElementSibling;
+        old.remove();
+      }
+    });
+    mapState.nodes = nodes;
+    return;
+  }
   const total = y + rowHeight + 2;
   svg.setAttribute("viewBox", `0 0 ${SVG_WIDTH} ${total}`);
   svg.setAttribute("height", Math.min(total, 560));
   svg.innerHTML = parts.join("");
+  const elements = new Array(members.length);
+  for (const g of svg.querySelectorAll("g.node")) elements[Number(g.dataset.index)] = g;
+  Object.assign(mapState, { layout, nodes, elements });
 }
 
 const STATE_COLOURS = { alive: "#2f9e6e", suspect: "#e0a030", dead: "#d64545", left: "#9aa0a6" };
 const REPLICA_COLOURS = { running: "#2459b3", failed: "#d64545" };
 
-function drawNode(m, replicas, cx, cy, cell, maxCpu) {
+function drawNode(m, replicas, cx, cy, cell, maxCpu, index) {
   const labelled = cell >= 60;
   const rMax = (labelled ? cell * 0.34 : cell * 0.4) - 3;
   const r = Math.max(rMax * 0.4, rMax * Math.sqrt(m.cpu / maxCpu));
@@ -336,7 +361,7 @@ function drawNode(m, replicas, cx, cy, cell, maxCpu) {
   const list = replicas.map(([w, i, s]) => `${w}/${i} ${s}`).join(", ");
   const title = `${m.name} · ${m.state} · CPU ${cores(m.cpu_used)}/${cores(m.cpu)} · ${bytes(m.memory_used)}/${bytes(m.memory)}` +
     (replicas.length ? ` · ${replicas.length} replicas: ${list}` : " · no replicas");
-  let out = `<g class="node" data-name="${esc(m.name)}"><title>${esc(title)}</title>` +
+  let out = `<g class="node" data-index="${index}" data-name="${esc(m.name)}"><title>${esc(title)}</title>` +
     `<circle cx="${cx}" cy="${ny}" r="${r.toFixed(1)}" fill="${STATE_COLOURS[m.state] || "#999"}"></circle>`;
   if (replicas.length && cell >= 30 && replicas.length <= 16) {
     replicas.forEach(([, , state], k) => {
