@@ -266,12 +266,15 @@ fn screenshot_of_a_ten_agent_mesh() -> anyhow::Result<()> {
     })?;
     let mut victim = agents.remove(6);
     victim.kill9();
-    wait_until(Duration::from_secs(30), "the kill is known", || {
-        agents[0].members().is_some_and(|m| m.iter().any(|m| m.name == victim.name && m.state != State::Alive))
+    wait_until(Duration::from_secs(60), "the kill is known everywhere", || {
+        agents
+            .iter()
+            .all(|a| a.members().is_some_and(|m| m.iter().any(|m| m.name == victim.name && m.state == State::Dead)))
     })?;
     wait_until(Duration::from_secs(60), "the workloads run again", || {
         agents[0].client().workloads().is_ok_and(|w| w.iter().filter(|w| w.state == "running").count() >= 5)
     })?;
+    std::thread::sleep(Duration::from_secs(3));
     browser.navigate(&format!("http://{}/ui/", agents[0].api))?;
     browser.wait_for(Duration::from_secs(10), "the members", &format!("{MEMBERS_JS}.length === 10"))?;
     browser.eval("document.querySelector('#workloads tbody tr[data-name=web]').click(); true")?;

@@ -305,7 +305,7 @@ function drawMap() {
   const svg = $("map");
   const SVG_WIDTH = Math.max(600, svg.clientWidth || 1100);
   // Cells as large as the room allows, for about 420 px of height.
-  const cell = Math.max(16, Math.min(110, Math.floor(0.75 * Math.sqrt((SVG_WIDTH * 420) / n))));
+  const cell = Math.max(16, Math.min(100, Math.floor(0.75 * Math.sqrt((SVG_WIDTH * 420) / n))));
   const maxCpu = Math.max(1, ...members.map((m) => m.cpu));
   const layout = JSON.stringify([SVG_WIDTH, cell, maxCpu, [...zones.entries()], members.map((m) => m.name)]);
   const parts = [];
@@ -314,7 +314,9 @@ function drawMap() {
   const names = [...zones.keys()].sort();
   for (const zone of names) {
     const ids = zones.get(zone);
-    const cols = Math.max(2, Math.min(Math.floor((SVG_WIDTH - 20) / cell), Math.ceil(Math.sqrt(ids.length * 2))));
+    // A small mesh in rows, a large one in squarish blocks.
+    const wanted = n <= 24 ? ids.length : Math.ceil(Math.sqrt(ids.length * 2));
+    const cols = Math.max(1, Math.min(Math.floor((SVG_WIDTH - 20) / cell), wanted));
     const rows = Math.ceil(ids.length / cols);
     const width = cols * cell + 16, height = rows * cell + 28;
     if (x > 0 && x + width > SVG_WIDTH) { x = 0; y += rowHeight + 10; rowHeight = 0; }
