@@ -5,7 +5,9 @@
 //! A watcher task asks the agent for a [`mesh::MeshSnapshot`] every second
 //! while a page polls (every 5 s otherwise, to keep the feed); the agent
 //! takes one only when a cheap fingerprint of what it shows changed, and the
-//! watcher renders the JSON only when the snapshot differs. A poll with the last `ETag` gets 304,
+//! watcher renders the JSON only when the snapshot differs. A refresh that
+//! took t waits at least 100·t before the next, so the view never costs the
+//! agent more than 1% of a core. A poll with the last `ETag` gets 304,
 //! so an open page costs the agent one snapshot a second and the browser
 //! nothing while the mesh is quiet.
 
@@ -93,6 +95,8 @@ pub struct Watcher {
 /// How often the view is refreshed while a page polls, and otherwise.
 const WATCHED_EVERY: Duration = Duration::from_secs(1);
 const IDLE_EVERY: Duration = Duration::from_secs(5);
+/// The longest wait between refreshes, however large the mesh.
+const MAX_EVERY: Duration = Duration::from_secs(10);
 /// Every this many refreshes, a snapshot is taken even if the fingerprint
 /// did not change.
 const FULL_EVERY: u32 = 30;
@@ -119,6 +123,7 @@ impl Watcher {
                 // A full snapshot now and then, whatever the fingerprint says.
                 asked = asked.wrapping_add(1);
                 let since = if asked % FULL_EVERY == 0 { 0 } else { last };
+                let started = std::time::Instant::now();
                 let (reply, answer) = oneshot::channel();
                 if agent.send(ApiRequest::Mesh(since, reply)).await.is_err() {
                     return;
@@ -136,7 +141,10 @@ impl Watcher {
                     }
                 }
                 let watched = unix_ms() / 1000 < polled.load(Ordering::Relaxed) + WATCHED_FOR;
-                let every = if watched { WATCHED_EVERY } else { IDLE_EVERY };
+                // At most 1% of a core: a large mesh that changes all the
+                // time is refreshed less often.
+                let spent = started.elapsed() * 100;
+                let every = if watched { WATCHED_EVERY } else { IDLE_EVERY }.max(spent.min(MAX_EVERY));
                 tokio::select! {
                     () = tokio::time::sleep(every) => {}
                     () = wake.notified(), if !watched => {}
