@@ -161,6 +161,8 @@ struct Refused {
     wrong_token: AtomicU64,
     read_only: AtomicU64,
     rate_limited: AtomicU64,
+    /// A write from another site's page, or a rebound DNS name.
+    other_site: AtomicU64,
 }
 
 impl Refused {
@@ -171,6 +173,7 @@ impl Refused {
             ("wrong_token", &self.wrong_token),
             ("read_only", &self.read_only),
             ("rate_limited", &self.rate_limited),
+            ("other_site", &self.other_site),
         ] {
             out.push_str(&format!(
                 "shoal_api_requests_refused_total{{reason=\"{reason}\"}} {}\n",
@@ -188,6 +191,48 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+fn count_refusal(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Why a browser's request must be refused, if it must: a write from
+/// another site's page (the CLI sends no `Origin`; the web view sends its
+/// own), and, on an API open without tokens, a `Host` that is not an
+/// address or `localhost` (a DNS name rebound to 127.0.0.1 would otherwise
+/// let any web page read and write the API).
+fn browser_refusal(headers: &HeaderMap, method: &Method, open: bool) -> Option<&'static str> {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let write = !matches!(*method, Method::GET | Method::HEAD);
+    if write {
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default();
+            let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            if host != Some(authority) {
+                return Some("a write from another site's page is refused: use the CLI, or this agent's own /ui/");
+            }
+        }
+    }
+    if open && host.is_some_and(|h| !is_literal_host(h)) {
+        return Some(
+            "this API has no tokens, so it answers only requests addressed to an IP address or localhost \
+             (a DNS name could be rebound to it by any web page): use the address, or give the agent \
+             --api-token-file",
+        );
+    }
+    None
+}
+
+/// Whether `HOST[:PORT]` names an IP address or localhost.
+fn is_literal_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':')
+            .map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host })
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
 /// Checks the token of every request but the web view's own files.
 async fn authorize(
     State(guard): State<Arc<Guard>>,
@@ -195,6 +240,10 @@ async fn authorize(
     request: Request,
     next: Next,
 ) -> Response {
+    if let Some(why) = browser_refusal(request.headers(), request.method(), guard.tokens.is_none()) {
+        count_refusal(&guard.refused.other_site);
+        return error(StatusCode::FORBIDDEN, why.into(), None, None);
+    }
     let Some(tokens) = &guard.tokens else { return next.run(request).await };
     if crate::ui::is_public(request.uri().path()) {
         return next.run(request).await;
@@ -440,4 +489,37 @@ async fn precondition(keys: &KeyService, peers: &[PeerView], op: &KeyOp) -> Opti
     } else {
         format!("key {id} is still the primary on {}: `shoal keys use` another key first", blocking.join(", "))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(name.clone(), HeaderValue::from_str(value).expect("header value"));
+        }
+        map
+    }
+
+    #[test]
+    fn other_sites_cannot_write_and_names_cannot_be_rebound() {
+        let own = headers(&[(header::HOST, "127.0.0.1:7947"), (header::ORIGIN, "http://127.0.0.1:7947")]);
+        assert_eq!(browser_refusal(&own, &Method::POST, true), None, "the web view itself");
+        let cli = headers(&[(header::HOST, "127.0.0.1:7947")]);
+        assert_eq!(browser_refusal(&cli, &Method::DELETE, true), None, "the CLI sends no Origin");
+        let evil = headers(&[(header::HOST, "127.0.0.1:7947"), (header::ORIGIN, "https://evil.example")]);
+        assert!(browser_refusal(&evil, &Method::POST, false).is_some(), "a write from another site");
+        assert_eq!(browser_refusal(&evil, &Method::GET, false), None, "reads need the token, not this");
+        let rebound = headers(&[(header::HOST, "evil.example:7947")]);
+        assert!(browser_refusal(&rebound, &Method::GET, true).is_some(), "open API, a DNS name");
+        assert_eq!(browser_refusal(&rebound, &Method::GET, false), None, "with tokens a name is fine");
+        for host in ["localhost:7947", "[::1]:7947", "10.0.0.1", "LOCALHOST"] {
+            assert!(is_literal_host(host), "{host}");
+        }
+        for host in ["example.com", "example.com:7947", "localhost.evil.example:1"] {
+            assert!(!is_literal_host(host), "{host}");
+        }
+    }
 }

@@ -181,3 +181,41 @@ fn metrics_count_refusals_and_never_show_a_token() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A raw HTTP/1.1 request, as a browser would send it: the status code.
+fn raw(api: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(api)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let status = answer.split_whitespace().nth(1).unwrap_or_default().parse()?;
+    Ok(status)
+}
+
+#[test]
+fn an_open_api_refuses_other_sites_pages() -> anyhow::Result<()> {
+    let dir = test_dir("api-sites");
+    let mut agent = Agent::start(&dir, "agent-1", &[])?;
+    let api = agent.api;
+    let host = api.to_string();
+    wait_until(Duration::from_secs(20), "the API answers", || agent.members().is_some())?;
+    // Another site's page cannot make the agent leave (or submit, or delete).
+    let evil = raw(api, "POST", "/v1/leave", &[("Host", &host), ("Origin", "https://evil.example")])?;
+    assert_eq!(evil, 403);
+    // A DNS name rebound to loopback cannot read an API without tokens.
+    assert_eq!(raw(api, "GET", "/v1/members", &[("Host", "evil.example:7947")])?, 403);
+    // The agent's own page and the CLI can.
+    assert_eq!(raw(api, "GET", "/v1/members", &[("Host", &host)])?, 200);
+    assert_eq!(raw(api, "GET", "/ui/", &[("Host", &format!("localhost:{}", api.port()))])?, 200);
+    assert!(agent.is_running(), "the agent did not leave");
+    let own = raw(api, "POST", "/v1/leave", &[("Host", &host), ("Origin", &format!("http://{host}"))])?;
+    assert_eq!(own, 200, "its own page may");
+    Ok(())
+}
