@@ -249,3 +249,22 @@ fn path_segment(name: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_targets_read_as_the_cli_takes_them() {
+        let plain = ApiTarget::parse("127.0.0.1:7947", None);
+        assert_eq!(plain, Ok(ApiTarget { authority: "127.0.0.1:7947".into(), tls: None }));
+        let https = ApiTarget::parse("https://edge-1.example:7947/", None);
+        assert_eq!(https, Ok(ApiTarget { authority: "edge-1.example:7947".into(), tls: Some(Trust::PublicRoots) }));
+        // A trust setting implies TLS.
+        let pinned = ApiTarget::parse("[::1]:7947", Some(Trust::Fingerprint([1; 32])));
+        assert_eq!(pinned.map(|t| t.tls), Ok(Some(Trust::Fingerprint([1; 32]))));
+        assert!(ApiTarget::parse("http://127.0.0.1:7947", Some(Trust::Fingerprint([1; 32]))).is_err());
+        assert!(ApiTarget::parse("ftp://127.0.0.1:7947", None).is_err());
+        assert!(ApiTarget::parse("127.0.0.1", None).is_err(), "the port is needed");
+    }
+}
