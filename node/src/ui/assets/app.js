@@ -305,7 +305,7 @@ function drawMap() {
   const svg = $("map");
   const SVG_WIDTH = Math.max(600, svg.clientWidth || 1100);
   // Cells as large as the room allows, for about 420 px of height.
-  const cell = Math.max(16, Math.min(100, Math.floor(0.75 * Math.sqrt((SVG_WIDTH * 420) / n))));
+  const cell = Math.max(16, Math.min(130, Math.floor(0.75 * Math.sqrt((SVG_WIDTH * 420) / n))));
   const maxCpu = Math.max(1, ...members.map((m) => m.cpu));
   const layout = JSON.stringify([SVG_WIDTH, cell, maxCpu, [...zones.entries()], members.map((m) => m.name)]);
   const parts = [];
@@ -346,6 +346,8 @@ function drawMap() {
   const total = y + rowHeight + 2;
   svg.setAttribute("viewBox", `0 0 ${SVG_WIDTH} ${total}`);
   svg.setAttribute("height", Math.min(total, 560));
+  // The feed beside the map is as tall as the map.
+  $("feed").style.maxHeight = Math.max(340, Math.min(total, 560)) + "px";
   svg.innerHTML = parts.join("");
   const elements = new Array(members.length);
   for (const g of svg.querySelectorAll("g.node")) elements[Number(g.dataset.index)] = g;
