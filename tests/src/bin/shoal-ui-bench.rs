@@ -276,10 +276,12 @@ fn main() -> anyhow::Result<()> {
             &format!("window.shoalTiming.lastVersion === {version}"),
         )?;
         let spent = browser.eval("window.shoalTiming.lastUpdateMs")?.as_f64().unwrap_or(0.0);
-        let parts = browser
-            .eval("[window.shoalTiming.parseMs, window.shoalTiming.mapMs].map(x => x.toFixed(1)).join(' ms, map ')")?;
+        let parts = browser.eval(
+            "(t => ['parse', 'keys', 'map', 'tables', 'feed', 'layout'].map(k => `${k} ${t[k + 'Ms'].toFixed(1)}`)\
+             .join(', '))(window.shoalTiming)",
+        )?;
         println!(
-            "update {n}: agent {agent_ms:.1} ms (compare, render, JSON), browser {spent:.1} ms (parse {} ms)",
+            "update {n}: agent {agent_ms:.1} ms (compare, render, JSON), browser {spent:.1} ms ({} ms)",
             parts.as_str().unwrap_or_default()
         );
         updates.push(spent);

@@ -69,7 +69,9 @@ async function poll() {
       etag = response.headers.get("ETag");
       mesh = next;
       render();
+      const laidOut = performance.now();
       document.body.offsetHeight; // include layout in the measured time
+      timing.layoutMs = performance.now() - laidOut;
       const spent = performance.now() - started;
       timing.lastUpdateMs = spent;
       timing.renders += 1;
@@ -136,11 +138,13 @@ function render() {
     ["alive", "suspect", "dead", "left"].filter((s) => states[s]).map((s) => `${states[s]} ${s}`).join(", ") +
     `) · ${m.workloads.length} workloads (${running} running)`;
   // Each section is drawn again only when what it shows changed.
+  const keysStarted = performance.now();
   const membersKey = JSON.stringify(m.members);
   const workloadsKey = JSON.stringify(m.workloads);
   const t0 = performance.now();
   if (drawn.map !== membersKey + workloadsKey) { drawn.map = membersKey + workloadsKey; drawMap(); }
-  timing.mapMs = performance.now() - t0;
+  const t1 = performance.now();
+  timing.mapMs = t1 - t0;
   if (drawn.members !== membersKey + $("member-filter").value) {
     drawn.members = membersKey + $("member-filter").value;
     drawMembers();
@@ -149,8 +153,12 @@ function render() {
     drawn.workloads = workloadsKey + membersKey + $("workload-filter").value;
     drawWorkloads();
   }
+  const t2 = performance.now();
+  timing.tablesMs = t2 - t1;
   drawFeed();
   tick();
+  timing.feedMs = performance.now() - t2;
+  timing.keysMs = t0 - keysStarted;
 }
 
 function matches(filter, text, labels) {
@@ -178,7 +186,17 @@ class VirtualRows {
     this.rows = [];
     this.first = -1;
     this.last = -1;
-    this.box.addEventListener("scroll", () => this.draw(false), { passive: true });
+    // The box's geometry, read only when it scrolls or resizes: reading it
+    // after a write would force a layout of the whole page.
+    this.top = 0;
+    this.height = 800;
+    const measure = () => {
+      this.top = this.box.scrollTop;
+      this.height = this.box.clientHeight || 800;
+    };
+    this.box.addEventListener("scroll", () => { measure(); this.draw(false); tick(); }, { passive: true });
+    window.addEventListener("resize", () => { measure(); this.draw(false); });
+    measure();
   }
 
   set(rows) {
@@ -187,8 +205,8 @@ class VirtualRows {
   }
 
   draw(force) {
-    const top = this.box.scrollTop;
-    const height = this.box.clientHeight || 800;
+    const top = this.top;
+    const height = this.height;
     const first = Math.max(0, Math.floor(top / ROW_PX) - OVERSCAN);
     const last = Math.min(this.rows.length, Math.ceil((top + height) / ROW_PX) + OVERSCAN);
     if (!force && first === this.first && last === this.last) return;
@@ -198,7 +216,6 @@ class VirtualRows {
     this.tbody.innerHTML = spacer + this.rows.slice(first, last).join("") + spacer;
     this.tbody.firstChild.style.height = first * ROW_PX + "px";
     this.tbody.lastChild.style.height = (this.rows.length - last) * ROW_PX + "px";
-    tick();
   }
 }
 
