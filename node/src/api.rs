@@ -17,7 +17,9 @@
 //! `Authorization: Bearer TOKEN`: none or a wrong one gets 401, a `read`
 //! token anything but `GET` 403, and an address that sent too many wrong
 //! tokens 429 (see [`crate::auth`]). An API bound beyond loopback always has
-//! tokens and TLS (`config::ApiSecurity`).
+//! tokens and TLS (`config::ApiSecurity`). Whatever the tokens, a browser's
+//! write from another site's page gets 403, and so does, on an API without
+//! tokens, a request whose `Host` is a DNS name (one rebound to loopback).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -249,7 +251,7 @@ async fn authorize(
         return next.run(request).await;
     }
     let now = std::time::Instant::now();
-    let count = |counter: &AtomicU64| counter.fetch_add(1, Ordering::Relaxed);
+    let count = count_refusal;
     if let Some(wait) = guard.limiter.blocked(peer.ip(), now) {
         count(&guard.refused.rate_limited);
         let why = format!("too many wrong tokens from {}: try again in {} s", peer.ip(), wait.as_secs().max(1));
