@@ -102,7 +102,7 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
         .map_err(|source| AgentError::Api { addr: settings.api, source })?;
     let (api_tx, api_rx) = mpsc::channel(64);
     let key_service = KeyService::new(Arc::clone(&keys), transport.key_requester(), settings.name.clone());
-    tokio::spawn(api::serve(listener, api_tx, key_service).in_current_span());
+    tokio::spawn(api::serve(listener, api_tx, key_service, settings.api_security.clone()).in_current_span());
     let (seeds_tx, seeds_rx) = mpsc::channel(4);
     if !settings.join.is_empty() {
         tokio::spawn(resolve_seeds(settings.join.clone(), gossip, seeds_tx).in_current_span());
@@ -404,6 +404,9 @@ impl Agent {
                 let me = self.membership.id();
                 let peers = self.membership.members().filter(|m| m.state.is_live() && m.id != me);
                 let _ = reply.send(peers.map(PeerView::of).collect());
+            }
+            ApiRequest::Mesh(last, reply) => {
+                let _ = reply.send(crate::ui::mesh::snapshot_if_changed(&mut self.membership, self.clock.now(), last));
             }
             ApiRequest::Leave(reply) => {
                 info!("leave requested through the API");

@@ -7,15 +7,28 @@
 //! with `{"key": ...}` (every live agent asked; 409 when `use` or `remove`
 //! would cut an agent off, naming it).
 //!
+//! `GET /v1/mesh` is the web view's one answer (members, workloads, the feed;
+//! see [`crate::ui`]), and `/ui` the view itself.
+//!
 //! Handlers never touch the protocol: they ask the agent's task over a
 //! channel, so the state machine has exactly one owner.
+//!
+//! With a token file, every request but the web view's own files needs
+//! `Authorization: Bearer TOKEN`: none or a wrong one gets 401, a `read`
+//! token anything but `GET` 403, and an address that sent too many wrong
+//! tokens 429 (see [`crate::auth`]). An API bound beyond loopback always has
+//! tokens and TLS (`config::ApiSecurity`). Whatever the tokens, a browser's
+//! write from another site's page gets 403, and so does, on an API without
+//! tokens, a request whose `Host` is a DNS name (one rebound to loopback).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Bytes;
-use axum::extract::{FromRef, Path, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, FromRef, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -23,12 +36,17 @@ use futures::StreamExt;
 use serde::Deserialize;
 use shoal_protocol::{SpecError, WorkloadSpec};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::agent::Reply;
+use crate::auth::{FailureLimiter, Role, Tokens};
+use crate::config::ApiSecurity;
 use crate::crypto::ClusterKey;
 use crate::keys::{KeyOp, KeyReply, KeyStore, KeysView, parse_key_id};
+use crate::tls::{PeerAddr, TlsListener};
 use crate::transport::KeyRequester;
+use crate::ui::Watcher;
+use crate::ui::mesh::MeshSnapshot;
 use crate::view::{HealthView, MemberView, PeerView, SelfView};
 use crate::workloads::{ErrorView, WorkloadDetail, WorkloadView};
 
@@ -48,6 +66,9 @@ pub enum ApiRequest {
     Submit(Box<WorkloadSpec>, Reply<Result<(WorkloadDetail, bool), SpecError>>),
     /// Delete a workload: whether it existed.
     Delete(String, Reply<bool>),
+    /// Everything the web view shows, unless its fingerprint is still the
+    /// one given (`ui::mesh::snapshot_if_changed`).
+    Mesh(u64, Reply<(u64, Option<MeshSnapshot>)>),
 }
 
 type Agent = mpsc::Sender<ApiRequest>;
@@ -56,6 +77,20 @@ type Agent = mpsc::Sender<ApiRequest>;
 struct ApiState {
     agent: Agent,
     keys: KeyService,
+    watcher: Watcher,
+    guard: Arc<Guard>,
+}
+
+impl FromRef<ApiState> for Watcher {
+    fn from_ref(state: &ApiState) -> Watcher {
+        state.watcher.clone()
+    }
+}
+
+impl FromRef<ApiState> for Arc<Guard> {
+    fn from_ref(state: &ApiState) -> Arc<Guard> {
+        Arc::clone(&state.guard)
+    }
 }
 
 impl FromRef<ApiState> for Agent {
@@ -70,8 +105,19 @@ impl FromRef<ApiState> for KeyService {
     }
 }
 
-/// Serves the API until the agent stops.
-pub async fn serve(listener: tokio::net::TcpListener, agent: Agent, keys: KeyService) {
+/// Serves the API until the agent stops: over TLS if `security` has it,
+/// asking for tokens if it has them.
+pub async fn serve(listener: tokio::net::TcpListener, agent: Agent, keys: KeyService, security: ApiSecurity) {
+    if let Some(tls) = &security.tls {
+        info!(fingerprint = %tls.fingerprint, certificate = %tls.origin, "API served over TLS; trust it with --tls-fingerprint");
+    }
+    if let Some(tokens) = &security.tokens {
+        info!(?tokens, "API requires a token");
+    }
+    let guard =
+        Arc::new(Guard { tokens: security.tokens, limiter: FailureLimiter::default(), refused: Refused::default() });
+    let watcher = Watcher::start(agent.clone());
+    let state = ApiState { agent, keys, watcher, guard: Arc::clone(&guard) };
     let app = Router::new()
         .route("/v1/members", get(members))
         .route("/v1/self", get(self_info))
@@ -82,10 +128,169 @@ pub async fn serve(listener: tokio::net::TcpListener, agent: Agent, keys: KeySer
         .route("/v1/workloads/{name}", get(workload).delete(delete))
         .route("/v1/keys", get(list_keys))
         .route("/v1/keys/{op}", post(change_keys))
-        .with_state(ApiState { agent, keys });
-    if let Err(error) = axum::serve(listener, app).await {
+        .route("/v1/mesh", get(mesh))
+        .route("/", get(crate::ui::root))
+        .route("/ui", get(crate::ui::serve_file))
+        .route("/ui/", get(crate::ui::serve_file))
+        .route("/ui/{file}", get(crate::ui::serve_file))
+        .layer(axum::middleware::from_fn_with_state(guard, authorize))
+        .with_state(state);
+    let served = match security.tls {
+        Some(tls) => match TlsListener::new(listener, tls.config) {
+            Ok(listener) => axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>()).await,
+            Err(error) => Err(error),
+        },
+        None => axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>()).await,
+    };
+    if let Err(error) = served {
         warn!(%error, "HTTP API stopped");
     }
+}
+
+/// Who may do what, and the count of refusals.
+#[derive(Debug)]
+struct Guard {
+    /// `None`: open (loopback without a token file).
+    tokens: Option<Tokens>,
+    limiter: FailureLimiter,
+    refused: Refused,
+}
+
+/// Requests refused, by reason (`/metrics`).
+#[derive(Debug, Default)]
+struct Refused {
+    no_token: AtomicU64,
+    wrong_token: AtomicU64,
+    read_only: AtomicU64,
+    rate_limited: AtomicU64,
+    /// A write from another site's page, or a rebound DNS name.
+    other_site: AtomicU64,
+}
+
+impl Refused {
+    fn render(&self) -> String {
+        let mut out = String::from("# TYPE shoal_api_requests_refused_total counter\n");
+        for (reason, count) in [
+            ("no_token", &self.no_token),
+            ("wrong_token", &self.wrong_token),
+            ("read_only", &self.read_only),
+            ("rate_limited", &self.rate_limited),
+            ("other_site", &self.other_site),
+        ] {
+            out.push_str(&format!(
+                "shoal_api_requests_refused_total{{reason=\"{reason}\"}} {}\n",
+                count.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}
+
+/// The bearer token a request carries, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn count_refusal(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Why a browser's request must be refused, if it must: a write from
+/// another site's page (the CLI sends no `Origin`; the web view sends its
+/// own), and, on an API open without tokens, a `Host` that is not an
+/// address or `localhost` (a DNS name rebound to 127.0.0.1 would otherwise
+/// let any web page read and write the API).
+fn browser_refusal(headers: &HeaderMap, method: &Method, open: bool) -> Option<&'static str> {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let write = !matches!(*method, Method::GET | Method::HEAD);
+    if write {
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default();
+            let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            if host != Some(authority) {
+                return Some("a write from another site's page is refused: use the CLI, or this agent's own /ui/");
+            }
+        }
+    }
+    if open && host.is_some_and(|h| !is_literal_host(h)) {
+        return Some(
+            "this API has no tokens, so it answers only requests addressed to an IP address or localhost \
+             (a DNS name could be rebound to it by any web page): use the address, or give the agent \
+             --api-token-file",
+        );
+    }
+    None
+}
+
+/// Whether `HOST[:PORT]` names an IP address or localhost.
+fn is_literal_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':')
+            .map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host })
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Checks the token of every request but the web view's own files.
+async fn authorize(
+    State(guard): State<Arc<Guard>>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(why) = browser_refusal(request.headers(), request.method(), guard.tokens.is_none()) {
+        count_refusal(&guard.refused.other_site);
+        return error(StatusCode::FORBIDDEN, why.into(), None, None);
+    }
+    let Some(tokens) = &guard.tokens else { return next.run(request).await };
+    if crate::ui::is_public(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let now = std::time::Instant::now();
+    let count = count_refusal;
+    if let Some(wait) = guard.limiter.blocked(peer.ip(), now) {
+        count(&guard.refused.rate_limited);
+        let why = format!("too many wrong tokens from {}: try again in {} s", peer.ip(), wait.as_secs().max(1));
+        let mut response = error(StatusCode::TOO_MANY_REQUESTS, why, None, None);
+        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let unauthorized = |why: &str| {
+        let mut response = error(StatusCode::UNAUTHORIZED, why.to_string(), None, None);
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    };
+    let Some(presented) = bearer(request.headers()) else {
+        count(&guard.refused.no_token);
+        return unauthorized(
+            "this agent's API needs a token: send `Authorization: Bearer TOKEN` \
+             (the CLI: --token or SHOAL_TOKEN), a line of the agent's --api-token-file",
+        );
+    };
+    match tokens.role(presented) {
+        None => {
+            count(&guard.refused.wrong_token);
+            guard.limiter.failed(peer.ip(), now);
+            debug!(peer = %peer.ip(), "API request with a wrong token");
+            unauthorized("the token was refused: it is not in the agent's --api-token-file")
+        }
+        Some(Role::Read) if !matches!(*request.method(), Method::GET | Method::HEAD) => {
+            count(&guard.refused.read_only);
+            let why = "this token is read-only: submit, delete, leave and key changes need an admin token";
+            error(StatusCode::FORBIDDEN, why.to_string(), None, None)
+        }
+        Some(_) => next.run(request).await,
+    }
+}
+
+async fn mesh(State(watcher): State<Watcher>, headers: HeaderMap) -> Response {
+    watcher.answer(&headers).await
 }
 
 async fn ask<T>(agent: &Agent, request: impl FnOnce(Reply<T>) -> ApiRequest) -> Result<T, Response> {
@@ -112,8 +317,9 @@ async fn leave(State(agent): State<Agent>) -> Result<Json<serde_json::Value>, Re
     Ok(Json(serde_json::json!({ "status": "leaving" })))
 }
 
-async fn metrics(State(agent): State<Agent>) -> Result<Response, Response> {
-    let text = ask(&agent, ApiRequest::Metrics).await?;
+async fn metrics(State(agent): State<Agent>, State(guard): State<Arc<Guard>>) -> Result<Response, Response> {
+    let mut text = ask(&agent, ApiRequest::Metrics).await?;
+    text.push_str(&guard.refused.render());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -140,8 +346,17 @@ async fn workload(State(agent): State<Agent>, Path(name): Path<String>) -> Resul
     found.map(Json).ok_or_else(|| no_such(&name))
 }
 
-async fn submit(State(agent): State<Agent>, body: Bytes) -> Result<Response, Response> {
-    let spec = crate::spec::parse_json(&body).map_err(|e| refused(e.field, e.reason))?;
+/// A spec as JSON, or as TOML (`content-type: application/toml`, as the web
+/// view sends what a user typed), refused with the CLI's words either way.
+async fn submit(State(agent): State<Agent>, headers: HeaderMap, body: Bytes) -> Result<Response, Response> {
+    let toml = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("toml"));
+    let spec = if toml {
+        let text = std::str::from_utf8(&body).map_err(|_| refused("spec".into(), "the spec is not UTF-8".into()))?;
+        crate::spec::parse_toml(text)
+    } else {
+        crate::spec::parse_json(&body)
+    };
+    let spec = spec.map_err(|e| refused(e.field, e.reason))?;
     match ask(&agent, |reply| ApiRequest::Submit(Box::new(spec), reply)).await? {
         Ok((detail, new)) => {
             let status = if new { StatusCode::CREATED } else { StatusCode::OK };
@@ -276,4 +491,37 @@ async fn precondition(keys: &KeyService, peers: &[PeerView], op: &KeyOp) -> Opti
     } else {
         format!("key {id} is still the primary on {}: `shoal keys use` another key first", blocking.join(", "))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(name.clone(), HeaderValue::from_str(value).expect("header value"));
+        }
+        map
+    }
+
+    #[test]
+    fn other_sites_cannot_write_and_names_cannot_be_rebound() {
+        let own = headers(&[(header::HOST, "127.0.0.1:7947"), (header::ORIGIN, "http://127.0.0.1:7947")]);
+        assert_eq!(browser_refusal(&own, &Method::POST, true), None, "the web view itself");
+        let cli = headers(&[(header::HOST, "127.0.0.1:7947")]);
+        assert_eq!(browser_refusal(&cli, &Method::DELETE, true), None, "the CLI sends no Origin");
+        let evil = headers(&[(header::HOST, "127.0.0.1:7947"), (header::ORIGIN, "https://evil.example")]);
+        assert!(browser_refusal(&evil, &Method::POST, false).is_some(), "a write from another site");
+        assert_eq!(browser_refusal(&evil, &Method::GET, false), None, "reads need the token, not this");
+        let rebound = headers(&[(header::HOST, "evil.example:7947")]);
+        assert!(browser_refusal(&rebound, &Method::GET, true).is_some(), "open API, a DNS name");
+        assert_eq!(browser_refusal(&rebound, &Method::GET, false), None, "with tokens a name is fine");
+        for host in ["localhost:7947", "[::1]:7947", "10.0.0.1", "LOCALHOST"] {
+            assert!(is_literal_host(host), "{host}");
+        }
+        for host in ["example.com", "example.com:7947", "localhost.evil.example:1"] {
+            assert!(!is_literal_host(host), "{host}");
+        }
+    }
 }

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use shoal_protocol::{Capacity, Config};
 
+use crate::auth::{TokenFileError, Tokens};
 use crate::crypto::{ClusterKey, KeyError};
+use crate::tls::{ServerTls, TlsError, TlsSource};
 
 /// The default gossip port.
 pub const DEFAULT_BIND: &str = "0.0.0.0:7946";
@@ -81,9 +83,25 @@ pub struct AgentArgs {
     /// Do not use mDNS.
     #[arg(long)]
     pub no_mdns: bool,
-    /// The HTTP API address, HOST:PORT [default: 127.0.0.1:7947].
+    /// The HTTP API address, HOST:PORT [default: 127.0.0.1:7947]. Any
+    /// address but loopback needs TLS and --api-token-file.
     #[arg(long, env = "SHOAL_API")]
     pub api: Option<String>,
+    /// The API's tokens: one a line, `admin TOKEN` or `read TOKEN`
+    /// (`shoal token` prints one). Required off loopback; on loopback,
+    /// tokens are required once given.
+    #[arg(long, env = "SHOAL_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// The API's TLS certificate chain, PEM (with --api-tls-key).
+    #[arg(long, env = "SHOAL_API_TLS_CERT", requires = "api_tls_key")]
+    pub api_tls_cert: Option<PathBuf>,
+    /// The private key of --api-tls-cert, PEM.
+    #[arg(long, env = "SHOAL_API_TLS_KEY", requires = "api_tls_cert")]
+    pub api_tls_key: Option<PathBuf>,
+    /// Serve the API over TLS with a certificate the agent makes once and
+    /// keeps in <data-dir>/api-tls/ (its fingerprint is logged at start).
+    #[arg(long, env = "SHOAL_API_TLS_SELF_SIGNED", conflicts_with = "api_tls_cert")]
+    pub api_tls_self_signed: bool,
     /// The cluster key (64 hex digits, from `shoal keygen`).
     #[arg(long, env = "SHOAL_CLUSTER_KEY", hide_env_values = true)]
     pub cluster_key: Option<String>,
@@ -115,6 +133,10 @@ struct FileSettings {
     join: Option<Vec<String>>,
     mdns: Option<bool>,
     api: Option<String>,
+    api_token_file: Option<PathBuf>,
+    api_tls_cert: Option<PathBuf>,
+    api_tls_key: Option<PathBuf>,
+    api_tls_self_signed: Option<bool>,
     cluster_key: Option<String>,
     cluster_key_file: Option<PathBuf>,
     cpu: Option<u32>,
@@ -161,6 +183,17 @@ pub enum SettingsError {
     Invalid { flag: &'static str, value: String, why: String },
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Tokens(#[from] TokenFileError),
+    #[error("the API's TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// An API beyond loopback without TLS or tokens.
+    #[error(
+        "--api {api} can be reached from other machines, and anyone who reaches it could run processes on \
+         every node, so it needs {missing}. {fix}Or keep the API on loopback (--api 127.0.0.1:{port}) and \
+         reach it through an SSH tunnel."
+    )]
+    ExposedApi { api: SocketAddr, port: u16, missing: &'static str, fix: String },
 }
 
 /// Everything the agent needs, resolved.
@@ -174,6 +207,8 @@ pub struct Settings {
     pub join: Vec<String>,
     pub mdns: bool,
     pub api: SocketAddr,
+    /// TLS and tokens for the API (both required off loopback).
+    pub api_security: ApiSecurity,
     /// The key given with --cluster-key or --cluster-key-file. A keyring
     /// saved in the data dir wins over it (see `store::keyring`).
     pub cluster_key: Option<ClusterKey>,
@@ -202,6 +237,13 @@ impl AgentArgs {
             file.mdns.unwrap_or(join.is_empty())
         };
         let api = socket_addr("api", &self.api.or(file.api).unwrap_or_else(|| DEFAULT_API.into()))?;
+        let security = SecurityArgs {
+            token_file: self.api_token_file.or(file.api_token_file),
+            cert: self.api_tls_cert.or(file.api_tls_cert),
+            key: self.api_tls_key.or(file.api_tls_key),
+            self_signed: self.api_tls_self_signed || file.api_tls_self_signed.unwrap_or(false),
+        };
+        let api_security = security.resolve(api, &data_dir, &name)?;
         let key_text = self.cluster_key.or(file.cluster_key);
         let key_file = self.cluster_key_file.or(file.cluster_key_file);
         let cluster_key = match (key_text, key_file) {
@@ -235,11 +277,88 @@ impl AgentArgs {
             join,
             mdns,
             api,
+            api_security,
             cluster_key,
             capacity: Capacity { cpu_millis, memory_bytes },
             labels,
             profile,
         })
+    }
+}
+
+/// The API's protection: TLS and tokens, each optional on loopback.
+#[derive(Clone, Debug, Default)]
+pub struct ApiSecurity {
+    pub tls: Option<ServerTls>,
+    pub tokens: Option<Tokens>,
+}
+
+/// The API security settings as given.
+#[derive(Debug, Default)]
+struct SecurityArgs {
+    token_file: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    self_signed: bool,
+}
+
+impl SecurityArgs {
+    /// Refuses an API beyond loopback without both TLS and tokens, then
+    /// loads them (making the self-signed certificate if asked).
+    fn resolve(self, api: SocketAddr, data_dir: &Path, name: &str) -> Result<ApiSecurity, SettingsError> {
+        let tls = match (self.cert, self.key, self.self_signed) {
+            (Some(_), Some(_), true) => {
+                return Err(SettingsError::Invalid {
+                    flag: "api-tls-self-signed",
+                    value: "true".into(),
+                    why: "give either --api-tls-cert and --api-tls-key, or --api-tls-self-signed".into(),
+                });
+            }
+            (Some(cert), Some(key), false) => Some(TlsSource::Files { cert, key }),
+            (Some(cert), None, _) | (None, Some(cert), _) => {
+                return Err(SettingsError::Invalid {
+                    flag: "api-tls-cert",
+                    value: cert.display().to_string(),
+                    why: "--api-tls-cert and --api-tls-key go together: give both".into(),
+                });
+            }
+            (None, None, true) => Some(TlsSource::SelfSigned),
+            (None, None, false) => None,
+        };
+        if !api.ip().to_canonical().is_loopback() && (tls.is_none() || self.token_file.is_none()) {
+            let mut fix = String::new();
+            if tls.is_none() {
+                fix.push_str("Add --api-tls-self-signed (or --api-tls-cert FILE --api-tls-key FILE). ");
+            }
+            if self.token_file.is_none() {
+                fix.push_str(
+                    "Add --api-token-file FILE, a file of lines `admin TOKEN` or `read TOKEN` \
+                     (`shoal token` prints a new token). ",
+                );
+            }
+            let missing = match (tls.is_none(), self.token_file.is_none()) {
+                (true, true) => "TLS and a token file",
+                (true, false) => "TLS",
+                _ => "a token file",
+            };
+            return Err(SettingsError::ExposedApi { api, port: api.port(), missing, fix });
+        }
+        let tokens = self.token_file.as_deref().map(Tokens::from_file).transpose()?;
+        let tls = match tls {
+            Some(source) => {
+                let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+                if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+                    names.push(name.to_string());
+                }
+                if !api.ip().is_unspecified() && !api.ip().is_loopback() {
+                    names.push(api.ip().to_string());
+                }
+                names.dedup();
+                Some(crate::tls::load_server(&source, data_dir, &names)?)
+            }
+            None => None,
+        };
+        Ok(ApiSecurity { tls, tokens })
     }
 }
 
@@ -344,6 +463,41 @@ mod tests {
         assert_eq!(settings.capacity.memory_bytes, 1024);
         assert_eq!(settings.labels.get("zone").map(String::as_str), Some("a"));
         assert!(settings.mdns, "mDNS is on when nothing is joined");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("shoal-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    #[test]
+    fn an_api_beyond_loopback_needs_tls_and_tokens() {
+        let dir = temp_dir("exposed");
+        let tokens = dir.join("tokens");
+        std::fs::write(&tokens, "admin 0123456789abcdef0123456789abcdef\n").expect("write");
+        let args = |token_file: Option<PathBuf>, self_signed: bool| AgentArgs {
+            data_dir: Some(dir.join("data")),
+            api: Some("0.0.0.0:7947".into()),
+            api_token_file: token_file,
+            api_tls_self_signed: self_signed,
+            ..AgentArgs::default()
+        };
+        let refusal = |a: AgentArgs| a.resolve().err().map(|e| e.to_string()).unwrap_or_default();
+        let neither = refusal(args(None, false));
+        assert!(neither.contains("needs TLS and a token file"), "{neither}");
+        assert!(neither.contains("--api-tls-self-signed") && neither.contains("--api-token-file"), "{neither}");
+        let no_tls = refusal(args(Some(tokens.clone()), false));
+        assert!(no_tls.contains("needs TLS.") && !no_tls.contains("--api-token-file FILE"), "{no_tls}");
+        let no_tokens = refusal(args(None, true));
+        assert!(no_tokens.contains("needs a token file"), "{no_tokens}");
+        let settings = args(Some(tokens.clone()), true).resolve().expect("TLS and tokens: starts");
+        assert!(settings.api_security.tls.is_some() && settings.api_security.tokens.is_some());
+        // Loopback stays open by default.
+        let open = AgentArgs { data_dir: Some(dir.join("data")), ..AgentArgs::default() }.resolve().expect("loopback");
+        assert!(open.api_security.tls.is_none() && open.api_security.tokens.is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

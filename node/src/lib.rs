@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod crypto;
@@ -18,6 +19,8 @@ pub mod persist;
 pub mod reconcile;
 pub mod spec;
 pub mod store;
+pub mod tls;
 pub mod transport;
+pub mod ui;
 pub mod view;
 pub mod workloads;

@@ -119,6 +119,7 @@ async fn watch(nodes: &mut [Node], args: &LocalArgs, exe: &Path, dir: &Path) -> 
     let shoal = display_exe(exe);
     let apis: Vec<String> = nodes.iter().map(|n| format!("{} {}", n.name, n.api)).collect();
     println!("\nAPIs: {}", apis.join(", "));
+    println!("Web view: http://{}/ui/ (any agent's API serves it)", first.api);
     println!("\nTry, in another terminal:");
     let mut tries = vec![
         (format!("{shoal} members --api {}", first.api), "the member table".to_string()),

@@ -3,16 +3,16 @@
 mod local;
 mod output;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use shoal_node::client::Client;
+use shoal_node::client::{ApiTarget, Client};
 use shoal_node::config::{AgentArgs, DEFAULT_API};
 use shoal_node::crypto::ClusterKey;
 use shoal_node::spec::{self, SpecFile};
+use shoal_node::tls::Trust;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -39,6 +39,9 @@ enum Command {
     Agent(Box<AgentArgs>),
     /// Print a new random cluster key.
     Keygen,
+    /// Print a new random API token, for a line of --api-token-file
+    /// (`admin TOKEN` or `read TOKEN`).
+    Token,
     /// List the members an agent knows.
     Members {
         #[command(flatten)]
@@ -96,9 +99,8 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
-        /// The agent's API address.
-        #[arg(long, env = "SHOAL_API", default_value = DEFAULT_API, global = true)]
-        api: SocketAddr,
+        #[command(flatten)]
+        api: ApiArg,
         /// Print JSON instead of a table.
         #[arg(long, global = true)]
         json: bool,
@@ -128,9 +130,33 @@ enum KeysAction {
 
 #[derive(Clone, Debug, clap::Args)]
 struct ApiArg {
-    /// The agent's API address.
-    #[arg(long, env = "SHOAL_API", default_value = DEFAULT_API)]
-    api: SocketAddr,
+    /// The agent's API: HOST:PORT, or https://HOST:PORT for an agent that
+    /// serves TLS.
+    #[arg(long, env = "SHOAL_API", default_value = DEFAULT_API, global = true)]
+    api: String,
+    /// The API token, for an agent with --api-token-file.
+    #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// Trust the agent's TLS certificate if it was issued by this CA (a PEM
+    /// file; the agent's self-signed cert.pem works too).
+    #[arg(long, env = "SHOAL_CA_CERT", global = true, conflicts_with = "tls_fingerprint")]
+    ca_cert: Option<PathBuf>,
+    /// Trust exactly the agent certificate with this SHA-256 fingerprint
+    /// (the agent logs it, and keeps it in <data-dir>/api-tls/fingerprint).
+    #[arg(long, env = "SHOAL_TLS_FINGERPRINT", global = true)]
+    tls_fingerprint: Option<String>,
+}
+
+impl ApiArg {
+    fn client(&self) -> anyhow::Result<Client> {
+        let trust = match (&self.ca_cert, &self.tls_fingerprint) {
+            (Some(path), _) => Some(Trust::CaFile(path.clone())),
+            (None, Some(pin)) => Some(Trust::Fingerprint(shoal_node::tls::parse_fingerprint(pin)?)),
+            (None, None) => None,
+        };
+        let target = ApiTarget::parse(&self.api, trust).map_err(|why| anyhow::anyhow!("--api {why}"))?;
+        Ok(Client::connect(&target, self.token.clone())?)
+    }
 }
 
 fn main() -> ExitCode {
@@ -158,41 +184,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             output::line(&ClusterKey::generate().to_hex());
             Ok(())
         }
+        Command::Token => {
+            output::line(&shoal_node::auth::generate_token());
+            Ok(())
+        }
         Command::Members { api, json } => {
-            let members = Client::new(api.api).members()?;
+            let members = api.client()?.members()?;
             if json { output::json(&members) } else { output::members_table(&members) }
         }
         Command::Status { api, json } => {
-            let me = Client::new(api.api).self_info()?;
+            let me = api.client()?.self_info()?;
             if json { output::json(&me) } else { output::status(&me) }
         }
         Command::Leave { api } => {
-            Client::new(api.api).leave()?;
+            api.client()?.leave()?;
             output::line(&format!("the agent at {} is leaving the mesh", api.api));
             Ok(())
         }
         Command::Submit { file, api } => {
             let spec = read_spec(&file)?;
-            let (detail, new) = Client::new(api.api).submit(&SpecFile::from_spec(&spec))?;
+            let (detail, new) = api.client()?.submit(&SpecFile::from_spec(&spec))?;
             let verb = if new { "submitted" } else { "replaced" };
             output::line(&format!("workload {} {verb}; `shoal workload {}` shows it", detail.workload.name, spec.name));
             output::workload_detail(&detail)
         }
         Command::Workloads { api, json } => {
-            let workloads = Client::new(api.api).workloads()?;
+            let workloads = api.client()?.workloads()?;
             if json { output::json(&workloads) } else { output::workloads_table(&workloads) }
         }
         Command::Workload { name, api, json } => {
-            let detail = Client::new(api.api).workload(&name)?;
+            let detail = api.client()?.workload(&name)?;
             if json { output::json(&detail) } else { output::workload_detail(&detail) }
         }
         Command::Delete { name, api } => {
-            Client::new(api.api).delete(&name)?;
+            api.client()?.delete(&name)?;
             output::line(&format!("workload {name} deleted; every node stops its replicas"));
             Ok(())
         }
         Command::Keys { action, api, json } => {
-            let client = Client::new(api);
+            let client = api.client()?;
             let view = match action {
                 KeysAction::List => client.keys()?,
                 KeysAction::Install { key } => client.change_keys("install", &key)?,

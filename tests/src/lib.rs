@@ -1,6 +1,7 @@
 //! Helpers for the cross-crate tests: build the real `shoal` binary once, run
 //! agents as child processes on loopback, and poll their HTTP APIs.
 
+pub mod browser;
 pub mod lab;
 pub mod nemesis;
 
