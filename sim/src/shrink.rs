@@ -7,17 +7,20 @@
 //! tries, in this order:
 //!
 //! 1. a shorter run (faults that would start after the end go with it);
-//! 2. fewer faults: chunks of the schedule removed, halves first, from the
-//!    end back (removing a late fault leaves the run before it untouched);
-//! 3. the nodes the faults name renumbered 1, 2, 3, ... (node 0, the first
+//! 2. fewer faults: chunks of the schedule removed, all of it first, then
+//!    halves, quarters ... down to single faults, each from the end back
+//!    (removing a late fault leaves the run before it untouched);
+//! 3. fault times in whole seconds (a random draw's are to the microsecond);
+//! 4. the nodes the faults name renumbered 1, 2, 3, ... (node 0, the first
 //!    up, is kept), then fewer nodes;
-//! 4. the whole schedule moved earlier, the run shortened by as much;
-//! 5. shorter faults, one at a time from the last: healed sooner, or started
+//! 5. the whole schedule moved earlier, the run shortened by as much;
+//! 6. shorter faults, one at a time from the last: healed sooner, or started
 //!    later with the same heal time; fewer nodes touched; milder parameters
 //!    (loss rate, delay, skew, downtime);
-//! 6. two overlapping faults of the same kind merged into one;
-//! 7. a calmer network (no loss, duplication, reordering or bandwidth cap;
-//!    the default latency), a mesh that starts formed, fewer workloads.
+//! 7. two overlapping faults of the same kind merged into one;
+//! 8. a calmer network (no loss, duplication, reordering or bandwidth cap;
+//!    the default latency), a mesh that starts formed or joins faster, fewer
+//!    workloads (or none).
 //!
 //! Before the first round the scenario is made explicit: the seed's random
 //! faults and every repeat become plain entries of `faults`, each naming
@@ -148,6 +151,9 @@ pub struct Shrunk {
     pub stop: Stop,
     /// What was adopted, in order.
     pub steps: Vec<Step>,
+    /// Candidates on which the simulator panicked (a bug of its own: replay
+    /// it from the change named).
+    pub panicked: Vec<String>,
     /// The result's failing run.
     pub report: Report,
     /// The budget (for the summary).
@@ -199,6 +205,7 @@ pub fn shrink(
         seed,
         report,
         steps: Vec::new(),
+        panicked: Vec::new(),
         on_step,
     };
     if explicit != *scenario {
@@ -211,7 +218,7 @@ pub fn shrink(
         }
     }
     search.rounds();
-    let Search { check, runs, stop, current, seed: found_seed, report, steps, .. } = search;
+    let Search { check, runs, stop, current, seed: found_seed, report, steps, panicked, .. } = search;
     let mut result = current;
     result.name = format!("{}-shrunk", scenario.name);
     result.description = format!("`{}` seed {seed}, shrunk: still fails {check}", scenario.name);
@@ -231,6 +238,7 @@ pub fn shrink(
         runs,
         stop: stop.unwrap_or(Stop::Done),
         steps,
+        panicked,
         report,
         max_runs: options.max_runs,
     })
@@ -299,6 +307,9 @@ impl Shrunk {
         lines.push(format!("search    {} runs; {}", self.runs, self.stop_text()));
         for step in &self.steps {
             lines.push(format!("  run {:>4}  {}  (seed {}; {})", step.run, step.change, step.seed, step.size));
+        }
+        for panic in &self.panicked {
+            lines.push(format!("PANIC     the simulator panicked on a candidate, {panic}"));
         }
         lines.push(format!("written   {path}"));
         lines.push(format!("replay    {}", self.replay(path, implementation)));
@@ -428,6 +439,7 @@ struct Search<'a> {
     seed: u64,
     report: Report,
     steps: Vec<Step>,
+    panicked: Vec<String>,
     on_step: &'a mut (dyn FnMut(&Step) + 'a),
 }
 
@@ -436,9 +448,10 @@ impl Search<'_> {
     /// too) or the budget is spent.
     fn rounds(&mut self) {
         type Pass = fn(&mut Search<'_>) -> bool;
-        let passes: [Pass; 8] = [
+        let passes: [Pass; 9] = [
             |s| s.repeatedly(shorter_run),
             |s| s.repeatedly(fewer_faults),
+            |s| s.repeatedly(rounded),
             |s| s.repeatedly(renumbered),
             |s| s.repeatedly(fewer_nodes),
             |s| s.repeatedly(earlier),
@@ -498,7 +511,13 @@ impl Search<'_> {
                 return false;
             };
             self.runs += 1;
-            let report = sim.run();
+            // A candidate that panics the simulator is a bug worth its own
+            // report, but not the failure being shrunk.
+            let Ok(report) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run())) else {
+                tracing::warn!(run = self.runs, seed, "the simulator panicked on a candidate: {change}");
+                self.panicked.push(format!("run {} (seed {seed}): {change}", self.runs));
+                continue;
+            };
             let fails = report.check(&self.check).is_some_and(|c| c.verdict == Verdict::Fail);
             tracing::debug!(run = self.runs, seed, fails, "{change}");
             if fails {
@@ -586,16 +605,21 @@ fn select_text(select: &Select) -> String {
     }
 }
 
+/// A time in words: as in scenario files, or to the millisecond.
+fn time(d: Dur) -> String {
+    if d.micros() % 1_000 == 0 { d.to_string() } else { format!("{:.3}s", d.0.as_secs_f64()) }
+}
+
 /// One fault in words: `isolate [3] at 1m15s for 12s`.
 pub fn describe(fault: &FaultSpec) -> String {
     let mut text = fault.kind.name().to_owned();
     if let Some(select) = fault.kind.select().cloned() {
         text.push_str(&format!(" {}", select_text(&select)));
     }
-    text.push_str(&format!(" at {}", fault.at));
+    text.push_str(&format!(" at {}", time(fault.at)));
     match (&fault.kind, fault.heal) {
-        (FaultKind::Restart { down, .. }, _) => text.push_str(&format!(", down {down}")),
-        (_, Some(heal)) => text.push_str(&format!(" for {heal}")),
+        (FaultKind::Restart { down, .. }, _) => text.push_str(&format!(", down {}", time(*down))),
+        (_, Some(heal)) => text.push_str(&format!(" for {}", time(heal))),
         (_, None) => {}
     }
     if let Some(every) = fault.every {
@@ -605,7 +629,9 @@ pub fn describe(fault: &FaultSpec) -> String {
 }
 
 fn shorter_run(s: &Scenario) -> Vec<Candidate> {
-    let min = s.bootstrap.window().micros() + SECOND;
+    // Past the bootstrap, and past the workloads' submission if any.
+    let submit = s.workloads.as_ref().map_or(0, |w| w.submit_at.micros());
+    let min = s.bootstrap.window().micros().max(submit) + SECOND;
     let values = smaller(s.duration.micros(), min, SECOND, &[2, 4, 8]);
     let candidate = |v: u64| {
         let end = dur(v);
@@ -651,6 +677,34 @@ fn fewer_faults(s: &Scenario) -> Vec<Candidate> {
             }
             out.push((c, format!("{count} random faults instead of {}", random.count)));
         }
+    }
+    out
+}
+
+/// `micros` to the nearest whole second, or tenth of a second below one.
+fn round(micros: u64) -> u64 {
+    let unit = if micros >= SECOND { SECOND } else { SECOND / 10 };
+    ((micros + unit / 2) / unit * unit).max(unit)
+}
+
+/// `fault` with its start and length in round numbers (a random draw's are
+/// to the microsecond).
+fn rounded_fault(fault: &FaultSpec) -> FaultSpec {
+    let at = if fault.at.micros() == 0 { 0 } else { round(fault.at.micros()) };
+    FaultSpec { at: dur(at), heal: fault.heal.map(|h| dur(round(h.micros()))), ..fault.clone() }
+}
+
+fn rounded(s: &Scenario) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    let mut all = s.clone();
+    for fault in &mut all.faults {
+        *fault = rounded_fault(fault);
+    }
+    out.push((all, "every fault's start and length in whole seconds".to_owned()));
+    for (i, fault) in s.faults.iter().enumerate().rev() {
+        let mut c = s.clone();
+        c.faults[i] = rounded_fault(fault);
+        out.push((c, format!("{} in whole seconds", describe(fault))));
     }
     out
 }
@@ -882,6 +936,14 @@ fn calmer(s: &Scenario) -> Vec<Candidate> {
         }
     }
     if let Some(load) = &s.workloads {
+        push("no workloads".to_owned(), &|c| c.workloads = None);
+        if load.replicas > 1 {
+            push(format!("1 replica each (was {})", load.replicas), &|c| {
+                if let Some(w) = c.workloads.as_mut() {
+                    w.replicas = 1;
+                }
+            });
+        }
         for count in smaller(load.count as u64, 1, 1, &[2]) {
             push(format!("{count} workloads (was {})", load.count), &|c| {
                 if let Some(w) = c.workloads.as_mut() {
@@ -891,4 +953,89 @@ fn calmer(s: &Scenario) -> Vec<Candidate> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smaller_values_come_smallest_first_in_round_units() {
+        assert_eq!(smaller(100, 2, 1, &[2, 4, 8]), vec![2, 51, 76, 88]);
+        assert_eq!(smaller(420 * SECOND, 6 * SECOND, SECOND, &[2]), vec![6 * SECOND, 213 * SECOND]);
+        assert_eq!(smaller(3, 2, 1, &[2, 4, 8]), vec![2]);
+        assert!(smaller(2, 2, 1, &[2]).is_empty());
+    }
+
+    #[test]
+    fn random_faults_are_written_out_with_the_nodes_they_chose() {
+        let chaos = Scenario::builtin("chaos").expect("built in").with_nodes(30);
+        let (report, explicit) = run_recording(&chaos, 5, Impl::Shoal).expect("runs");
+        assert!(explicit.random_faults.is_none());
+        let fired: u64 = report.faults_fired.values().sum();
+        assert_eq!(explicit.faults.len() as u64, fired, "{:?}", explicit.faults);
+        assert_eq!(size_of(&chaos, 5, Impl::Shoal).faults, explicit.faults.len());
+        assert!(explicit.faults.windows(2).all(|w| w[0].at <= w[1].at), "in the order they start");
+        for fault in &explicit.faults {
+            if let Some(select) = fault.kind.select() {
+                assert!(matches!(select, Select::List(_)), "{}", describe(fault));
+            }
+        }
+        let text = toml::to_string(&explicit).expect("serialises");
+        assert_eq!(Scenario::from_toml(&text).expect("reads"), explicit, "{text}");
+    }
+
+    #[test]
+    fn faulted_nodes_are_renumbered_after_node_zero() {
+        let mut s = Scenario::new("t", "", Dur::secs(60));
+        s.faults = vec![
+            FaultSpec {
+                at: Dur::secs(10),
+                heal: None,
+                every: None,
+                until: None,
+                kind: FaultKind::Crash { nodes: Select::List(vec![70, 9]) },
+            },
+            FaultSpec {
+                at: Dur::secs(20),
+                heal: Some(Dur::secs(5)),
+                every: None,
+                until: None,
+                kind: FaultKind::Pause { nodes: Select::List(vec![9]) },
+            },
+        ];
+        let (c, _) = renumbered(&s).pop().expect("a candidate");
+        assert_eq!(c.faults[0].kind, FaultKind::Crash { nodes: Select::List(vec![2, 1]) });
+        assert_eq!(c.faults[1].kind, FaultKind::Pause { nodes: Select::List(vec![1]) });
+        assert!(renumbered(&c).is_empty(), "already compact");
+        assert_eq!(fewer_nodes(&c)[0].0.nodes, 3, "the highest listed node bounds the count");
+    }
+
+    #[test]
+    fn faults_are_dropped_all_then_by_halves_from_the_end() {
+        let mut s = Scenario::new("t", "", Dur::secs(60));
+        s.faults = (0..4u64)
+            .map(|i| FaultSpec {
+                at: Dur::secs(10 + i),
+                heal: Some(Dur::secs(1)),
+                every: None,
+                until: None,
+                kind: FaultKind::Bridge,
+            })
+            .collect();
+        let left: Vec<Vec<u64>> =
+            fewer_faults(&s).iter().map(|(c, _)| c.faults.iter().map(|f| f.at.0.as_secs()).collect()).collect();
+        assert_eq!(
+            left,
+            vec![
+                vec![],
+                vec![10, 11],
+                vec![12, 13],
+                vec![10, 11, 12],
+                vec![10, 11, 13],
+                vec![10, 12, 13],
+                vec![11, 12, 13]
+            ]
+        );
+    }
 }
