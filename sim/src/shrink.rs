@@ -304,6 +304,19 @@ impl Shrunk {
         if a != b {
             lines.push(format!("          network   {} -> {}", network_text(a), network_text(b)));
         }
+        if self.original.bootstrap != self.scenario.bootstrap {
+            lines.push(format!("          bootstrap {:?} -> {:?}", self.original.bootstrap, self.scenario.bootstrap));
+        }
+        if self.original.workloads != self.scenario.workloads {
+            let text = |w: &Option<crate::scenario::WorkloadLoad>| {
+                w.as_ref().map_or("none".to_owned(), |w| format!("{} x {} replicas", w.count, w.replicas))
+            };
+            lines.push(format!(
+                "          workloads {} -> {}",
+                text(&self.original.workloads),
+                text(&self.scenario.workloads)
+            ));
+        }
         lines.push(format!("search    {} runs; {}", self.runs, self.stop_text()));
         for step in &self.steps {
             lines.push(format!("  run {:>4}  {}  (seed {}; {})", step.run, step.change, step.seed, step.size));
