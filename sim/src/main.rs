@@ -176,7 +176,13 @@ fn shrink(args: &RunArgs, scenario: &Scenario, seed: u64) -> Result<()> {
     let shown = path.display().to_string();
     let file = shrunk.file(&shown, args.implementation);
     std::fs::write(&path, &file).with_context(|| format!("writing {shown}"))?;
-    out(&format!("\n{}\n\n{file}", shrunk.summary(&shown, args.implementation)));
+    let text = format!("\n{}\n\n{file}", shrunk.summary(&shown, args.implementation));
+    // With --json, stdout is for the JSON report alone.
+    if args.json {
+        err(&text)
+    } else {
+        out(&text)
+    }
     Ok(())
 }
 
