@@ -305,7 +305,16 @@ impl Shrunk {
             lines.push(format!("          network   {} -> {}", network_text(a), network_text(b)));
         }
         if self.original.bootstrap != self.scenario.bootstrap {
-            lines.push(format!("          bootstrap {:?} -> {:?}", self.original.bootstrap, self.scenario.bootstrap));
+            let text = |b: &Bootstrap| match b {
+                Bootstrap::Staggered { over } => format!("staggered over {over}"),
+                Bootstrap::OneSeed { over } => format!("one seed, over {over}"),
+                Bootstrap::Formed => "formed".to_owned(),
+            };
+            lines.push(format!(
+                "          bootstrap {} -> {}",
+                text(&self.original.bootstrap),
+                text(&self.scenario.bootstrap)
+            ));
         }
         if self.original.workloads != self.scenario.workloads {
             let text = |w: &Option<crate::scenario::WorkloadLoad>| {
