@@ -77,6 +77,25 @@ fn one() -> Select {
     Select::Count(1)
 }
 
+/// The `Select` in a `FaultKind`, borrowed as `self` is (`as_ref` or
+/// `as_mut` for the optional one): one match for both accessors.
+macro_rules! select_of {
+    ($kind:expr, $borrow:ident) => {
+        match $kind {
+            FaultKind::PartitionOneway { from } => Some(from),
+            FaultKind::Isolate { nodes }
+            | FaultKind::Hold { nodes }
+            | FaultKind::Crash { nodes }
+            | FaultKind::Restart { nodes, .. }
+            | FaultKind::Pause { nodes }
+            | FaultKind::Slow { nodes, .. }
+            | FaultKind::Skew { nodes, .. } => Some(nodes),
+            FaultKind::Loss { nodes, .. } => nodes.$borrow(),
+            FaultKind::Partition { .. } | FaultKind::Bridge | FaultKind::Repair => None,
+        }
+    };
+}
+
 /// One kind of fault, with its parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -219,6 +238,17 @@ impl FaultKind {
             "repair" => FaultKind::Repair,
             _ => return None,
         })
+    }
+
+    /// Which nodes the fault touches, for the kinds that choose some
+    /// (`partition` and `bridge` split all the nodes; `repair` touches none).
+    pub fn select(&self) -> Option<&Select> {
+        select_of!(self, as_ref)
+    }
+
+    /// [`FaultKind::select`], to change.
+    pub fn select_mut(&mut self) -> Option<&mut Select> {
+        select_of!(self, as_mut)
     }
 
     /// Whether, while active, the fault stops the mesh from converging (so

@@ -28,6 +28,7 @@ pub mod net;
 pub mod plot;
 pub mod report;
 pub mod scenario;
+pub mod shrink;
 pub mod sim;
 pub mod stats;
 pub mod trace;

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shoal_sim::impls::Impl;
 use shoal_sim::scenario::{BUILTINS, BugKind};
 use shoal_sim::units::Dur;
-use shoal_sim::{Report, Scenario, Simulation};
+use shoal_sim::{Report, Scenario, Simulation, shrink};
 
 /// The deterministic simulator: the real Shoal protocol, thousands of nodes,
 /// virtual time, partitions, loss, pauses and crashes. Same seed, same run.
@@ -66,6 +66,27 @@ struct RunArgs {
     /// comparison; needs `--features compare`).
     #[arg(long = "impl", default_value = "shoal")]
     implementation: Impl,
+    /// If the run fails, search for the smallest scenario that still fails
+    /// the same check, write it as TOML and print the command that replays
+    /// it. (A sweep always shrinks its first failure of each check.)
+    #[arg(long)]
+    shrink: bool,
+    /// Most simulation runs one shrink may spend; the result is the same
+    /// for the same budget. 0: a sweep does not shrink.
+    #[arg(long, default_value_t = 200, value_name = "RUNS")]
+    shrink_runs: u32,
+    /// When no smaller candidate fails on the current seed, try each on this
+    /// many following seeds too.
+    #[arg(long, default_value_t = 8, value_name = "SEEDS")]
+    shrink_seeds: u64,
+    /// Also stop shrinking after this much wall time (cuts the search, so
+    /// the result depends on the machine; the output says so).
+    #[arg(long, value_name = "DURATION")]
+    shrink_time: Option<Dur>,
+    /// Where to write the shrunk scenario (default:
+    /// `<scenario>-seed<seed>-shrunk.toml` in the current folder).
+    #[arg(long, value_name = "FILE.toml", conflicts_with = "seeds")]
+    shrink_out: Option<PathBuf>,
 }
 
 fn parse_bug(text: &str) -> Result<BugKind, String> {
@@ -130,6 +151,46 @@ fn run_one(args: &RunArgs, scenario: &Scenario, seed: u64, progress: bool) -> Re
     Ok(report)
 }
 
+/// Shrinks the failing run of `scenario` with `seed`, writes the result and
+/// prints what it found.
+fn shrink(args: &RunArgs, scenario: &Scenario, seed: u64) -> Result<()> {
+    let options = shrink::Options {
+        max_runs: args.shrink_runs,
+        nearby_seeds: args.shrink_seeds,
+        time_limit: args.shrink_time.map(|d| d.0),
+        implementation: args.implementation,
+    };
+    err(&format!(
+        "shrinking `{}` seed {seed} (at most {} runs{}) ...",
+        scenario.name,
+        options.max_runs,
+        args.shrink_time.map_or(String::new(), |t| format!(", {t} of wall time"))
+    ));
+    let shrunk = shrink::shrink(scenario, seed, &options, &mut |step| {
+        err(&format!("  run {:>4}  {}  (seed {}; {})", step.run, step.change, step.seed, step.size));
+    })?;
+    let path = match &args.shrink_out {
+        Some(path) => path.clone(),
+        None => PathBuf::from(format!("{}-seed{seed}-shrunk.toml", file_safe(&scenario.name))),
+    };
+    let shown = path.display().to_string();
+    let file = shrunk.file(&shown, args.implementation);
+    std::fs::write(&path, &file).with_context(|| format!("writing {shown}"))?;
+    let text = format!("\n{}\n\n{file}", shrunk.summary(&shown, args.implementation));
+    // With --json, stdout is for the JSON report alone.
+    if args.json {
+        err(&text)
+    } else {
+        out(&text)
+    }
+    Ok(())
+}
+
+/// A scenario name as a file name (a name read from a file may hold a path).
+fn file_safe(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
 fn run(args: &RunArgs) -> Result<bool> {
     let mut scenario = Scenario::load(&args.scenario)?;
     if let Some(nodes) = args.nodes {
@@ -145,6 +206,8 @@ fn run(args: &RunArgs) -> Result<bool> {
         let range = parse_range(range)?;
         let mut failures = Vec::new();
         let mut reports = Vec::new();
+        // The first seed to fail each check, to shrink.
+        let mut to_shrink: Vec<(&'static str, u64)> = Vec::new();
         for seed in range.clone() {
             let report = run_one(args, &scenario, seed, false)?;
             if !args.json {
@@ -152,6 +215,11 @@ fn run(args: &RunArgs) -> Result<bool> {
             }
             if !report.passed() {
                 failures.push(report.replay.clone());
+            }
+            if let Some(check) = report.checks.iter().find(|c| c.verdict == shoal_sim::Verdict::Fail) {
+                if !to_shrink.iter().any(|(name, _)| *name == check.name) {
+                    to_shrink.push((check.name, seed));
+                }
             }
             reports.push(report);
         }
@@ -164,6 +232,15 @@ fn run(args: &RunArgs) -> Result<bool> {
                 failures.len(),
                 if failures.is_empty() { String::new() } else { format!(":\n  {}", failures.join("\n  ")) }
             ));
+        }
+        if args.shrink_runs > 0 {
+            for (check, seed) in to_shrink {
+                err(&format!("\n{check} failed first on seed {seed}: shrinking it"));
+                // The sweep's verdict stands whatever the shrinker says.
+                if let Err(error) = shrink(args, &scenario, seed) {
+                    err(&format!("could not shrink seed {seed}: {error:#}"));
+                }
+            }
         }
         return Ok(failures.is_empty());
     }
@@ -181,6 +258,9 @@ fn run(args: &RunArgs) -> Result<bool> {
     }
     if !report.passed() && args.json {
         err(&format!("FAIL: replay with: {}", report.replay));
+    }
+    if !report.passed() && args.shrink {
+        shrink(args, &scenario, seed)?;
     }
     Ok(report.passed())
 }

@@ -299,6 +299,20 @@ impl Simulation {
         &self.world
     }
 
+    /// The fault schedule this run follows: the scenario's faults with their
+    /// repeats expanded and the seed's random faults drawn, each `at` the
+    /// time it starts, in schedule order (on a tie in `at`, the earlier entry
+    /// starts first). The shrinker writes it out as a plain list.
+    pub fn fault_plan(&self) -> Vec<FaultSpec> {
+        let plain = |(spec, at): &(FaultSpec, u64)| FaultSpec {
+            at: Dur::from_micros(*at),
+            every: None,
+            until: None,
+            ..spec.clone()
+        };
+        self.plan.iter().map(plain).collect()
+    }
+
     fn push(&mut self, at: u64, action: Action) {
         self.seq += 1;
         self.queue.push(Reverse(Entry { at, seq: self.seq, action }));
