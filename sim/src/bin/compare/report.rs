@@ -553,13 +553,18 @@ only the steady state (README, Simulator), and formation alone is `mass-join`.\n
 new handshake whenever one idled out: in the lab it sent 539, 1,305 and 2,281 B/s per agent at N=10, 50 and 100. \
 The transport measured here sends each protocol message as one sealed UDP datagram (45 B of seal, 28 B of \
 IP/UDP header) and opens a TCP connection only for anti-entropy, so its bytes are the protocol's plus a fixed \
-overhead per datagram (ALGORITHM.md section 9, \"On the wire\"). What still grows with N is not traced \
-yet; the likely part is anti-entropy, whose exchanges take more rounds (and are hurried more often) when views \
-differ in a larger mesh.\n\
-- **Join and detection at small N.** Serf joins 10 agents a little faster and, at N=10, knows a `kill -9` \
-everywhere about a second sooner. Shoal's first suspicion concludes at the next probe tick and is discarded \
-when that tick fires late (Lifeguard's evidence of a stalled node), which on a loaded 2-core machine happens \
-often; memberlist keeps such probes.\n\
+overhead per datagram (ALGORITHM.md section 9, \"On the wire\"). Its IP bytes are flat in N (230, 231 and \
+231 B/s at N=10, 50 and 100; the agent's own counters: pings 41 B, acks 25 to 27 B, sync 2 B a second, the rest \
+seal and headers). What grows on `eth0`, for Serf as for Shoal, is the kernel's ARP: a host that talks to N peers \
+refreshes N neighbour entries.\n\
+- **Join and detection with the `lan` profile.** Both run memberlist's algorithm with memberlist's numbers, so \
+the medians differ by what five kills can tell apart: a `kill -9` is known everywhere 1.02x Serf's time at N=10 \
+(5.83 vs 5.71 s), 1.11x at N=50 (9.17 vs 8.30 s; two of Shoal's five rounds took 11 s, against Serf's 8 to 9.6, \
+with the machine loaded by builds) and 0.94x at N=100. The join of a whole mesh is one sample per N: 1.02x \
+at N=10 (0.35 vs 0.34 s), 1.17x at N=50, 0.56x at N=100; one agent rejoining is 0.44x to 0.57x Serf's at every N. \
+The `fast` profile (ALGORITHM.md section 10) halves Serf's detection at N=50 and 100 (0.48x, 0.46x) for 0.8x \
+Serf's bytes; at N=10 it cannot (0.78x): half of Serf's 5.7 s is shorter than the 3 s pause every profile must \
+survive.\n\
 - **foca's false positives show up as identity renewals**, not as Dead events: foca sends `TurnUndead` to a \
 member whose suspicion expired even when the member had refuted it, and the member rejoins under a new \
 identity. The simulator counts no false Dead for either system in `flaky-5pct-loss` and `gray-pause`.\n";
