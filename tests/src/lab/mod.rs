@@ -128,6 +128,11 @@ impl Lab {
         self.dir.join(format!("{}-{i}.log", self.system.name()))
     }
 
+    /// Agent `i`'s data directory (kept across its restarts).
+    pub fn data_dir(&self, i: usize) -> &Path {
+        &self.specs[i].data_dir
+    }
+
     /// Starts agent `i` (it joins through agent 0; agent 0 through agent 1
     /// when restarted).
     pub fn start(&mut self, i: usize) -> Result<()> {

@@ -3,7 +3,7 @@
 //! list from its API.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
@@ -28,15 +28,15 @@ pub struct Copy {
     pub parent: u32,
 }
 
-/// The agents' data dirs as the lab lays them out (`<dir>/shoal-data-<i>`),
+/// The agents' data dirs as the lab lays them out ([`Lab::data_dir`]),
 /// each with its `workloads` folder, canonical so `/proc/PID/cwd` matches.
 #[derive(Clone, Debug)]
 pub struct DataDirs(Vec<PathBuf>);
 
 impl DataDirs {
-    /// For a lab of `agents` agents under `dir`.
-    pub fn new(dir: &Path, agents: usize) -> DataDirs {
-        DataDirs((0..agents).map(|i| dir.join(format!("shoal-data-{i}")).join("workloads")).collect())
+    /// The data dirs of `lab`'s agents.
+    pub fn of(lab: &Lab) -> DataDirs {
+        DataDirs((0..lab.len()).map(|i| lab.data_dir(i).join("workloads")).collect())
     }
 
     /// Every running copy of any workload, on any agent, dead or alive.

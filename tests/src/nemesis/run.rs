@@ -63,7 +63,7 @@ pub fn run(options: &Options) -> Result<Summary> {
     std::fs::create_dir_all(&specs)?;
     let mut nemesis = Nemesis {
         options,
-        dirs: DataDirs::new(&options.dir, options.agents),
+        dirs: DataDirs::of(&lab),
         lab,
         bounds,
         expected: Expected::default(),
