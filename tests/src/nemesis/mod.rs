@@ -36,9 +36,10 @@
 //! the returning members to settle in every view (until then each side keeps
 //! the copies it started), and the settle time doubles with each down in
 //! the last hour, up to 64 times: 128 s with `local`, 640 s with `lan`,
-//! which would make a 100-event run last many hours. The lab starts agents
-//! with `--profile lan`; a wrapper script in the run dir swaps the value
-//! (and unblocks the signals the harness blocks, see `run.rs`).
+//! which would make a 100-event run last many hours. The nemesis starts the
+//! lab's agents with `--profile local` (`System::Shoal { profile }`); each
+//! agent unblocks the stop signals the harness blocks itself (node's
+//! `main.rs`), so its leave and its workloads' SIGTERM work.
 //!
 //! **Bounds** (after the heal; [`bounds::Bounds`] derives them from
 //! `Config::local()` and prints them):
