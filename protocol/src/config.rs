@@ -161,8 +161,8 @@ impl Config {
     /// in about half the time `lan` (and Serf) take at N = 50 to 100, for no
     /// more idle bytes than Serf spends: a 750 ms period (4/3 of `lan`'s
     /// probe traffic), α = 2 with one confirmation awaited (a lone
-    /// suspecter waits 6 times longer) and a suspicion floor of 2.75 s. The floor is what keeps a 3 s pause
-    /// alive: the paused member is first suspected at least one period
+    /// suspecter waits 6 times longer) and a suspicion floor of 2.75 s.
+    /// The floor is what keeps a 3 s pause alive: the paused member is first suspected at least one period
     /// (0.75 s) after it stops, so it is Dead no sooner than 3.5 s after, by
     /// which time it has resumed and answered the suspecter's buffered ping
     /// with its refutation (ALGORITHM.md, section 10).
@@ -197,7 +197,6 @@ impl Config {
         }
     }
 
-    /// Checks every field, returning the config unchanged if all are in range.
     /// The (shortest, longest) suspicion timeout among `live_members`
     /// (ALGORITHM.md, section 2).
     pub fn suspicion_bounds(&self, live_members: usize) -> (Duration, Duration) {
@@ -208,6 +207,7 @@ impl Config {
         (min, min.saturating_mul(self.suspicion_max_timeout_mult))
     }
 
+    /// Checks every field, returning the config unchanged if all are in range.
     pub fn validate(self) -> Result<Config, ConfigError> {
         let positive_durations = [
             ("probe_interval", self.probe_interval),

@@ -42,7 +42,7 @@ impl Suspicion {
         by: NodeId,
         now: Instant,
     ) -> Suspicion {
-        let (min, max) = bounds(config, live_members);
+        let (min, max) = config.suspicion_bounds(live_members);
         let expected = config.suspicion_confirmations;
         let expected = if (live_members.saturating_sub(2) as u64) < u64::from(expected) { 0 } else { expected };
         let mut suspicion = Suspicion {
@@ -82,11 +82,6 @@ impl Suspicion {
     }
 }
 
-/// (min, max) suspicion timeout for `live_members`.
-pub(crate) fn bounds(config: &Config, live_members: usize) -> (Duration, Duration) {
-    config.suspicion_bounds(live_members)
-}
-
 /// The timeout after `confirmations` of `expected` confirmations.
 pub(crate) fn timeout(min: Duration, max: Duration, expected: u32, confirmations: u32) -> Duration {
     if expected == 0 {
@@ -104,16 +99,16 @@ mod tests {
     #[test]
     fn bounds_follow_log10_n() {
         let config = Config::lan();
-        assert_eq!(bounds(&config, 5), (Duration::from_secs(4), Duration::from_secs(24)));
-        assert_eq!(bounds(&config, 1_000).0, Duration::from_secs(12));
+        assert_eq!(config.suspicion_bounds(5), (Duration::from_secs(4), Duration::from_secs(24)));
+        assert_eq!(config.suspicion_bounds(1_000).0, Duration::from_secs(12));
     }
 
     #[test]
     fn the_floor_holds_until_alpha_log10_n_t_passes_it() {
         let fast = Config::fast();
-        assert_eq!(bounds(&fast, 10), (Duration::from_millis(2_750), Duration::from_millis(16_500)));
-        assert_eq!(bounds(&fast, 50).0, Duration::from_millis(2_750), "2 · 1.70 · 0.75 s = 2.55 s < the floor");
-        assert_eq!(bounds(&fast, 100).0, Duration::from_secs(3));
+        assert_eq!(fast.suspicion_bounds(10), (Duration::from_millis(2_750), Duration::from_millis(16_500)));
+        assert_eq!(fast.suspicion_bounds(50).0, Duration::from_millis(2_750), "2 · 1.70 · 0.75 s = 2.55 s < the floor");
+        assert_eq!(fast.suspicion_bounds(100).0, Duration::from_secs(3));
     }
 
     #[test]

@@ -385,7 +385,7 @@ impl Membership {
             Update::Workload(_) | Update::Status(_) => false,
         };
         if !accusation || self.leaving || self.has_bug(Bug::IgnoreRefutations) {
-            if matches!(update, Update::Suspect { .. } | Update::Dead { .. }) && !self.leaving {
+            if !accusation && !self.leaving && matches!(update, Update::Suspect { .. } | Update::Dead { .. }) {
                 // Accused at an incarnation already refuted: the accuser
                 // missed the refutation; tell it again.
                 self.note_stale_accusation(self.id);

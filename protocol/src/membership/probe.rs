@@ -9,13 +9,13 @@ use rand::seq::SliceRandom;
 use tracing::debug;
 
 use super::{MAX_RELAYS, Membership, Probe, Relay, SYNC_HURRY_ROUNDS};
-
-/// Members one message's corrections name at most.
-const MAX_CORRECTIONS_PER_MESSAGE: usize = 4;
 use crate::member::State;
 use crate::timer::Timer;
 use crate::wire::{Body, MessageBuilder, Update, encode_value};
 use crate::{Address, Instant, NodeId};
+
+/// Members one message's corrections name at most.
+const MAX_CORRECTIONS_PER_MESSAGE: usize = 4;
 
 /// An indirect probe another member asked this node to make.
 #[derive(Debug)]

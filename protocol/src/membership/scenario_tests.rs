@@ -45,7 +45,7 @@ fn a_crashed_node_is_dead_at_all_others_within_the_bound() {
     // visits it at most once per n-1 periods per prober), suspicion lasts at
     // most max = 6·4·1 s = 24 s (with 2 expected confirmations it shrinks to
     // 4 s), then gossip spreads in a few 200 ms rounds.
-    let (_, max) = crate::suspicion::bounds(&config, 10);
+    let (_, max) = config.suspicion_bounds(10);
     let bound = max + config.probe_interval * 3 + secs(2);
     assert!(took <= bound, "all saw Dead after {took:?}, bound {bound:?}");
     eprintln!("crash known to all after {took:?}");
@@ -318,7 +318,7 @@ fn a_preloaded_mesh_starts_converged_stays_quiet_and_still_detects_a_crash() {
     let took = cluster
         .run_until_true(Duration::from_millis(100), secs(60), all_dead)
         .expect("everyone declares the crashed node Dead");
-    let (_, max) = crate::suspicion::bounds(&config, 8);
+    let (_, max) = config.suspicion_bounds(8);
     let bound = max + config.probe_interval * 3 + secs(2);
     assert!(took <= bound, "all saw Dead after {took:?}, bound {bound:?}");
     eprintln!("crash in a preloaded mesh known to all after {took:?}");
