@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_protocol::{Address, Event, Identity, Instant, Membership, Metadata, State};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{self, ApiRequest, KeyService};
@@ -441,6 +441,3 @@ impl Agent {
         }
     }
 }
-
-/// A reply slot for an API request.
-pub type Reply<T> = oneshot::Sender<T>;

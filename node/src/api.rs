@@ -25,11 +25,10 @@ use shoal_protocol::{SpecError, WorkloadSpec};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::agent::Reply;
 use crate::crypto::ClusterKey;
 use crate::keys::{KeyOp, KeyReply, KeyStore, KeysView, parse_key_id};
 use crate::transport::KeyRequester;
-use crate::view::{HealthView, MemberView, PeerView, SelfView};
+use crate::view::{HealthView, MemberView, PeerView, Reply, SelfView};
 use crate::workloads::{ErrorView, WorkloadDetail, WorkloadView};
 
 /// A question for the agent's task.

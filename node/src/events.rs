@@ -8,10 +8,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shoal_protocol::{Instant, Membership, NodeId, ReplicaState};
+use shoal_protocol::{Instant, Membership, NodeId, ReplicaKey, ReplicaState};
 
-use crate::view::node_id_hex;
-use crate::workloads::state_name;
+use crate::view::{ReplicaPhase, node_id_hex};
 
 /// Events kept per workload.
 pub const KEPT: usize = 20;
@@ -38,7 +37,7 @@ pub struct WorkloadEvents {
     checked: Option<std::time::Instant>,
     /// Per name: (clock, writer, live).
     versions: BTreeMap<String, (u64, NodeId, bool)>,
-    replicas: BTreeMap<(String, u16), Seen>,
+    replicas: BTreeMap<ReplicaKey, Seen>,
     log: BTreeMap<String, VecDeque<(std::time::Instant, String)>>,
 }
 
@@ -77,20 +76,21 @@ impl WorkloadEvents {
         }
 
         let placement = membership.placement(now);
-        let mut replicas: BTreeMap<(String, u16), Seen> = BTreeMap::new();
+        let mut replicas: BTreeMap<ReplicaKey, Seen> = BTreeMap::new();
         for (workload, owners) in &placement.assignments {
             for (replica, owner) in owners.iter().enumerate() {
-                let key = (workload.clone(), u16::try_from(replica).unwrap_or(u16::MAX));
+                let key = ReplicaKey::new(workload.clone(), u16::try_from(replica).unwrap_or(u16::MAX));
                 replicas.entry(key).or_default().owner = *owner;
             }
         }
         for entry in membership.replica_statuses() {
             let s = &entry.status;
-            let seen = replicas.entry((s.workload.clone(), s.replica)).or_default();
+            let seen = replicas.entry(s.key()).or_default();
             seen.reports.insert(entry.node, (s.state, s.restarts, s.detail.clone()));
         }
-        for ((workload, replica), seen) in &replicas {
-            let prior = self.replicas.get(&(workload.clone(), *replica));
+        for (key, seen) in &replicas {
+            let (workload, replica) = (&key.workload, key.replica);
+            let prior = self.replicas.get(key);
             let before = prior.cloned().unwrap_or_default();
             // A replica new to the placement is news even when it has no node.
             if prior.is_none() || before.owner != seen.owner {
@@ -106,7 +106,7 @@ impl WorkloadEvents {
                 if was.is_some_and(|w| (w.0, w.1) == (*state, *restarts)) {
                     continue;
                 }
-                let mut what = format!("replica {replica} on {}: {}", name(node), state_name(*state));
+                let mut what = format!("replica {replica} on {}: {}", name(node), ReplicaPhase::from(*state));
                 if was.is_some_and(|w| w.1 < *restarts) {
                     what.push_str(&format!(" (restart {restarts})"));
                 }

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_protocol::{Instant, Membership, Plan};
+use shoal_protocol::{Duty, Instant, Membership, Plan};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{Instrument, debug, info, warn};
@@ -38,8 +38,6 @@ pub const PERIOD: Duration = Duration::from_millis(500);
 const MIN_GAP: Duration = Duration::from_millis(50);
 /// How long the search for a previous agent's containers may take.
 const LEFTOVERS_TIMEOUT: Duration = Duration::from_secs(30);
-
-type Key = (String, u16);
 
 /// The agent's side: plans in, statuses out.
 #[derive(Debug)]
@@ -128,9 +126,9 @@ const STOP_MARGIN: Duration = Duration::from_secs(2);
 /// Applies plans; owns the stops in progress.
 struct Worker {
     supervisor: Arc<Supervisor>,
-    stopping: BTreeSet<Key>,
-    stops: JoinSet<Key>,
-    stop_keys: BTreeMap<tokio::task::Id, Key>,
+    stopping: BTreeSet<ReplicaKey>,
+    stops: JoinSet<ReplicaKey>,
+    stop_keys: BTreeMap<tokio::task::Id, ReplicaKey>,
     /// The search for a previous agent's containers: not started, running, done.
     leftovers: Leftovers,
 }
@@ -172,14 +170,14 @@ impl Worker {
 
     async fn apply(&mut self, plan: &Plan) {
         for duty in &plan.run {
-            if !self.stopping.contains(&(duty.workload.clone(), duty.replica)) {
+            if !self.stopping.contains(&duty.key()) {
                 self.supervisor.ensure_running(&duty.spec, duty.replica).await;
             }
         }
-        for (workload, replica) in &plan.stop {
+        for key in &plan.stop {
             // The plan may be older than the stop that already removed it.
-            if self.supervisor.status(workload, *replica).is_some() {
-                self.stop(workload.clone(), *replica, "this node no longer runs it");
+            if self.supervisor.status(&key.workload, key.replica).is_some() {
+                self.stop(key.clone(), "this node no longer runs it");
             }
         }
         if plan.settled && matches!(self.leftovers, Leftovers::NotYet) {
@@ -192,23 +190,22 @@ impl Worker {
     }
 
     /// Stops a replica on a task of its own, unless that is under way.
-    fn stop(&mut self, workload: String, replica: u16, why: &str) {
-        let key = (workload, replica);
+    fn stop(&mut self, key: ReplicaKey, why: &str) {
         if !self.stopping.insert(key.clone()) {
             return;
         }
-        info!(workload = %key.0, replica, "stopping a replica: {why}");
+        info!(replica = %key, "stopping a replica: {why}");
         let supervisor = Arc::clone(&self.supervisor);
         let stopped = key.clone();
         let task = async move {
-            supervisor.stop(&stopped.0, stopped.1).await;
+            supervisor.stop(&stopped.workload, stopped.replica).await;
             stopped
         };
         let handle = self.stops.spawn(task.in_current_span());
         self.stop_keys.insert(handle.id(), key);
     }
 
-    fn stopped(&mut self, done: Result<(tokio::task::Id, Key), tokio::task::JoinError>) {
+    fn stopped(&mut self, done: Result<(tokio::task::Id, ReplicaKey), tokio::task::JoinError>) {
         let id = match done {
             Ok((id, _)) => id,
             Err(error) => {
@@ -217,21 +214,17 @@ impl Worker {
             }
         };
         if let Some(key) = self.stop_keys.remove(&id) {
-            debug!(workload = %key.0, replica = key.1, "replica stopped");
+            debug!(replica = %key, "replica stopped");
             self.stopping.remove(&key);
         }
     }
 
     fn stop_leftovers(&mut self, found: Result<Vec<ReplicaKey>, DriverError>, plan: &Plan) {
-        let owned: BTreeSet<Key> = plan.run.iter().map(|d| (d.workload.clone(), d.replica)).collect();
+        let owned: BTreeSet<ReplicaKey> = plan.run.iter().map(Duty::key).collect();
         match found {
             Ok(keys) => {
-                for key in keys.into_iter().filter(|k| !owned.contains(&(k.workload.clone(), k.replica))) {
-                    self.stop(
-                        key.workload,
-                        key.replica,
-                        "a previous agent left its container, and this node does not own it",
-                    );
+                for key in keys.into_iter().filter(|k| !owned.contains(k)) {
+                    self.stop(key, "a previous agent left its container, and this node does not own it");
                 }
             }
             Err(error) => debug!(%error, "cannot look for containers a previous agent left"),
@@ -255,7 +248,7 @@ async fn wait_leftovers(leftovers: &mut Leftovers) -> Result<Vec<ReplicaKey>, Dr
 
 #[cfg(test)]
 mod tests {
-    use shoal_protocol::{Duty, ReplicaState};
+    use shoal_protocol::ReplicaState;
 
     use super::*;
     use crate::driver::SupervisorConfig;
@@ -299,7 +292,7 @@ args = ["-c", "trap 'sleep 1; exit 0' TERM; touch ready; sleep 30 & wait"]
             }],
             ..Plan::default()
         };
-        let stop = Plan { stop: vec![("slow".into(), 0)], ..Plan::default() };
+        let stop = Plan { stop: vec![ReplicaKey::new("slow", 0)], ..Plan::default() };
 
         worker.apply(&run).await;
         let ready = dir.join("workloads/slow-0/ready");

@@ -12,8 +12,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::{
-    Address, Capacity, Config, Event, Identity, Instant, Membership, Metadata, NodeId, ReplicaState, ReplicaStatus,
-    State,
+    Address, Capacity, Config, Event, Identity, Instant, Membership, Metadata, NodeId, ReplicaKey, ReplicaState,
+    ReplicaStatus, State,
 };
 
 pub(crate) fn addr(index: usize) -> Address {
@@ -66,7 +66,7 @@ pub(crate) struct Cluster {
     pub(crate) drive_workloads: bool,
     /// The replicas each node runs, as (workload, replica) → when started.
     /// A replica reports Starting for its first [`START_TIME`].
-    pub(crate) running: Vec<BTreeMap<(String, u16), Instant>>,
+    pub(crate) running: Vec<BTreeMap<ReplicaKey, Instant>>,
     /// Replica starts and stops, over the whole run.
     pub(crate) starts: u64,
     pub(crate) stops: u64,
@@ -284,7 +284,9 @@ impl Cluster {
             let plan = node.plan(self.now);
             let (running, now) = (&mut self.running[i], self.now);
             for duty in plan.run {
-                if let std::collections::btree_map::Entry::Vacant(slot) = running.entry((duty.workload, duty.replica)) {
+                if let std::collections::btree_map::Entry::Vacant(slot) =
+                    running.entry(ReplicaKey::new(duty.workload, duty.replica))
+                {
                     slot.insert(now);
                     self.starts += 1;
                 }
@@ -292,18 +294,19 @@ impl Cluster {
             for key in plan.stop {
                 self.stops += u64::from(running.remove(&key).is_some());
             }
-            let report = running.iter().map(|((w, r), since)| {
+            let report = running.iter().map(|(key, since)| {
                 let up = now.saturating_since(*since) >= START_TIME;
-                ReplicaStatus::new(w.clone(), *r, if up { ReplicaState::Running } else { ReplicaState::Starting })
+                let state = if up { ReplicaState::Running } else { ReplicaState::Starting };
+                ReplicaStatus::new(key.workload.clone(), key.replica, state)
             });
             node.report_replicas(now, report.collect::<Vec<_>>());
             self.drain(i);
         }
     }
 
-    /// The nodes running each replica, as (workload, replica) → nodes.
-    pub(crate) fn copies(&self) -> BTreeMap<(String, u16), Vec<usize>> {
-        let mut copies: BTreeMap<(String, u16), Vec<usize>> = BTreeMap::new();
+    /// The nodes running each replica.
+    pub(crate) fn copies(&self) -> BTreeMap<ReplicaKey, Vec<usize>> {
+        let mut copies: BTreeMap<ReplicaKey, Vec<usize>> = BTreeMap::new();
         for (i, running) in self.running.iter().enumerate() {
             for key in running.keys() {
                 copies.entry(key.clone()).or_default().push(i);

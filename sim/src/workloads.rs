@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shoal_protocol::{Instant, Membership, ReplicaState, ReplicaStatus, WorkloadSpec};
+use shoal_protocol::{Instant, Membership, ReplicaKey, ReplicaState, ReplicaStatus, WorkloadSpec};
 
 use crate::scenario::WorkloadLoad;
 
-/// What one node's driver runs: (workload, replica) → Starting or Running.
-pub type Replicas = BTreeMap<(String, u16), ReplicaState>;
+/// What one node's driver runs: replica → Starting or Running.
+pub type Replicas = BTreeMap<ReplicaKey, ReplicaState>;
 
 /// How often the driver asks for a plan, as the agent does.
 const TICK: Duration = Duration::from_millis(500);
@@ -25,7 +25,7 @@ pub struct WorkloadDriver {
     submit_at: Instant,
     start_time: Duration,
     next_tick: Instant,
-    started: BTreeMap<(String, u16), Instant>,
+    started: BTreeMap<ReplicaKey, Instant>,
     replicas: Replicas,
 }
 
@@ -68,7 +68,7 @@ impl WorkloadDriver {
         }
         let plan = membership.plan(now);
         for duty in plan.run {
-            self.started.entry((duty.workload, duty.replica)).or_insert(now);
+            self.started.entry(duty.key()).or_insert(now);
         }
         for key in plan.stop {
             self.started.remove(&key);
@@ -82,7 +82,8 @@ impl WorkloadDriver {
                 (key.clone(), if up { ReplicaState::Running } else { ReplicaState::Starting })
             })
             .collect();
-        let report = self.replicas.iter().map(|((w, r), state)| ReplicaStatus::new(w.clone(), *r, *state));
+        let report =
+            self.replicas.iter().map(|(key, state)| ReplicaStatus::new(key.workload.clone(), key.replica, *state));
         membership.report_replicas(now, report.collect::<Vec<_>>());
     }
 }

@@ -22,8 +22,9 @@ use super::Membership;
 use crate::hash::mix64;
 use crate::member::Member;
 use crate::placement::{self, Candidate, Placement, PlacementConfig, Unplaced};
-use crate::status::{ReplicaState, ReplicaStatus, StatusEntry};
-use crate::wire::{KeyRange, Update};
+use crate::status::{ReplicaKey, ReplicaState, ReplicaStatus, StatusEntry};
+use crate::table::KeyRange;
+use crate::wire::Update;
 use crate::{Instant, NodeId, WorkloadSpec};
 
 /// Downs remembered per member, for its settle time.
@@ -37,17 +38,23 @@ pub struct Duty {
     pub spec: Arc<WorkloadSpec>,
 }
 
+impl Duty {
+    /// Which replica this is.
+    pub fn key(&self) -> ReplicaKey {
+        ReplicaKey::new(self.workload.clone(), self.replica)
+    }
+}
+
 /// What this node should do now (from [`Membership::plan`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     /// Replicas this node owns: start any that are not running, and keep
     /// those that are (restarting per the spec's policy).
     pub run: Vec<Duty>,
-    /// Replicas this node reports but should stop now, as (workload,
-    /// replica): the workload was deleted or shrunk, or another node took
+    /// Replicas this node reports but should stop now: the workload was deleted or shrunk, or another node took
     /// the replica over and reports it running, or the handover grace ran
     /// out. Replicas in neither list are being handed over: keep them.
-    pub stop: Vec<(String, u16)>,
+    pub stop: Vec<ReplicaKey>,
     /// Workloads with replicas no node could take, and why.
     pub unplaced: BTreeMap<String, Unplaced>,
     /// Whether this node takes work yet (it does after its settle time).
@@ -62,7 +69,7 @@ pub(super) struct WorkState {
     /// When each member recently went Dead or Left, oldest first.
     downs: BTreeMap<NodeId, VecDeque<Instant>>,
     /// Replicas this node runs but no longer owns, and since when.
-    losing: BTreeMap<(String, u16), Instant>,
+    losing: BTreeMap<ReplicaKey, Instant>,
     /// The last placement and the fingerprint of the view it came from.
     cached: Option<(u64, Arc<Placement>)>,
 }
@@ -72,9 +79,9 @@ impl Membership {
     /// driver's whole current set). Changed entries are gossiped; replicas
     /// missing from `replicas` are reported Stopped.
     pub fn report_replicas(&mut self, now: Instant, replicas: impl IntoIterator<Item = ReplicaStatus>) {
-        let mut reported: BTreeMap<(String, u16), ReplicaStatus> = BTreeMap::new();
+        let mut reported: BTreeMap<ReplicaKey, ReplicaStatus> = BTreeMap::new();
         for mut status in replicas {
-            let key = (status.workload.clone(), status.replica);
+            let key = status.key();
             // A replica being handed over says so, so its new owner starts it.
             if self.work.losing.contains_key(&key) && status.state == ReplicaState::Running {
                 status.state = ReplicaState::Releasing;
@@ -82,14 +89,13 @@ impl Membership {
             reported.insert(key, status.bounded());
         }
         let mut changed: Vec<ReplicaStatus> = Vec::new();
-        for held in self.statuses.iter().filter(|e| e.node == self.id && e.status.state != ReplicaState::Stopped) {
-            let key = (held.status.workload.clone(), held.status.replica);
-            if !reported.contains_key(&key) {
+        for held in self.statuses.live().filter(|e| e.node == self.id) {
+            if !reported.contains_key(&held.status.key()) {
                 changed.push(ReplicaStatus { detail: String::new(), ..held.status.clone().stopped() });
             }
         }
         for (key, status) in reported {
-            let held = self.statuses.get(self.id, &key.0, key.1).map(|e| &e.status);
+            let held = self.statuses.get(self.id, &key).map(|e| &e.status);
             if held != Some(&status) {
                 changed.push(status);
             }
@@ -106,7 +112,7 @@ impl Membership {
     /// Every replica some live node reports (not Stopped), in a stable
     /// order: where each replica runs, and how it is doing.
     pub fn replica_statuses(&self) -> impl Iterator<Item = &StatusEntry> {
-        self.statuses.iter().filter(|e| e.status.state != ReplicaState::Stopped)
+        self.statuses.live()
     }
 
     /// The placement this node's view gives: every workload's replicas on
@@ -118,7 +124,7 @@ impl Membership {
             .filter(|m| m.state.is_live() && self.settled(m, now) && !(m.id == self.id && self.leaving))
             .map(|m| Candidate { id: m.id, capacity: m.meta.capacity, labels: m.meta.labels.clone() })
             .collect();
-        let catalog = self.catalog.digest(KeyRange::ROOT);
+        let catalog = self.catalog.table().digest(KeyRange::ROOT);
         let fingerprint = candidates.iter().fold(mix64(catalog.hash ^ u64::from(catalog.count)), |acc, c| {
             let labels = c.labels.iter().fold(0, |h, (k, v)| {
                 mix64(h ^ crate::stable_hash64(k.as_bytes())) ^ crate::stable_hash64(v.as_bytes())
@@ -143,35 +149,36 @@ impl Membership {
     pub fn plan(&mut self, now: Instant) -> Plan {
         let placement = self.placement(now);
         let settled = self.members.get(self.id).is_some_and(|me| self.settled(me, now)) && !self.leaving;
-        let owned: BTreeSet<(String, u16)> = placement
+        let owned: BTreeSet<ReplicaKey> = placement
             .on_node(self.id)
-            .filter_map(|(name, replica)| Some((name.to_string(), u16::try_from(replica).ok()?)))
+            .filter_map(|(name, replica)| Some(ReplicaKey::new(name, u16::try_from(replica).ok()?)))
             .collect();
         let held_elsewhere = if owned.is_empty() { BTreeSet::new() } else { self.held_elsewhere() };
         let run = owned
             .iter()
-            .filter(|key| !held_elsewhere.contains(&(key.0.as_str(), key.1)) || self.reports(key))
-            .filter_map(|(name, replica)| {
-                let spec = Arc::clone(self.catalog.get(name)?.spec.as_ref()?);
-                Some(Duty { workload: name.clone(), replica: *replica, spec })
+            .filter(|key| !held_elsewhere.contains(&(key.workload.as_str(), key.replica)) || self.reports(key))
+            .filter_map(|key| {
+                let spec = Arc::clone(self.catalog.spec(&key.workload)?);
+                Some(Duty { workload: key.workload.clone(), replica: key.replica, spec })
             })
             .collect();
-        let running: Vec<(String, u16)> = self
+        let running: Vec<ReplicaKey> = self
             .replica_statuses()
             .filter(|e| e.node == self.id)
-            .map(|e| (e.status.workload.clone(), e.status.replica))
+            .map(|e| e.status.key())
             .filter(|key| !owned.contains(key))
             .collect();
         self.work.losing.retain(|key, _| running.contains(key));
         let mut stop = Vec::new();
         for key in running {
-            let live_spec = self.catalog.get(&key.0).and_then(|e| e.spec.as_ref());
-            if live_spec.is_none_or(|spec| u32::from(key.1) >= spec.replicas) {
+            let live_spec = self.catalog.spec(&key.workload);
+            if live_spec.is_none_or(|spec| u32::from(key.replica) >= spec.replicas) {
                 stop.push(key);
                 continue;
             }
             let since = *self.work.losing.entry(key.clone()).or_insert(now);
-            let handed_over = placement.owner(&key.0, usize::from(key.1)).is_some_and(|owner| self.runs(owner, &key));
+            let handed_over =
+                placement.owner(&key.workload, usize::from(key.replica)).is_some_and(|owner| self.runs(owner, &key));
             if handed_over || now.saturating_since(since) >= self.config.handover_grace {
                 stop.push(key);
             }
@@ -186,7 +193,7 @@ impl Membership {
     /// running it. One pass over the statuses per plan, not per replica.
     fn held_elsewhere(&self) -> BTreeSet<(&str, u16)> {
         self.statuses
-            .iter()
+            .live()
             .filter(|e| {
                 e.node != self.id
                     && matches!(e.status.state, ReplicaState::Starting | ReplicaState::Running)
@@ -197,15 +204,15 @@ impl Membership {
     }
 
     /// Whether this node reports `replica` (in any state but Stopped).
-    fn reports(&self, (workload, replica): &(String, u16)) -> bool {
-        self.statuses.get(self.id, workload, *replica).is_some_and(|e| e.status.state != ReplicaState::Stopped)
+    fn reports(&self, replica: &ReplicaKey) -> bool {
+        self.statuses.get(self.id, replica).is_some_and(|e| e.status.state != ReplicaState::Stopped)
     }
 
     /// Whether `node`, in its current generation, reports `replica` running.
-    fn runs(&self, node: NodeId, (workload, replica): &(String, u16)) -> bool {
+    fn runs(&self, node: NodeId, replica: &ReplicaKey) -> bool {
         let Some(member) = self.members.get(node) else { return false };
         self.statuses
-            .get(node, workload, *replica)
+            .get(node, replica)
             .is_some_and(|e| e.generation == member.generation && e.status.state == ReplicaState::Running)
     }
 
@@ -251,12 +258,7 @@ impl Membership {
 
     /// Queues this node's live status entries for gossip again.
     pub(super) fn republish_statuses(&mut self, now: Instant) {
-        let mine: Vec<StatusEntry> = self
-            .statuses
-            .iter()
-            .filter(|e| e.node == self.id && e.status.state != ReplicaState::Stopped)
-            .cloned()
-            .collect();
+        let mine: Vec<StatusEntry> = self.statuses.live().filter(|e| e.node == self.id).cloned().collect();
         for entry in mine {
             self.broadcast(now, &Update::Status(entry));
         }

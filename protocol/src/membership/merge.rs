@@ -8,13 +8,12 @@ use tracing::{debug, info, warn};
 
 use super::{Bug, Event, Membership};
 use crate::broadcast::SIGHTINGS_QUEUE_LIMIT;
-use crate::catalog::{Applied, CatalogEntry};
 use crate::member::{Member, State, Version};
-use crate::status::{Applied as StatusApplied, StatusEntry};
 use crate::suspicion::Suspicion;
+use crate::table::Applied;
 use crate::timer::Timer;
 use crate::wire::{RawUpdate, Update};
-use crate::{Instant, MetadataCache, NodeId};
+use crate::{CatalogEntry, Instant, MetadataCache, NodeId, StatusEntry};
 
 /// Where a fact came from, which decides whether it is passed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +90,7 @@ impl Membership {
             self.apply_about_self(now, update);
             return;
         }
-        let version = Version::of(update);
+        let version = update.version();
         let Some(current) = self.members.get(id) else {
             // Only an Alive fact carries the metadata needed to know a member.
             if let Update::Alive { meta, .. } = update {
@@ -175,14 +174,14 @@ impl Membership {
             return;
         }
         match self.statuses.apply(entry, now) {
-            StatusApplied::Changed => {
+            Applied::New | Applied::Changed => {
                 self.counters.updates_applied += 1;
                 if source == Source::Gossip {
                     self.broadcast(now, &Update::Status(entry.clone()));
                 }
             }
-            StatusApplied::Ignored => self.counters.updates_ignored += 1,
-            StatusApplied::Invalid => self.counters.invalid_statuses += 1,
+            Applied::Ignored => self.counters.updates_ignored += 1,
+            Applied::Invalid => self.counters.invalid_statuses += 1,
         }
     }
 
@@ -222,7 +221,7 @@ impl Membership {
         };
         self.counters.updates_applied += 1;
         let before = member.clone();
-        let version = Version::of(update);
+        let version = update.version();
         member.generation = version.generation;
         member.incarnation = version.incarnation;
         member.state = match update {
@@ -358,7 +357,7 @@ impl Membership {
     /// refuted by publishing a higher one (SWIM's refutation); facts about an
     /// older generation are about a previous run and ignored.
     fn apply_about_self(&mut self, now: Instant, update: &Update) {
-        let version = Version::of(update);
+        let version = update.version();
         match version.generation.cmp(&self.generation) {
             Ordering::Less => {
                 self.counters.updates_ignored += 1;

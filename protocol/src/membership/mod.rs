@@ -413,12 +413,12 @@ impl Membership {
 
     /// The live workloads, in a stable order.
     pub fn workloads(&self) -> impl Iterator<Item = &WorkloadSpec> {
-        self.catalog.iter().filter_map(|e| e.spec.as_deref())
+        self.catalog.table().live().filter_map(|e| e.spec.as_deref())
     }
 
     /// Every catalog entry, tombstones included: what the node persists.
     pub fn catalog_entries(&self) -> impl Iterator<Item = &CatalogEntry> {
-        self.catalog.iter()
+        self.catalog.table().iter()
     }
 
     // ---- inputs ----

@@ -34,7 +34,7 @@ fn settled_cluster(n: usize) -> Cluster {
 fn exactly_once(cluster: &Cluster, replicas: u16) -> bool {
     let copies = cluster.copies();
     copies.len() == usize::from(replicas)
-        && copies.iter().all(|((w, r), nodes)| w == "web" && *r < replicas && nodes.len() == 1)
+        && copies.iter().all(|(key, nodes)| key.workload == "web" && key.replica < replicas && nodes.len() == 1)
 }
 
 #[test]

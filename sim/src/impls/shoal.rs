@@ -5,16 +5,16 @@ use std::sync::Arc;
 
 use shoal_protocol::{
     Address, Capacity, Config, Event, Identity, Instant, Member, Membership, Metadata, MetadataCache, NodeId, Peer,
-    Transmit, wire,
+    ReplicaKey, Transmit, wire,
 };
 
 use super::{Boot, FormedMember, Implementation, MemberView, SimNode};
+use crate::error::SimError;
 use crate::net;
 use crate::report::ProtocolTotals;
 #[cfg(feature = "bug-injection")]
 use crate::scenario::BugKind;
 use crate::scenario::{Scenario, WorkloadLoad};
-use crate::sim::SimError;
 use crate::workloads::{Replicas, WorkloadDriver};
 
 /// Makes [`Membership`] nodes with one config.
@@ -266,9 +266,9 @@ impl SimNode for ShoalNode {
         self.membership.workloads().count()
     }
 
-    fn known_running(&self) -> Vec<(String, u16)> {
+    fn known_running(&self) -> Vec<ReplicaKey> {
         let live = |id| self.membership.member(id).is_some_and(|m| m.state.is_live());
-        let mut known: Vec<(String, u16)> = self
+        let mut known: Vec<ReplicaKey> = self
             .membership
             .replica_statuses()
             .filter(|e| {
@@ -277,7 +277,7 @@ impl SimNode for ShoalNode {
                     shoal_protocol::ReplicaState::Running | shoal_protocol::ReplicaState::Releasing
                 ) && live(e.node)
             })
-            .map(|e| (e.status.workload.clone(), e.status.replica))
+            .map(|e| e.status.key())
             .collect();
         known.sort_unstable();
         known.dedup();
