@@ -17,6 +17,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{self, ApiRequest, KeyService};
 use crate::config::Settings;
+use crate::driver::backoff::Backoff;
 use crate::driver::{Supervisor, SupervisorConfig};
 use crate::events::WorkloadEvents;
 use crate::keys::KeyStore;
@@ -129,7 +130,7 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
         leaving_since: None,
         seeds: Vec::new(),
         next_join: None,
-        join_backoff: JOIN_BACKOFF_MIN,
+        join_backoff: Backoff::between(JOIN_BACKOFF_MIN, JOIN_BACKOFF_MAX),
     };
     agent.run(events, api_rx, seeds_rx, shutdown).await;
     Ok(())
@@ -161,7 +162,7 @@ fn advertised(settings: &Settings, bound: SocketAddr) -> SocketAddr {
 /// agent, which joins through them (and again, with backoff, while nobody
 /// answers).
 async fn resolve_seeds(join: Vec<String>, own: SocketAddr, seeds: mpsc::Sender<Vec<Address>>) {
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::between(Duration::from_millis(250), Duration::from_secs(30));
     loop {
         let mut found = Vec::new();
         for entry in &join {
@@ -179,8 +180,7 @@ async fn resolve_seeds(join: Vec<String>, own: SocketAddr, seeds: mpsc::Sender<V
             let _ = seeds.send(found.iter().filter_map(|a| Address::new(a.to_string()).ok()).collect()).await;
             return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
@@ -213,7 +213,7 @@ struct Agent {
     leaving_since: Option<tokio::time::Instant>,
     seeds: Vec<Address>,
     next_join: Option<tokio::time::Instant>,
-    join_backoff: Duration,
+    join_backoff: Backoff,
 }
 
 async fn sleep_until_some(at: Option<tokio::time::Instant>) {
@@ -291,8 +291,7 @@ impl Agent {
             debug!("no member answered yet; joining again");
         }
         self.membership.join(self.clock.now(), self.seeds.clone());
-        self.next_join = Some(tokio::time::Instant::now() + self.join_backoff);
-        self.join_backoff = (self.join_backoff * 2).min(JOIN_BACKOFF_MAX);
+        self.next_join = Some(tokio::time::Instant::now() + self.join_backoff.next_delay());
     }
 
     fn leave(&mut self) {

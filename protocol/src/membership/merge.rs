@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::{Bug, Event, Membership};
 use crate::broadcast::SIGHTINGS_QUEUE_LIMIT;
@@ -200,7 +200,7 @@ impl Membership {
             state_since: now,
         });
         self.add_to_probe_order(*id);
-        info!(member = %id, name = %meta.name, "member up");
+        debug!(member = %id, name = %meta.name, "member up");
         self.events.push_back(Event::MemberUp { id: *id });
         // Re-gossiped only while the queue is short: in a mass join it would
         // otherwise hold every joiner, each sent L times, and keep messages
@@ -259,11 +259,11 @@ impl Membership {
             State::Alive => {
                 let restarted = generation > before.generation;
                 if !before.state.is_live() || restarted {
-                    info!(member = %id, generation, "member up");
+                    debug!(member = %id, generation, "member up");
                     self.events.push_back(Event::MemberUp { id });
                 } else if before.state == State::Suspect {
                     self.counters.suspicions_refuted += 1;
-                    info!(member = %id, incarnation, "suspicion refuted");
+                    debug!(member = %id, incarnation, "suspicion refuted");
                     self.events.push_back(Event::MemberAlive { id });
                 }
                 let same_run = !restarted && before.state.is_live();
@@ -283,16 +283,16 @@ impl Membership {
                 let deadline = suspicion.deadline;
                 self.suspicions.insert(id, suspicion);
                 self.timers.set(deadline, Timer::Suspicion { id, deadline });
-                info!(member = %id, %by, until = %deadline, "member suspect");
+                debug!(member = %id, %by, until = %deadline, "member suspect");
                 self.events.push_back(Event::MemberSuspect { id });
             }
             State::Dead => {
                 self.recently_dead.push_back((now, id));
-                warn!(member = %id, "member down");
+                debug!(member = %id, "member down");
                 self.events.push_back(Event::MemberDown { id });
             }
             State::Left => {
-                info!(member = %id, "member left");
+                debug!(member = %id, "member left");
                 self.events.push_back(Event::MemberLeft { id });
             }
         }
@@ -386,7 +386,7 @@ impl Membership {
         self.counters.self_refutes += 1;
         // Lifeguard: being accused is a hint that we are the slow one.
         self.health.worsen(1);
-        info!(incarnation = self.incarnation, "refuting suspicion of this node");
+        debug!(incarnation = self.incarnation, "refuting suspicion of this node");
         self.events.push_back(Event::SelfRefuted { incarnation: self.incarnation });
         self.publish_self(now);
         if matches!(update, Update::Dead { .. } | Update::Left { .. }) {
