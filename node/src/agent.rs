@@ -250,7 +250,7 @@ impl Agent {
                     self.saver.save(&self.membership);
                 }
                 () = tokio::time::sleep_until(wake) => self.membership.handle_timeout(self.clock.now()),
-                () = tokio::time::sleep_until(self.reconciler.due()) => {
+                () = sleep_until_some(self.reconciler.due()), if self.reconciler.due().is_some() => {
                     self.reconciler.step(&mut self.membership, self.clock.now());
                 }
                 Ok(()) = statuses.changed() => self.reconciler.poke(),
@@ -267,7 +267,7 @@ impl Agent {
             if !unsaved && self.saver.due().is_some() {
                 self.reconciler.poke();
             }
-            self.events.observe(&mut self.membership, self.clock.now());
+            self.events.observe(&self.membership);
             if self.done_leaving() {
                 break;
             }
@@ -337,6 +337,10 @@ impl Agent {
             self.reconciler.poke();
             self.log_event(event);
         }
+        while let Some(event) = self.membership.poll_workload_event() {
+            self.reconciler.poke();
+            debug!(?event, "workload event");
+        }
     }
 
     fn log_event(&self, event: Event) {
@@ -376,10 +380,10 @@ impl Agent {
                 let _ = reply.send(metrics::render(&self.membership, &self.transport.counters()));
             }
             ApiRequest::Workloads(reply) => {
-                let _ = reply.send(workloads::list(&mut self.membership, self.clock.now()));
+                let _ = reply.send(workloads::list(&self.membership));
             }
             ApiRequest::Workload(name, reply) => {
-                let detail = workloads::detail(&mut self.membership, self.clock.now(), &name);
+                let detail = workloads::detail(&self.membership, &name);
                 let _ = reply.send(detail.map(|d| WorkloadDetail { events: self.events.recent(&name), ..d }));
             }
             ApiRequest::Submit(spec, reply) => {

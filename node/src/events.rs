@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shoal_protocol::{Instant, Membership, NodeId, ReplicaKey, ReplicaState};
+use shoal_protocol::{Membership, NodeId, ReplicaKey, ReplicaState};
 
 use crate::view::{ReplicaPhase, node_id_hex};
 
@@ -44,11 +44,11 @@ pub struct WorkloadEvents {
 impl WorkloadEvents {
     /// Compares the current state with the last snapshot (at most once a
     /// second) and notes what changed. The first call only takes a snapshot.
-    pub fn observe(&mut self, membership: &mut Membership, now: Instant) {
-        self.observe_at(membership, now, std::time::Instant::now());
+    pub fn observe(&mut self, membership: &Membership) {
+        self.observe_at(membership, std::time::Instant::now());
     }
 
-    fn observe_at(&mut self, membership: &mut Membership, now: Instant, wall: std::time::Instant) {
+    fn observe_at(&mut self, membership: &Membership, wall: std::time::Instant) {
         if self.checked.is_some_and(|at| wall.duration_since(at) < EVERY) {
             return;
         }
@@ -75,7 +75,7 @@ impl WorkloadEvents {
             noted.push((workload.clone(), what));
         }
 
-        let placement = membership.placement(now);
+        let placement = membership.placement();
         let mut replicas: BTreeMap<ReplicaKey, Seen> = BTreeMap::new();
         for (workload, owners) in &placement.assignments {
             for (replica, owner) in owners.iter().enumerate() {
@@ -150,7 +150,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use shoal_protocol::{
-        Address, Config, Driver, Identity, Metadata, ReplicaStatus, Resources, RestartPolicy, WorkloadSpec,
+        Address, Config, Driver, Identity, Instant, Metadata, ReplicaStatus, Resources, RestartPolicy, WorkloadSpec,
     };
 
     use super::*;
@@ -176,7 +176,7 @@ mod tests {
         let mut observe = |m: &mut Membership, events: &mut WorkloadEvents| {
             step += 1;
             let at = Instant::from_micros(60_000_000 + step * 2_000_000);
-            events.observe_at(m, at, wall + Duration::from_secs(2 * step));
+            events.observe_at(m, wall + Duration::from_secs(2 * step));
             at
         };
         let now = observe(&mut m, &mut events);

@@ -4,10 +4,12 @@
 //! Two halves, so that no driver call can stall the protocol:
 //!
 //! - The agent task (which owns the `Membership`) calls [`Reconciler::step`]
-//!   at least every [`PERIOD`], and sooner after a member event, an API
-//!   request or a replica status change. A step computes the plan, hands it
-//!   over if it changed (a `watch`: only the latest plan matters), and
-//!   reports the supervisor's statuses. Nothing there waits.
+//!   within [`MIN_GAP`] of a workload event from the protocol (its plan
+//!   changed), a member event, an API request or a replica status change,
+//!   and never otherwise: the protocol's own timers (settle, handover
+//!   grace) announce the plan's changes in time. A step reads the plan,
+//!   hands it over if it changed (a `watch`: only the latest plan matters),
+//!   and reports the supervisor's statuses. Nothing there waits.
 //! - A worker task applies each plan: `ensure_running` for every duty (it
 //!   returns at once), and a task of its own per stop (a stop waits for the
 //!   replica to exit, up to the stop grace, and a docker call may hang). A
@@ -31,8 +33,6 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::driver::{DriverError, ReplicaKey, Supervisor, default_docker_socket};
 
-/// The longest between two steps, whatever happens.
-pub const PERIOD: Duration = Duration::from_millis(500);
 /// The shortest between two steps after a change: a burst of changes is
 /// taken in one step.
 const MIN_GAP: Duration = Duration::from_millis(50);
@@ -64,15 +64,15 @@ impl Reconciler {
         self.supervisor.subscribe()
     }
 
-    /// Notes that something the plan depends on may have changed: the next
-    /// step comes within [`MIN_GAP`] rather than [`PERIOD`].
+    /// Notes that something the plan depends on may have changed: a step
+    /// comes within [`MIN_GAP`].
     pub fn poke(&mut self) {
         self.changed = true;
     }
 
-    /// When the next step is due.
-    pub fn due(&self) -> tokio::time::Instant {
-        self.last_step + if self.changed { MIN_GAP } else { PERIOD }
+    /// When the next step is due: `None` until something changes.
+    pub fn due(&self) -> Option<tokio::time::Instant> {
+        self.changed.then(|| self.last_step + MIN_GAP)
     }
 
     /// Computes the plan, hands it to the worker if it changed, and reports
@@ -82,11 +82,11 @@ impl Reconciler {
         self.last_step = tokio::time::Instant::now();
         self.changed = false;
         if let Some(plans) = &self.plans {
-            let plan = membership.plan(now);
+            let plan = membership.plan();
             plans.send_if_modified(|current| {
-                let changed = *current != plan;
+                let changed = current != plan;
                 if changed {
-                    *current = plan;
+                    *current = plan.clone();
                 }
                 changed
             });

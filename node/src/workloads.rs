@@ -76,15 +76,15 @@ pub struct ErrorView {
 }
 
 /// Every workload, by name.
-pub fn list(membership: &mut Membership, now: Instant) -> Vec<WorkloadView> {
-    let placement = membership.placement(now);
+pub fn list(membership: &Membership) -> Vec<WorkloadView> {
+    let placement = membership.placement();
     let known = Known::of(membership);
     membership.workloads().map(|spec| known.view(&placement, spec)).collect()
 }
 
 /// One workload, if it exists.
-pub fn detail(membership: &mut Membership, now: Instant, name: &str) -> Option<WorkloadDetail> {
-    let placement = membership.placement(now);
+pub fn detail(membership: &Membership, name: &str) -> Option<WorkloadDetail> {
+    let placement = membership.placement();
     let entry = membership.catalog_entries().find(|e| e.name == name)?;
     let spec = entry.spec.as_deref()?;
     let known = Known::of(membership);
@@ -106,7 +106,7 @@ pub fn submit(
     let name = spec.name.clone();
     let new = !membership.workloads().any(|w| w.name == name);
     membership.submit(now, spec)?;
-    let detail = detail(membership, now, &name).ok_or_else(|| SpecError {
+    let detail = detail(membership, &name).ok_or_else(|| SpecError {
         field: "name".into(),
         reason: "the workload vanished as it was written; submit it again".into(),
     })?;

@@ -57,7 +57,7 @@ pub use counters::{ByKind, Counters, RttHistogram};
 pub use hash::stable_hash64;
 pub use id::{Address, NodeId};
 pub use member::{Member, Peer, State};
-pub use membership::{Bug, Duty, Error, Event, Identity, Membership, Plan, Transmit};
+pub use membership::{Bug, Duty, Error, Event, Identity, Membership, Plan, Transmit, WorkloadEvent};
 pub use metadata::{Capacity, Metadata, MetadataCache, MetadataError};
 pub use status::{ReplicaKey, ReplicaState, ReplicaStatus, StatusEntry};
 pub use time::Instant;

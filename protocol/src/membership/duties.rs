@@ -24,11 +24,35 @@ use crate::member::Member;
 use crate::placement::{self, Candidate, Placement, PlacementConfig, Unplaced};
 use crate::status::{ReplicaKey, ReplicaState, ReplicaStatus, StatusEntry};
 use crate::table::KeyRange;
+use crate::timer::Timer;
 use crate::wire::Update;
-use crate::{Instant, NodeId, WorkloadSpec};
+use crate::{CatalogEntry, Instant, NodeId, WorkloadSpec};
 
 /// Downs remembered per member, for its settle time.
 const MAX_DOWNS: usize = 6;
+
+/// Something the workload layer tells its driver. Details are read from
+/// [`Membership::plan`], [`Membership::placement`] and
+/// [`Membership::replica_statuses`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkloadEvent {
+    /// A workload was submitted or replaced (here or by a peer).
+    WorkloadWritten { name: String },
+    /// A workload was deleted.
+    WorkloadDeleted { name: String },
+    /// The placement this node's view gives changed.
+    PlacementChanged,
+    /// This node should start `replica` (it is now in [`Plan::run`]).
+    ReplicaStart { replica: ReplicaKey },
+    /// This node should stop `replica` (it is now in [`Plan::stop`]).
+    ReplicaStop { replica: ReplicaKey },
+    /// `node` reported a new state for `replica`.
+    ReplicaStateChanged { node: NodeId, replica: ReplicaKey },
+}
+
+/// Workload events kept for a driver that does not drain them; older ones
+/// are dropped first.
+const MAX_WORK_EVENTS: usize = 4_096;
 
 /// One replica this node owns and should be running.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +96,13 @@ pub(super) struct WorkState {
     losing: BTreeMap<ReplicaKey, Instant>,
     /// The last placement and the fingerprint of the view it came from.
     cached: Option<(u64, Arc<Placement>)>,
+    /// The plan as of the last input.
+    plan: Plan,
+    /// Something the plan depends on changed since it was computed.
+    dirty: bool,
+    /// When the plan may next change by itself (the armed `Timer::Workloads`).
+    deadline: Option<Instant>,
+    events: VecDeque<WorkloadEvent>,
 }
 
 impl Membership {
@@ -101,12 +132,23 @@ impl Membership {
             }
         }
         for status in changed {
-            self.work.status_version += 1;
-            let entry =
-                StatusEntry { node: self.id, generation: self.generation, version: self.work.status_version, status };
-            self.statuses.apply(&entry, now);
-            self.broadcast(now, &Update::Status(entry));
+            self.work.dirty = true;
+            self.publish_own_status(now, status);
         }
+        self.refresh_work(now);
+    }
+
+    /// Records and gossips a new status of one of this node's replicas.
+    fn publish_own_status(&mut self, now: Instant, status: ReplicaStatus) {
+        let held = self.statuses.get(self.id, &status.key()).map(|e| e.status.state);
+        if held != Some(status.state) {
+            self.emit_work(WorkloadEvent::ReplicaStateChanged { node: self.id, replica: status.key() });
+        }
+        self.work.status_version += 1;
+        let entry =
+            StatusEntry { node: self.id, generation: self.generation, version: self.work.status_version, status };
+        self.statuses.apply(&entry, now);
+        self.broadcast(now, &Update::Status(entry));
     }
 
     /// Every replica some live node reports (not Stopped), in a stable
@@ -115,9 +157,136 @@ impl Membership {
         self.statuses.live()
     }
 
-    /// The placement this node's view gives: every workload's replicas on
-    /// the live, settled members. Recomputed only when the view changes.
-    pub fn placement(&mut self, now: Instant) -> Arc<Placement> {
+    /// The placement this node's view gives, as of the last input: every
+    /// workload's replicas on the live, settled members.
+    pub fn placement(&self) -> Arc<Placement> {
+        self.work.cached.as_ref().map(|(_, placement)| Arc::clone(placement)).unwrap_or_default()
+    }
+
+    /// What this node should run and stop, as of the last input. It is
+    /// recomputed after any input that may change it (a member, the
+    /// catalog, a replica's status) and when a settle time or a handover
+    /// grace runs out (the workload timer), and each change is announced
+    /// by [`WorkloadEvent`]s: nobody needs to poll it.
+    pub fn plan(&self) -> &Plan {
+        &self.work.plan
+    }
+
+    /// The next workload event, if any.
+    pub fn poll_workload_event(&mut self) -> Option<WorkloadEvent> {
+        self.work.events.pop_front()
+    }
+
+    pub(super) fn emit_work(&mut self, event: WorkloadEvent) {
+        if self.work.events.len() >= MAX_WORK_EVENTS {
+            self.work.events.pop_front();
+        }
+        self.work.events.push_back(event);
+    }
+
+    /// Announces a catalog change (merged from a peer or written here).
+    pub(super) fn note_catalog_change(&mut self, entry: &CatalogEntry) {
+        let name = entry.name.clone();
+        let event = if entry.spec.is_some() {
+            WorkloadEvent::WorkloadWritten { name }
+        } else {
+            WorkloadEvent::WorkloadDeleted { name }
+        };
+        self.emit_work(event);
+        self.work.dirty = true;
+    }
+
+    /// Notes that something the plan depends on changed.
+    pub(super) fn work_changed(&mut self) {
+        self.work.dirty = true;
+    }
+
+    /// The workload timer fired (`at` is its deadline).
+    pub(super) fn on_work_timer(&mut self, at: Instant) {
+        if self.work.deadline == Some(at) {
+            self.work.deadline = None;
+            self.work.dirty = true;
+        }
+    }
+
+    /// Recomputes the plan if anything it depends on changed, announces
+    /// what changed, and arms the workload timer for the next moment the
+    /// plan may change by itself. Called after every input and command.
+    pub(super) fn refresh_work(&mut self, now: Instant) {
+        if !self.work.dirty {
+            return;
+        }
+        self.work.dirty = false;
+        let idle = self.catalog.table().iter().next().is_none()
+            && self.work.plan == Plan::default()
+            && !self.statuses.live().any(|e| e.node == self.id);
+        if idle {
+            return;
+        }
+        let before = self.work.cached.as_ref().map(|(fingerprint, _)| *fingerprint);
+        let losing_before: BTreeSet<ReplicaKey> = self.work.losing.keys().cloned().collect();
+        let plan = self.compute_plan(now);
+        // A replica this node starts handing over says so at once (its new
+        // owner starts only a replica no one else runs, or one Releasing),
+        // whether or not the driver reports again.
+        let released: Vec<ReplicaStatus> = self
+            .work
+            .losing
+            .keys()
+            .filter(|key| !losing_before.contains(*key))
+            .filter_map(|key| self.statuses.get(self.id, key))
+            .filter(|entry| entry.status.state == ReplicaState::Running)
+            .map(|entry| ReplicaStatus { state: ReplicaState::Releasing, ..entry.status.clone() })
+            .collect();
+        for status in released {
+            self.publish_own_status(now, status);
+        }
+        if self.work.cached.as_ref().map(|(fingerprint, _)| *fingerprint) != before {
+            self.emit_work(WorkloadEvent::PlacementChanged);
+        }
+        let old = std::mem::take(&mut self.work.plan);
+        for duty in plan.run.iter().filter(|duty| !old.run.iter().any(|d| d.key() == duty.key())) {
+            self.emit_work(WorkloadEvent::ReplicaStart { replica: duty.key() });
+        }
+        for key in plan.stop.iter().filter(|key| !old.stop.contains(key)) {
+            self.emit_work(WorkloadEvent::ReplicaStop { replica: key.clone() });
+        }
+        self.work.plan = plan;
+        let next = self.next_work_deadline(now);
+        if next != self.work.deadline {
+            self.work.deadline = next;
+            if let Some(at) = next {
+                self.timers.set(at, Timer::Workloads { at });
+            }
+        }
+    }
+
+    /// The earliest moment the plan may change with no input: a live
+    /// member (this node included) that has not settled settles, a down
+    /// leaves the flap window (shortening a settle time), or a handover
+    /// grace runs out.
+    fn next_work_deadline(&self, now: Instant) -> Option<Instant> {
+        let unsettled = self.members.iter().filter(|m| m.state.is_live() && !self.settled(m, now));
+        let settles = unsettled.flat_map(|m| {
+            let settle = if m.id == self.id { self.config.settle_time } else { self.settle_time_of(m.id, now) };
+            let downs = self.work.downs.get(&m.id).into_iter().flatten();
+            std::iter::once(m.state_since + settle).chain(downs.map(|at| *at + self.config.flap_window))
+        });
+        let graces = self.work.losing.values().map(|since| *since + self.config.handover_grace);
+        settles.chain(graces).filter(|at| *at > now).min()
+    }
+
+    /// Placement's parameters, from the config.
+    fn placement_config(&self) -> PlacementConfig {
+        PlacementConfig {
+            epsilon: f64::from(self.config.placement_slack_permille) / 1_000.0,
+            tokens_per_core: self.config.placement_tokens_per_core,
+        }
+    }
+
+    /// The placement for the view at `now`, recomputed only when the view
+    /// (the settled live members, the catalog) changed.
+    fn compute_placement(&mut self, now: Instant) -> Arc<Placement> {
         let candidates: Vec<Candidate> = self
             .members
             .iter()
@@ -138,16 +307,14 @@ impl Membership {
             }
         }
         let specs: Vec<WorkloadSpec> = self.workloads().cloned().collect();
-        let placement = Arc::new(placement::place(&candidates, &specs, PlacementConfig::default()));
+        let placement = Arc::new(placement::place(&candidates, &specs, self.placement_config()));
         self.work.cached = Some((fingerprint, Arc::clone(&placement)));
         placement
     }
 
-    /// What this node should run and stop now. Call it after anything
-    /// changes (a member, the catalog, a replica's status) or every second
-    /// or so; it is cheap while the view is unchanged.
-    pub fn plan(&mut self, now: Instant) -> Plan {
-        let placement = self.placement(now);
+    /// What this node should run and stop now.
+    fn compute_plan(&mut self, now: Instant) -> Plan {
+        let placement = self.compute_placement(now);
         let settled = self.members.get(self.id).is_some_and(|me| self.settled(me, now)) && !self.leaving;
         let owned: BTreeSet<ReplicaKey> = placement
             .on_node(self.id)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tracing::{debug, warn};
 
-use super::{Bug, Event, Membership};
+use super::{Bug, Event, Membership, WorkloadEvent};
 use crate::broadcast::SIGHTINGS_QUEUE_LIMIT;
 use crate::member::{Member, State, Version};
 use crate::suspicion::Suspicion;
@@ -157,6 +157,7 @@ impl Membership {
             applied @ (Applied::New | Applied::Changed) => {
                 self.counters.updates_applied += 1;
                 debug!(workload = %entry.name, deleted = entry.spec.is_none(), "catalog entry changed");
+                self.note_catalog_change(entry);
                 if source == Source::Gossip || applied == Applied::Changed {
                     self.broadcast(now, &Update::Workload(entry.clone()));
                 }
@@ -173,9 +174,17 @@ impl Membership {
             self.counters.updates_ignored += 1;
             return;
         }
+        let held = self.statuses.get(entry.node, &entry.status.key()).map(|e| e.status.state);
         match self.statuses.apply(entry, now) {
             Applied::New | Applied::Changed => {
                 self.counters.updates_applied += 1;
+                self.work_changed();
+                if held != Some(entry.status.state) {
+                    self.emit_work(WorkloadEvent::ReplicaStateChanged {
+                        node: entry.node,
+                        replica: entry.status.key(),
+                    });
+                }
                 if source == Source::Gossip {
                     self.broadcast(now, &Update::Status(entry.clone()));
                 }
@@ -201,7 +210,7 @@ impl Membership {
         });
         self.add_to_probe_order(*id);
         debug!(member = %id, name = %meta.name, "member up");
-        self.events.push_back(Event::MemberUp { id: *id });
+        self.emit(Event::MemberUp { id: *id });
         // Re-gossiped only while the queue is short: in a mass join it would
         // otherwise hold every joiner, each sent L times, and keep messages
         // full for minutes after anti-entropy had told everyone (12 KB/s per
@@ -260,20 +269,20 @@ impl Membership {
                 let restarted = generation > before.generation;
                 if !before.state.is_live() || restarted {
                     debug!(member = %id, generation, "member up");
-                    self.events.push_back(Event::MemberUp { id });
+                    self.emit(Event::MemberUp { id });
                 } else if before.state == State::Suspect {
                     self.counters.suspicions_refuted += 1;
                     debug!(member = %id, incarnation, "suspicion refuted");
-                    self.events.push_back(Event::MemberAlive { id });
+                    self.emit(Event::MemberAlive { id });
                 }
                 let same_run = !restarted && before.state.is_live();
                 if same_run && self.members.get(id).is_some_and(|m| m.meta != before.meta) {
-                    self.events.push_back(Event::MetadataChanged { id });
+                    self.emit(Event::MetadataChanged { id });
                 }
             }
             State::Suspect => {
                 if !before.state.is_live() {
-                    self.events.push_back(Event::MemberUp { id });
+                    self.emit(Event::MemberUp { id });
                 }
                 let Update::Suspect { by, .. } = *update else {
                     return;
@@ -284,16 +293,16 @@ impl Membership {
                 self.suspicions.insert(id, suspicion);
                 self.timers.set(deadline, Timer::Suspicion { id, deadline });
                 debug!(member = %id, %by, until = %deadline, "member suspect");
-                self.events.push_back(Event::MemberSuspect { id });
+                self.emit(Event::MemberSuspect { id });
             }
             State::Dead => {
                 self.recently_dead.push_back((now, id));
                 debug!(member = %id, "member down");
-                self.events.push_back(Event::MemberDown { id });
+                self.emit(Event::MemberDown { id });
             }
             State::Left => {
                 debug!(member = %id, "member left");
-                self.events.push_back(Event::MemberLeft { id });
+                self.emit(Event::MemberLeft { id });
             }
         }
     }
@@ -387,7 +396,7 @@ impl Membership {
         // Lifeguard: being accused is a hint that we are the slow one.
         self.health.worsen(1);
         debug!(incarnation = self.incarnation, "refuting suspicion of this node");
-        self.events.push_back(Event::SelfRefuted { incarnation: self.incarnation });
+        self.emit(Event::SelfRefuted { incarnation: self.incarnation });
         self.publish_self(now);
         if matches!(update, Update::Dead { .. } | Update::Left { .. }) {
             // Whoever believed this forgot what we run: tell them again.

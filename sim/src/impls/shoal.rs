@@ -128,7 +128,7 @@ impl Implementation for ShoalImpl {
         };
         // The first node's first run submits the workloads.
         let submits = boot.index == 0 && boot.generation == 1;
-        let driver = WorkloadDriver::new(load, submits, boot.now);
+        let driver = WorkloadDriver::new(load, submits);
         Ok(Box::new(ShoalNode { membership: node, driver }))
     }
 
@@ -220,13 +220,14 @@ struct ShoalNode {
 impl SimNode for ShoalNode {
     fn handle_message(&mut self, now: Instant, from: &Address, payload: &[u8]) {
         self.membership.handle_message(now, from, payload);
+        self.driver.step(&mut self.membership, now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         if self.membership.poll_timeout().is_some_and(|at| at <= now) {
             self.membership.handle_timeout(now);
         }
-        self.driver.on_timeout(&mut self.membership, now);
+        self.driver.step(&mut self.membership, now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -238,8 +239,8 @@ impl SimNode for ShoalNode {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let tick = self.driver.next_tick();
-        Some(self.membership.poll_timeout().map_or(tick, |at| at.min(tick)))
+        let protocol = self.membership.poll_timeout();
+        protocol.into_iter().chain(self.driver.next_tick()).min()
     }
 
     fn live_members(&self) -> usize {
