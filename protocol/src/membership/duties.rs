@@ -350,7 +350,19 @@ impl Membership {
                 stop.push(key);
             }
         }
-        Plan { run, stop, unplaced: placement.unplaced.clone(), settled }
+        let plan = Plan { run, stop, unplaced: placement.unplaced.clone(), settled };
+        // What the simulator relies on, checked where it is made: a plan
+        // starts only what this node owns in its placement, and never both
+        // runs and stops a replica.
+        debug_assert!(
+            plan.run.iter().all(|duty| placement.owner(&duty.workload, usize::from(duty.replica)) == Some(self.id)),
+            "a plan starts a replica this node does not own: {plan:?}"
+        );
+        debug_assert!(
+            plan.run.iter().all(|duty| !plan.stop.contains(&duty.key())),
+            "a plan both runs and stops a replica: {plan:?}"
+        );
+        plan
     }
 
     /// The replicas another live member runs other than to release them. A
