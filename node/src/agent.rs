@@ -267,7 +267,6 @@ impl Agent {
             if !unsaved && self.saver.due().is_some() {
                 self.reconciler.poke();
             }
-            self.events.observe(&self.membership);
             if self.done_leaving() {
                 break;
             }
@@ -340,6 +339,7 @@ impl Agent {
         while let Some(event) = self.membership.poll_workload_event() {
             self.reconciler.poke();
             debug!(?event, "workload event");
+            self.events.note(&self.membership, &event);
         }
     }
 
