@@ -212,6 +212,11 @@ impl<E: Entry> Table<E> {
         self.retain(|entry, since| entry.is_live() || now.saturating_since(since) < retention);
     }
 
+    /// When the oldest tombstone is due to be forgotten, if there is one.
+    pub(crate) fn next_reap(&self, retention: Duration) -> Option<Instant> {
+        self.entries.values().filter(|held| !held.entry.is_live()).map(|held| held.since + retention).min()
+    }
+
     /// The entries (tombstones included) whose keys fall in `range`.
     pub(crate) fn in_range(&self, range: KeyRange) -> impl Iterator<Item = &E> {
         let lower = (range.start(), E::Id::default());
@@ -309,10 +314,12 @@ mod tests {
         assert_eq!(table.digest(KeyRange::ROOT).count, 1, "a tombstone is not summarised");
         assert_eq!(table.get(&1), Some(&Toy(1, 2, false)));
         assert_eq!(table.live().count(), 1);
+        assert_eq!(table.next_reap(Duration::from_millis(10)), Some(Instant::from_millis(15)));
         table.reap(Instant::from_millis(14), Duration::from_millis(10));
         assert_eq!(table.iter().count(), 2, "kept within retention");
         table.reap(Instant::from_millis(15), Duration::from_millis(10));
         assert_eq!(table.iter().count(), 1, "forgotten after it");
+        assert_eq!(table.next_reap(Duration::from_millis(10)), None);
     }
 
     #[test]

@@ -201,11 +201,14 @@ impl Membership {
         self.work.dirty = true;
     }
 
-    /// The workload timer fired (`at` is its deadline).
-    pub(super) fn on_work_timer(&mut self, at: Instant) {
+    /// The workload timer fired (`at` is its deadline): tombstones past
+    /// their retention are forgotten, and the plan is recomputed.
+    pub(super) fn on_work_timer(&mut self, now: Instant, at: Instant) {
         if self.work.deadline == Some(at) {
             self.work.deadline = None;
             self.work.dirty = true;
+            self.catalog.reap(now, self.config.tombstone_retention);
+            self.statuses.reap(now, self.config.status_retention);
         }
     }
 
@@ -264,7 +267,7 @@ impl Membership {
     /// The earliest moment the plan may change with no input: a live
     /// member (this node included) that has not settled settles, a down
     /// leaves the flap window (shortening a settle time), or a handover
-    /// grace runs out.
+    /// grace runs out; or a tombstone is due to be forgotten.
     fn next_work_deadline(&self, now: Instant) -> Option<Instant> {
         let unsettled = self.members.iter().filter(|m| m.state.is_live() && !self.settled(m, now));
         let settles = unsettled.flat_map(|m| {
@@ -273,7 +276,11 @@ impl Membership {
             std::iter::once(m.state_since + settle).chain(downs.map(|at| *at + self.config.flap_window))
         });
         let graces = self.work.losing.values().map(|since| *since + self.config.handover_grace);
-        settles.chain(graces).filter(|at| *at > now).min()
+        let reaps = [
+            self.catalog.table().next_reap(self.config.tombstone_retention),
+            self.statuses.table().next_reap(self.config.status_retention),
+        ];
+        settles.chain(graces).chain(reaps.into_iter().flatten()).filter(|at| *at > now).min()
     }
 
     /// Placement's parameters, from the config.

@@ -516,7 +516,7 @@ impl Membership {
                     }
                 }
                 Timer::ReconnectTick => self.on_reconnect_tick(now),
-                Timer::Workloads { at } => self.on_work_timer(at),
+                Timer::Workloads { at } => self.on_work_timer(now, at),
             }
         }
         self.refresh_work(now);
