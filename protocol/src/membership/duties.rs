@@ -100,8 +100,9 @@ pub(super) struct WorkState {
     plan: Plan,
     /// Something the plan depends on changed since it was computed.
     dirty: bool,
-    /// When the plan may next change by itself (the armed `Timer::Workloads`).
-    deadline: Option<Instant>,
+    /// The earliest `Timer::Workloads` in the timer heap: one is set only
+    /// when the next deadline is earlier, so at most a few are pending.
+    armed: Option<Instant>,
     events: VecDeque<WorkloadEvent>,
 }
 
@@ -204,12 +205,14 @@ impl Membership {
     /// The workload timer fired (`at` is its deadline): tombstones past
     /// their retention are forgotten, and the plan is recomputed.
     pub(super) fn on_work_timer(&mut self, now: Instant, at: Instant) {
-        if self.work.deadline == Some(at) {
-            self.work.deadline = None;
-            self.work.dirty = true;
-            self.catalog.reap(now, self.config.tombstone_retention);
-            self.statuses.reap(now, self.config.status_retention);
+        if self.work.armed == Some(at) {
+            self.work.armed = None;
         }
+        // A timer set for an earlier deadline than is now wanted only costs
+        // a recomputation; the refresh arms the next one.
+        self.work.dirty = true;
+        self.catalog.reap(now, self.config.tombstone_retention);
+        self.statuses.reap(now, self.config.status_retention);
     }
 
     /// Recomputes the plan if anything it depends on changed, announces
@@ -255,10 +258,9 @@ impl Membership {
             self.emit_work(WorkloadEvent::ReplicaStop { replica: key.clone() });
         }
         self.work.plan = plan;
-        let next = self.next_work_deadline(now);
-        if next != self.work.deadline {
-            self.work.deadline = next;
-            if let Some(at) = next {
+        if let Some(at) = self.next_work_deadline(now) {
+            if self.work.armed.is_none_or(|armed| at < armed) {
+                self.work.armed = Some(at);
                 self.timers.set(at, Timer::Workloads { at });
             }
         }
