@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_protocol::{Address, Event, Identity, Instant, Membership, Metadata, State};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{self, ApiRequest, KeyService};
 use crate::config::Settings;
+use crate::driver::backoff::Backoff;
 use crate::driver::{Supervisor, SupervisorConfig};
 use crate::events::WorkloadEvents;
 use crate::keys::KeyStore;
@@ -129,7 +130,7 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
         leaving_since: None,
         seeds: Vec::new(),
         next_join: None,
-        join_backoff: JOIN_BACKOFF_MIN,
+        join_backoff: Backoff::between(JOIN_BACKOFF_MIN, JOIN_BACKOFF_MAX),
     };
     agent.run(events, api_rx, seeds_rx, shutdown).await;
     Ok(())
@@ -161,7 +162,7 @@ fn advertised(settings: &Settings, bound: SocketAddr) -> SocketAddr {
 /// agent, which joins through them (and again, with backoff, while nobody
 /// answers).
 async fn resolve_seeds(join: Vec<String>, own: SocketAddr, seeds: mpsc::Sender<Vec<Address>>) {
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::between(Duration::from_millis(250), Duration::from_secs(30));
     loop {
         let mut found = Vec::new();
         for entry in &join {
@@ -179,8 +180,7 @@ async fn resolve_seeds(join: Vec<String>, own: SocketAddr, seeds: mpsc::Sender<V
             let _ = seeds.send(found.iter().filter_map(|a| Address::new(a.to_string()).ok()).collect()).await;
             return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
@@ -213,7 +213,7 @@ struct Agent {
     leaving_since: Option<tokio::time::Instant>,
     seeds: Vec<Address>,
     next_join: Option<tokio::time::Instant>,
-    join_backoff: Duration,
+    join_backoff: Backoff,
 }
 
 async fn sleep_until_some(at: Option<tokio::time::Instant>) {
@@ -250,7 +250,7 @@ impl Agent {
                     self.saver.save(&self.membership);
                 }
                 () = tokio::time::sleep_until(wake) => self.membership.handle_timeout(self.clock.now()),
-                () = tokio::time::sleep_until(self.reconciler.due()) => {
+                () = sleep_until_some(self.reconciler.due()), if self.reconciler.due().is_some() => {
                     self.reconciler.step(&mut self.membership, self.clock.now());
                 }
                 Ok(()) = statuses.changed() => self.reconciler.poke(),
@@ -267,7 +267,6 @@ impl Agent {
             if !unsaved && self.saver.due().is_some() {
                 self.reconciler.poke();
             }
-            self.events.observe(&mut self.membership, self.clock.now());
             if self.done_leaving() {
                 break;
             }
@@ -291,8 +290,7 @@ impl Agent {
             debug!("no member answered yet; joining again");
         }
         self.membership.join(self.clock.now(), self.seeds.clone());
-        self.next_join = Some(tokio::time::Instant::now() + self.join_backoff);
-        self.join_backoff = (self.join_backoff * 2).min(JOIN_BACKOFF_MAX);
+        self.next_join = Some(tokio::time::Instant::now() + self.join_backoff.next_delay());
     }
 
     fn leave(&mut self) {
@@ -338,6 +336,11 @@ impl Agent {
             self.reconciler.poke();
             self.log_event(event);
         }
+        while let Some(event) = self.membership.poll_workload_event() {
+            self.reconciler.poke();
+            debug!(?event, "workload event");
+            self.events.note(&self.membership, &event);
+        }
     }
 
     fn log_event(&self, event: Event) {
@@ -377,10 +380,10 @@ impl Agent {
                 let _ = reply.send(metrics::render(&self.membership, &self.transport.counters()));
             }
             ApiRequest::Workloads(reply) => {
-                let _ = reply.send(workloads::list(&mut self.membership, self.clock.now()));
+                let _ = reply.send(workloads::list(&self.membership));
             }
             ApiRequest::Workload(name, reply) => {
-                let detail = workloads::detail(&mut self.membership, self.clock.now(), &name);
+                let detail = workloads::detail(&self.membership, &name);
                 let _ = reply.send(detail.map(|d| WorkloadDetail { events: self.events.recent(&name), ..d }));
             }
             ApiRequest::Submit(spec, reply) => {
@@ -406,7 +409,7 @@ impl Agent {
                 let _ = reply.send(peers.map(PeerView::of).collect());
             }
             ApiRequest::Mesh(last, reply) => {
-                let _ = reply.send(crate::ui::mesh::snapshot_if_changed(&mut self.membership, self.clock.now(), last));
+                let _ = reply.send(crate::ui::mesh::snapshot_if_changed(&self.membership, self.clock.now(), last));
             }
             ApiRequest::Leave(reply) => {
                 info!("leave requested through the API");
@@ -444,6 +447,3 @@ impl Agent {
         }
     }
 }
-
-/// A reply slot for an API request.
-pub type Reply<T> = oneshot::Sender<T>;

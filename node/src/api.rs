@@ -38,7 +38,6 @@ use shoal_protocol::{SpecError, WorkloadSpec};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::agent::Reply;
 use crate::auth::{FailureLimiter, Role, Tokens};
 use crate::config::ApiSecurity;
 use crate::crypto::ClusterKey;
@@ -47,7 +46,7 @@ use crate::tls::{PeerAddr, TlsListener};
 use crate::transport::KeyRequester;
 use crate::ui::Watcher;
 use crate::ui::mesh::MeshSnapshot;
-use crate::view::{HealthView, MemberView, PeerView, SelfView};
+use crate::view::{HealthView, MemberView, PeerView, Reply, SelfView};
 use crate::workloads::{ErrorView, WorkloadDetail, WorkloadView};
 
 /// A question for the agent's task.

@@ -1,21 +1,18 @@
 //! Recent events of each workload, as this node saw them: versions written
-//! and deleted, replicas placed or moved, and replica states its owners
-//! reported. `shoal workload NAME` shows them. The protocol keeps only the
-//! current state, so the agent compares snapshots about once a second and
-//! keeps the last [`KEPT`] changes per workload, in memory only.
+//! and deleted, replicas placed or moved, and replica states their nodes
+//! reported. `shoal workload NAME` shows them. The agent hands every
+//! [`WorkloadEvent`] the protocol announces to [`WorkloadEvents::note`],
+//! which words it and keeps the last [`KEPT`] per workload, in memory only.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shoal_protocol::{Instant, Membership, NodeId, ReplicaState};
+use shoal_protocol::{Membership, NodeId, ReplicaKey, ReplicaState, WorkloadEvent};
 
-use crate::view::node_id_hex;
-use crate::workloads::state_name;
+use crate::view::{ReplicaPhase, node_id_hex};
 
 /// Events kept per workload.
 pub const KEPT: usize = 20;
-const EVERY: Duration = Duration::from_secs(1);
 
 /// One event, as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,107 +22,103 @@ pub struct EventView {
     pub what: String,
 }
 
-/// What was seen of one replica: its owner, and each reporting node's state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Seen {
-    owner: Option<NodeId>,
-    reports: BTreeMap<NodeId, (ReplicaState, u32, String)>,
-}
-
-/// The snapshots and the kept events.
+/// The last state seen of what events are worded against, and the kept
+/// events.
 #[derive(Debug, Default)]
 pub struct WorkloadEvents {
-    checked: Option<std::time::Instant>,
-    /// Per name: (clock, writer, live).
-    versions: BTreeMap<String, (u64, NodeId, bool)>,
-    replicas: BTreeMap<(String, u16), Seen>,
+    /// Workloads seen live.
+    live: BTreeMap<String, bool>,
+    /// Each replica's owner in the last placement.
+    owners: BTreeMap<ReplicaKey, Option<NodeId>>,
+    /// Each (node, replica)'s last reported (state, restarts).
+    reports: BTreeMap<(NodeId, ReplicaKey), (ReplicaState, u32)>,
     log: BTreeMap<String, VecDeque<(std::time::Instant, String)>>,
 }
 
 impl WorkloadEvents {
-    /// Compares the current state with the last snapshot (at most once a
-    /// second) and notes what changed. The first call only takes a snapshot.
-    pub fn observe(&mut self, membership: &mut Membership, now: Instant) {
-        self.observe_at(membership, now, std::time::Instant::now());
+    /// Words `event` (reading the details from `membership`) and keeps it.
+    pub fn note(&mut self, membership: &Membership, event: &WorkloadEvent) {
+        self.note_at(membership, event, std::time::Instant::now());
     }
 
-    fn observe_at(&mut self, membership: &mut Membership, now: Instant, wall: std::time::Instant) {
-        if self.checked.is_some_and(|at| wall.duration_since(at) < EVERY) {
-            return;
-        }
-        let first = self.checked.is_none();
-        self.checked = Some(wall);
-        let names: BTreeMap<NodeId, String> = membership.members().map(|m| (m.id, m.meta.name.clone())).collect();
-        let name = |id: &NodeId| names.get(id).cloned().unwrap_or_else(|| node_id_hex(*id));
+    fn note_at(&mut self, membership: &Membership, event: &WorkloadEvent, wall: std::time::Instant) {
+        let name = |id: NodeId| membership.member(id).map_or_else(|| node_id_hex(id), |m| m.meta.name.clone());
         let mut noted: Vec<(String, String)> = Vec::new();
-
-        let versions: BTreeMap<String, (u64, NodeId, bool)> = membership
-            .catalog_entries()
-            .map(|e| (e.name.clone(), (e.stamp.clock, e.stamp.node, e.spec.is_some())))
-            .collect();
-        for (workload, &(clock, writer, live)) in &versions {
-            let before = self.versions.get(workload);
-            if before.is_some_and(|b| b.0 == clock && b.1 == writer) {
-                continue;
-            }
-            let what = match (before.is_some_and(|b| b.2), live) {
-                (_, false) => format!("deleted by {}", name(&writer)),
-                (false, true) => format!("submitted by {} (version {clock})", name(&writer)),
-                (true, true) => format!("replaced by {} (version {clock})", name(&writer)),
-            };
-            noted.push((workload.clone(), what));
-        }
-
-        let placement = membership.placement(now);
-        let mut replicas: BTreeMap<(String, u16), Seen> = BTreeMap::new();
-        for (workload, owners) in &placement.assignments {
-            for (replica, owner) in owners.iter().enumerate() {
-                let key = (workload.clone(), u16::try_from(replica).unwrap_or(u16::MAX));
-                replicas.entry(key).or_default().owner = *owner;
-            }
-        }
-        for entry in membership.replica_statuses() {
-            let s = &entry.status;
-            let seen = replicas.entry((s.workload.clone(), s.replica)).or_default();
-            seen.reports.insert(entry.node, (s.state, s.restarts, s.detail.clone()));
-        }
-        for ((workload, replica), seen) in &replicas {
-            let prior = self.replicas.get(&(workload.clone(), *replica));
-            let before = prior.cloned().unwrap_or_default();
-            // A replica new to the placement is news even when it has no node.
-            if prior.is_none() || before.owner != seen.owner {
-                let what = match (before.owner, seen.owner) {
-                    (_, None) => format!("replica {replica} has no node"),
-                    (None, Some(to)) => format!("replica {replica} placed on {}", name(&to)),
-                    (Some(from), Some(to)) => format!("replica {replica} moves from {} to {}", name(&from), name(&to)),
+        match event {
+            WorkloadEvent::WorkloadWritten { name: workload } | WorkloadEvent::WorkloadDeleted { name: workload } => {
+                let Some(entry) = membership.catalog_entries().find(|e| &e.name == workload) else { return };
+                let (clock, writer) = (entry.stamp.clock, name(entry.stamp.node));
+                let was_live = self.live.insert(workload.clone(), entry.spec.is_some()).unwrap_or(false);
+                let what = match (was_live, entry.spec.is_some()) {
+                    (_, false) => format!("deleted by {writer}"),
+                    (false, true) => format!("submitted by {writer} (version {clock})"),
+                    (true, true) => format!("replaced by {writer} (version {clock})"),
                 };
                 noted.push((workload.clone(), what));
+                // Logs of workloads the catalog forgot go with them.
+                let known: Vec<&str> = membership.catalog_entries().map(|e| e.name.as_str()).collect();
+                self.log.retain(|w, _| known.contains(&w.as_str()) || w == workload);
+                self.live.retain(|w, _| known.contains(&w.as_str()));
             }
-            for (node, (state, restarts, detail)) in &seen.reports {
-                let was = before.reports.get(node);
-                if was.is_some_and(|w| (w.0, w.1) == (*state, *restarts)) {
-                    continue;
+            WorkloadEvent::PlacementChanged => {
+                let placement = membership.placement();
+                let mut owners: BTreeMap<ReplicaKey, Option<NodeId>> = BTreeMap::new();
+                for (workload, replicas) in &placement.assignments {
+                    for (replica, owner) in replicas.iter().enumerate() {
+                        owners.insert(
+                            ReplicaKey::new(workload.clone(), u16::try_from(replica).unwrap_or(u16::MAX)),
+                            *owner,
+                        );
+                    }
                 }
-                let mut what = format!("replica {replica} on {}: {}", name(node), state_name(*state));
-                if was.is_some_and(|w| w.1 < *restarts) {
-                    what.push_str(&format!(" (restart {restarts})"));
+                for (key, owner) in &owners {
+                    let before = self.owners.get(key);
+                    // A replica new to the placement is news even when it has no node.
+                    if before == Some(owner) {
+                        continue;
+                    }
+                    let replica = key.replica;
+                    let what = match (before.copied().flatten(), owner) {
+                        (_, None) => format!("replica {replica} has no node"),
+                        (None, Some(to)) => format!("replica {replica} placed on {}", name(*to)),
+                        (Some(from), Some(to)) => {
+                            format!("replica {replica} moves from {} to {}", name(from), name(*to))
+                        }
+                    };
+                    noted.push((key.workload.clone(), what));
                 }
-                if !detail.is_empty() {
-                    what.push_str(&format!(": {detail}"));
+                for (key, _) in self.owners.iter().filter(|(k, o)| o.is_some() && !owners.contains_key(*k)) {
+                    noted.push((key.workload.clone(), format!("replica {} has no node", key.replica)));
                 }
-                noted.push((workload.clone(), what));
+                self.owners = owners;
             }
-            for node in before.reports.keys().filter(|n| !seen.reports.contains_key(n)) {
-                noted.push((workload.clone(), format!("replica {replica} on {}: stopped", name(node))));
+            WorkloadEvent::ReplicaStateChanged { node, replica } => {
+                let slot = (*node, replica.clone());
+                let status = membership.replica_statuses().find(|e| e.node == *node && e.status.key() == *replica);
+                let on = name(*node);
+                let Some(status) = status.map(|e| &e.status) else {
+                    if self.reports.remove(&slot).is_some() {
+                        noted.push((replica.workload.clone(), format!("replica {} on {on}: stopped", replica.replica)));
+                    }
+                    self.events_done(noted, wall);
+                    return;
+                };
+                let was = self.reports.insert(slot, (status.state, status.restarts));
+                let mut what = format!("replica {} on {on}: {}", replica.replica, ReplicaPhase::from(status.state));
+                if was.is_some_and(|(_, restarts)| restarts < status.restarts) {
+                    what.push_str(&format!(" (restart {})", status.restarts));
+                }
+                if !status.detail.is_empty() {
+                    what.push_str(&format!(": {}", status.detail));
+                }
+                noted.push((replica.workload.clone(), what));
             }
+            WorkloadEvent::ReplicaStart { .. } | WorkloadEvent::ReplicaStop { .. } => {}
         }
+        self.events_done(noted, wall);
+    }
 
-        self.log.retain(|workload, _| versions.contains_key(workload));
-        self.versions = versions;
-        self.replicas = replicas;
-        if first {
-            return;
-        }
+    fn events_done(&mut self, noted: Vec<(String, String)>, wall: std::time::Instant) {
         for (workload, what) in noted {
             let log = self.log.entry(workload).or_default();
             log.push_back((wall, what));
@@ -150,7 +143,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use shoal_protocol::{
-        Address, Config, Driver, Identity, Metadata, ReplicaStatus, Resources, RestartPolicy, WorkloadSpec,
+        Address, Config, Driver, Identity, Instant, Metadata, ReplicaStatus, Resources, RestartPolicy, WorkloadSpec,
     };
 
     use super::*;
@@ -167,29 +160,28 @@ mod tests {
     }
 
     #[test]
-    fn changes_between_snapshots_become_events() -> Result<(), Box<dyn std::error::Error>> {
+    fn protocol_workload_events_are_worded_and_kept() -> Result<(), Box<dyn std::error::Error>> {
         let me = Identity { id: NodeId([1; 16]), generation: 1, meta: Metadata::new("me", Address::new("/p2p/me")?) };
         let mut m = Membership::new(Config::local(), me, 1, Instant::ZERO)?;
         let mut events = WorkloadEvents::default();
         let wall = std::time::Instant::now();
-        let mut step = 0;
-        let mut observe = |m: &mut Membership, events: &mut WorkloadEvents| {
-            step += 1;
-            let at = Instant::from_micros(60_000_000 + step * 2_000_000);
-            events.observe_at(m, at, wall + Duration::from_secs(2 * step));
-            at
+        let note = |m: &mut Membership, events: &mut WorkloadEvents| {
+            while let Some(event) = m.poll_workload_event() {
+                events.note_at(m, &event, wall);
+            }
         };
-        let now = observe(&mut m, &mut events);
-        m.submit(now, spec(1))?;
-        let now = observe(&mut m, &mut events);
-        m.report_replicas(now, [ReplicaStatus::new("web", 0, ReplicaState::Running)]);
-        observe(&mut m, &mut events);
-        // Nothing changed: nothing new.
-        let now = observe(&mut m, &mut events);
-        m.submit(now, spec(2))?;
-        let now = observe(&mut m, &mut events);
-        m.delete_workload(now, "web");
-        observe(&mut m, &mut events);
+        let at = |s: u64| Instant::from_micros(s * 1_000_000);
+        m.submit(at(62), spec(1))?;
+        note(&mut m, &mut events);
+        m.report_replicas(at(64), [ReplicaStatus::new("web", 0, ReplicaState::Running)]);
+        note(&mut m, &mut events);
+        // The same report again: nothing new.
+        m.report_replicas(at(66), [ReplicaStatus::new("web", 0, ReplicaState::Running)]);
+        note(&mut m, &mut events);
+        m.submit(at(68), spec(2))?;
+        note(&mut m, &mut events);
+        m.delete_workload(at(70), "web");
+        note(&mut m, &mut events);
         let seen: Vec<String> = events.recent("web").into_iter().map(|e| e.what).collect();
         assert_eq!(
             seen,

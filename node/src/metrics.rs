@@ -44,7 +44,7 @@ pub fn render(membership: &Membership, transport: &TransportCounters) -> String 
                 .replica_statuses()
                 .filter(|e| e.status.state == state && (!only_here || e.node == here))
                 .count();
-            let _ = writeln!(out, "{metric}{{state=\"{}\"}} {n}", crate::workloads::state_name(state));
+            let _ = writeln!(out, "{metric}{{state=\"{}\"}} {n}", crate::view::ReplicaPhase::from(state));
         }
     }
     let _ = writeln!(out, "# TYPE shoal_local_health gauge\nshoal_local_health {}", membership.local_health());

@@ -79,7 +79,7 @@ pub(crate) fn render_workloads(workloads: &[WorkloadView]) -> String {
             w.replicas.to_string(),
             w.running.to_string(),
             if nodes.is_empty() { "-".into() } else { nodes.join(",") },
-            w.state.clone(),
+            w.state.to_string(),
         ]);
     }
     table(&rows)

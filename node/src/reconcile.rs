@@ -4,10 +4,12 @@
 //! Two halves, so that no driver call can stall the protocol:
 //!
 //! - The agent task (which owns the `Membership`) calls [`Reconciler::step`]
-//!   at least every [`PERIOD`], and sooner after a member event, an API
-//!   request or a replica status change. A step computes the plan, hands it
-//!   over if it changed (a `watch`: only the latest plan matters), and
-//!   reports the supervisor's statuses. Nothing there waits.
+//!   within [`MIN_GAP`] of a workload event from the protocol (its plan
+//!   changed), a member event, an API request or a replica status change,
+//!   and never otherwise: the protocol's own timers (settle, handover
+//!   grace) announce the plan's changes in time. A step reads the plan,
+//!   hands it over if it changed (a `watch`: only the latest plan matters),
+//!   and reports the supervisor's statuses. Nothing there waits.
 //! - A worker task applies each plan: `ensure_running` for every duty (it
 //!   returns at once), and a task of its own per stop (a stop waits for the
 //!   replica to exit, up to the stop grace, and a docker call may hang). A
@@ -24,22 +26,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_protocol::{Instant, Membership, Plan};
+use shoal_protocol::{Duty, Instant, Membership, Plan};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{Instrument, debug, info, warn};
 
 use crate::driver::{DriverError, ReplicaKey, Supervisor, default_docker_socket};
 
-/// The longest between two steps, whatever happens.
-pub const PERIOD: Duration = Duration::from_millis(500);
 /// The shortest between two steps after a change: a burst of changes is
 /// taken in one step.
 const MIN_GAP: Duration = Duration::from_millis(50);
 /// How long the search for a previous agent's containers may take.
 const LEFTOVERS_TIMEOUT: Duration = Duration::from_secs(30);
-
-type Key = (String, u16);
 
 /// The agent's side: plans in, statuses out.
 #[derive(Debug)]
@@ -66,15 +64,15 @@ impl Reconciler {
         self.supervisor.subscribe()
     }
 
-    /// Notes that something the plan depends on may have changed: the next
-    /// step comes within [`MIN_GAP`] rather than [`PERIOD`].
+    /// Notes that something the plan depends on may have changed: a step
+    /// comes within [`MIN_GAP`].
     pub fn poke(&mut self) {
         self.changed = true;
     }
 
-    /// When the next step is due.
-    pub fn due(&self) -> tokio::time::Instant {
-        self.last_step + if self.changed { MIN_GAP } else { PERIOD }
+    /// When the next step is due: `None` until something changes.
+    pub fn due(&self) -> Option<tokio::time::Instant> {
+        self.changed.then(|| self.last_step + MIN_GAP)
     }
 
     /// Computes the plan, hands it to the worker if it changed, and reports
@@ -84,11 +82,11 @@ impl Reconciler {
         self.last_step = tokio::time::Instant::now();
         self.changed = false;
         if let Some(plans) = &self.plans {
-            let plan = membership.plan(now);
+            let plan = membership.plan();
             plans.send_if_modified(|current| {
-                let changed = *current != plan;
+                let changed = current != plan;
                 if changed {
-                    *current = plan;
+                    *current = plan.clone();
                 }
                 changed
             });
@@ -128,9 +126,9 @@ const STOP_MARGIN: Duration = Duration::from_secs(2);
 /// Applies plans; owns the stops in progress.
 struct Worker {
     supervisor: Arc<Supervisor>,
-    stopping: BTreeSet<Key>,
-    stops: JoinSet<Key>,
-    stop_keys: BTreeMap<tokio::task::Id, Key>,
+    stopping: BTreeSet<ReplicaKey>,
+    stops: JoinSet<ReplicaKey>,
+    stop_keys: BTreeMap<tokio::task::Id, ReplicaKey>,
     /// The search for a previous agent's containers: not started, running, done.
     leftovers: Leftovers,
 }
@@ -172,14 +170,14 @@ impl Worker {
 
     async fn apply(&mut self, plan: &Plan) {
         for duty in &plan.run {
-            if !self.stopping.contains(&(duty.workload.clone(), duty.replica)) {
+            if !self.stopping.contains(&duty.key()) {
                 self.supervisor.ensure_running(&duty.spec, duty.replica).await;
             }
         }
-        for (workload, replica) in &plan.stop {
+        for key in &plan.stop {
             // The plan may be older than the stop that already removed it.
-            if self.supervisor.status(workload, *replica).is_some() {
-                self.stop(workload.clone(), *replica, "this node no longer runs it");
+            if self.supervisor.status(&key.workload, key.replica).is_some() {
+                self.stop(key.clone(), "this node no longer runs it");
             }
         }
         if plan.settled && matches!(self.leftovers, Leftovers::NotYet) {
@@ -192,23 +190,22 @@ impl Worker {
     }
 
     /// Stops a replica on a task of its own, unless that is under way.
-    fn stop(&mut self, workload: String, replica: u16, why: &str) {
-        let key = (workload, replica);
+    fn stop(&mut self, key: ReplicaKey, why: &str) {
         if !self.stopping.insert(key.clone()) {
             return;
         }
-        info!(workload = %key.0, replica, "stopping a replica: {why}");
+        info!(replica = %key, "stopping a replica: {why}");
         let supervisor = Arc::clone(&self.supervisor);
         let stopped = key.clone();
         let task = async move {
-            supervisor.stop(&stopped.0, stopped.1).await;
+            supervisor.stop(&stopped.workload, stopped.replica).await;
             stopped
         };
         let handle = self.stops.spawn(task.in_current_span());
         self.stop_keys.insert(handle.id(), key);
     }
 
-    fn stopped(&mut self, done: Result<(tokio::task::Id, Key), tokio::task::JoinError>) {
+    fn stopped(&mut self, done: Result<(tokio::task::Id, ReplicaKey), tokio::task::JoinError>) {
         let id = match done {
             Ok((id, _)) => id,
             Err(error) => {
@@ -217,21 +214,17 @@ impl Worker {
             }
         };
         if let Some(key) = self.stop_keys.remove(&id) {
-            debug!(workload = %key.0, replica = key.1, "replica stopped");
+            debug!(replica = %key, "replica stopped");
             self.stopping.remove(&key);
         }
     }
 
     fn stop_leftovers(&mut self, found: Result<Vec<ReplicaKey>, DriverError>, plan: &Plan) {
-        let owned: BTreeSet<Key> = plan.run.iter().map(|d| (d.workload.clone(), d.replica)).collect();
+        let owned: BTreeSet<ReplicaKey> = plan.run.iter().map(Duty::key).collect();
         match found {
             Ok(keys) => {
-                for key in keys.into_iter().filter(|k| !owned.contains(&(k.workload.clone(), k.replica))) {
-                    self.stop(
-                        key.workload,
-                        key.replica,
-                        "a previous agent left its container, and this node does not own it",
-                    );
+                for key in keys.into_iter().filter(|k| !owned.contains(k)) {
+                    self.stop(key, "a previous agent left its container, and this node does not own it");
                 }
             }
             Err(error) => debug!(%error, "cannot look for containers a previous agent left"),
@@ -255,7 +248,7 @@ async fn wait_leftovers(leftovers: &mut Leftovers) -> Result<Vec<ReplicaKey>, Dr
 
 #[cfg(test)]
 mod tests {
-    use shoal_protocol::{Duty, ReplicaState};
+    use shoal_protocol::ReplicaState;
 
     use super::*;
     use crate::driver::SupervisorConfig;
@@ -299,7 +292,7 @@ args = ["-c", "trap 'sleep 1; exit 0' TERM; touch ready; sleep 30 & wait"]
             }],
             ..Plan::default()
         };
-        let stop = Plan { stop: vec![("slow".into(), 0)], ..Plan::default() };
+        let stop = Plan { stop: vec![ReplicaKey::new("slow", 0)], ..Plan::default() };
 
         worker.apply(&run).await;
         let ready = dir.join("workloads/slow-0/ready");

@@ -2,8 +2,88 @@
 
 use std::collections::BTreeMap;
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
-use shoal_protocol::{Capacity, Member, NodeId, State};
+use shoal_protocol::{Capacity, Member, NodeId, ReplicaState, State};
+use tokio::sync::oneshot;
+
+/// Where the agent task sends an API request's answer.
+pub type Reply<T> = oneshot::Sender<T>;
+
+/// A replica's state, as the API shows it: what its owner reports, or why
+/// there is no report. Serialised in lowercase (`"running"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicaPhase {
+    /// No node fits it.
+    Unplaced,
+    /// Placed, and its owner has not reported it yet.
+    Pending,
+    Starting,
+    Running,
+    Failed,
+    Stopped,
+    Releasing,
+}
+
+impl From<ReplicaState> for ReplicaPhase {
+    fn from(state: ReplicaState) -> ReplicaPhase {
+        match state {
+            ReplicaState::Starting => ReplicaPhase::Starting,
+            ReplicaState::Running => ReplicaPhase::Running,
+            ReplicaState::Failed => ReplicaPhase::Failed,
+            ReplicaState::Stopped => ReplicaPhase::Stopped,
+            ReplicaState::Releasing => ReplicaPhase::Releasing,
+        }
+    }
+}
+
+impl fmt::Display for ReplicaPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            ReplicaPhase::Unplaced => "unplaced",
+            ReplicaPhase::Pending => "pending",
+            ReplicaPhase::Starting => "starting",
+            ReplicaPhase::Running => "running",
+            ReplicaPhase::Failed => "failed",
+            ReplicaPhase::Stopped => "stopped",
+            ReplicaPhase::Releasing => "releasing",
+        })
+    }
+}
+
+/// A workload's state, as the API shows it. Serialised in kebab case
+/// (`"partly-placed"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadState {
+    /// Every replica its owner reports running.
+    Running,
+    /// A replica failed.
+    Failing,
+    /// No replica has a node.
+    Unplaced,
+    /// Some replicas have no node.
+    PartlyPlaced,
+    /// Placed, not all reported running yet.
+    Pending,
+    /// Zero replicas asked for.
+    Stopped,
+}
+
+impl fmt::Display for WorkloadState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            WorkloadState::Running => "running",
+            WorkloadState::Failing => "failing",
+            WorkloadState::Unplaced => "unplaced",
+            WorkloadState::PartlyPlaced => "partly-placed",
+            WorkloadState::Pending => "pending",
+            WorkloadState::Stopped => "stopped",
+        })
+    }
+}
 
 /// One member, as `GET /v1/members` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use shoal_protocol::placement::{Placement, UnplacedReason};
-use shoal_protocol::{Instant, Membership, NodeId, ReplicaState, SpecError, StatusEntry, WorkloadSpec};
+use shoal_protocol::{Instant, Membership, NodeId, ReplicaKey, SpecError, StatusEntry, WorkloadSpec};
 
 use crate::events::EventView;
 use crate::spec::SpecFile;
-use crate::view::node_id_hex;
+use crate::view::{ReplicaPhase, WorkloadState, node_id_hex};
 
 /// One workload, as `GET /v1/workloads` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,9 +26,7 @@ pub struct WorkloadView {
     /// Why some replicas have no node, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unplaced: Option<String>,
-    /// running, failing (a replica failed), partly-placed, unplaced,
-    /// pending (placed, not all reported running yet), or stopped (0 asked).
-    pub state: String,
+    pub state: WorkloadState,
 }
 
 /// One replica: the node it is placed on, and what that node reports.
@@ -39,9 +37,8 @@ pub struct ReplicaView {
     pub node: Option<String>,
     /// The owner's id, 32 hex digits.
     pub node_id: Option<String>,
-    /// starting, running or failed as its owner reports it; pending (placed,
-    /// no report yet) or unplaced.
-    pub state: String,
+    /// As its owner reports it; pending (placed, no report yet) or unplaced.
+    pub state: ReplicaPhase,
     #[serde(default)]
     pub restarts: u32,
     /// Why it failed, as its owner's driver said.
@@ -79,15 +76,15 @@ pub struct ErrorView {
 }
 
 /// Every workload, by name.
-pub fn list(membership: &mut Membership, now: Instant) -> Vec<WorkloadView> {
-    let placement = membership.placement(now);
+pub fn list(membership: &Membership) -> Vec<WorkloadView> {
+    let placement = membership.placement();
     let known = Known::of(membership);
     membership.workloads().map(|spec| known.view(&placement, spec)).collect()
 }
 
 /// One workload, if it exists.
-pub fn detail(membership: &mut Membership, now: Instant, name: &str) -> Option<WorkloadDetail> {
-    let placement = membership.placement(now);
+pub fn detail(membership: &Membership, name: &str) -> Option<WorkloadDetail> {
+    let placement = membership.placement();
     let entry = membership.catalog_entries().find(|e| e.name == name)?;
     let spec = entry.spec.as_deref()?;
     let known = Known::of(membership);
@@ -109,7 +106,7 @@ pub fn submit(
     let name = spec.name.clone();
     let new = !membership.workloads().any(|w| w.name == name);
     membership.submit(now, spec)?;
-    let detail = detail(membership, now, &name).ok_or_else(|| SpecError {
+    let detail = detail(membership, &name).ok_or_else(|| SpecError {
         field: "name".into(),
         reason: "the workload vanished as it was written; submit it again".into(),
     })?;
@@ -119,16 +116,16 @@ pub fn submit(
 /// Member names and replica reports, looked up once per answer.
 struct Known {
     names: BTreeMap<NodeId, String>,
-    /// Reports by (workload, replica).
-    reports: BTreeMap<(String, u16), Vec<StatusEntry>>,
+    /// Reports by replica.
+    reports: BTreeMap<ReplicaKey, Vec<StatusEntry>>,
 }
 
 impl Known {
     fn of(membership: &Membership) -> Known {
         let names = membership.members().map(|m| (m.id, m.meta.name.clone())).collect();
-        let mut reports: BTreeMap<(String, u16), Vec<StatusEntry>> = BTreeMap::new();
+        let mut reports: BTreeMap<ReplicaKey, Vec<StatusEntry>> = BTreeMap::new();
         for entry in membership.replica_statuses() {
-            reports.entry((entry.status.workload.clone(), entry.status.replica)).or_default().push(entry.clone());
+            reports.entry(entry.status.key()).or_default().push(entry.clone());
         }
         Known { names, reports }
     }
@@ -143,11 +140,12 @@ impl Known {
             .map(|replica| {
                 let owner = owners.get(replica as usize).copied().flatten();
                 let index = u16::try_from(replica).unwrap_or(u16::MAX);
-                let reports = self.reports.get(&(spec.name.clone(), index)).map(Vec::as_slice).unwrap_or_default();
+                let key = ReplicaKey::new(spec.name.clone(), index);
+                let reports = self.reports.get(&key).map(Vec::as_slice).unwrap_or_default();
                 self.replica(replica, owner, reports)
             })
             .collect();
-        let running = replicas.iter().filter(|r| r.state == "running").count();
+        let running = replicas.iter().filter(|r| r.state == ReplicaPhase::Running).count();
         let placed = replicas.iter().filter(|r| r.node.is_some()).count();
         let unplaced = placement
             .unplaced
@@ -155,17 +153,17 @@ impl Known {
             .map(|u| format!("{} of {} replicas placed: {}", u.placed, u.wanted, unplaced_reason(&u.reason)));
         let wanted = spec.replicas as usize;
         let state = if wanted == 0 {
-            "stopped"
+            WorkloadState::Stopped
         } else if running == wanted {
-            "running"
-        } else if replicas.iter().any(|r| r.state == "failed") {
-            "failing"
+            WorkloadState::Running
+        } else if replicas.iter().any(|r| r.state == ReplicaPhase::Failed) {
+            WorkloadState::Failing
         } else if placed == 0 {
-            "unplaced"
+            WorkloadState::Unplaced
         } else if placed < wanted {
-            "partly-placed"
+            WorkloadState::PartlyPlaced
         } else {
-            "pending"
+            WorkloadState::Pending
         };
         WorkloadView {
             name: spec.name.clone(),
@@ -173,41 +171,31 @@ impl Known {
             running: u32::try_from(running).unwrap_or(u32::MAX),
             placement: replicas,
             unplaced,
-            state: state.into(),
+            state,
         }
     }
 
     fn replica(&self, replica: u32, owner: Option<NodeId>, reports: &[StatusEntry]) -> ReplicaView {
         let own = reports.iter().find(|e| Some(e.node) == owner);
         let state = match (owner, own.map(|e| e.status.state)) {
-            (None, _) => "unplaced",
-            (Some(_), None) => "pending",
-            (Some(_), Some(state)) => state_name(state),
+            (None, _) => ReplicaPhase::Unplaced,
+            (Some(_), None) => ReplicaPhase::Pending,
+            (Some(_), Some(state)) => state.into(),
         };
         let elsewhere = reports
             .iter()
             .filter(|e| Some(e.node) != owner)
-            .map(|e| format!("{}: {}", self.name(e.node), state_name(e.status.state)))
+            .map(|e| format!("{}: {}", self.name(e.node), ReplicaPhase::from(e.status.state)))
             .collect();
         ReplicaView {
             replica,
             node: owner.map(|id| self.name(id)),
             node_id: owner.map(node_id_hex),
-            state: state.into(),
+            state,
             restarts: own.map_or(0, |e| e.status.restarts),
             detail: own.map(|e| e.status.detail.clone()).unwrap_or_default(),
             elsewhere,
         }
-    }
-}
-
-pub(crate) fn state_name(state: ReplicaState) -> &'static str {
-    match state {
-        ReplicaState::Starting => "starting",
-        ReplicaState::Running => "running",
-        ReplicaState::Failed => "failed",
-        ReplicaState::Stopped => "stopped",
-        ReplicaState::Releasing => "releasing",
     }
 }
 

@@ -7,14 +7,14 @@
 //! `tombstone_retention`. Entries spread like membership facts: piggybacked,
 //! and by anti-entropy over range digests of hashed names.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::encode_value;
 use crate::hash::mix64;
-use crate::wire::{KeyRange, RangeDigest};
+use crate::table::{Applied, Entry, Table};
 use crate::{Instant, NodeId, WorkloadSpec};
 
 /// When and by whom a catalog entry was written. Later stamps win.
@@ -35,92 +35,71 @@ pub struct CatalogEntry {
     pub spec: Option<Arc<WorkloadSpec>>,
 }
 
-impl CatalogEntry {
-    fn key(&self) -> u64 {
-        crate::stable_hash64(self.name.as_bytes())
+impl Entry for CatalogEntry {
+    type Id = String;
+    /// The stamp; then, should a stamp ever be reused (a node that lost its
+    /// data dir and wrote before syncing), a delete over a write, then the
+    /// content, so every node still picks the same one.
+    type Precedence = (Stamp, bool, u64);
+
+    fn id(&self) -> String {
+        self.name.clone()
     }
 
-    /// The total order writes are merged by: the stamp; then, should a
-    /// stamp ever be reused (a node that lost its data dir and wrote before
-    /// syncing), a delete over a write, then the content, so every node still
-    /// picks the same one.
+    fn key(name: &String) -> u64 {
+        crate::stable_hash64(name.as_bytes())
+    }
+
     fn precedence(&self) -> (Stamp, bool, u64) {
-        let content = self.spec.as_ref().map_or(0, |spec| crate::stable_hash64(&crate::wire::encode_value(spec)));
+        let content = self.spec.as_ref().map_or(0, |spec| crate::stable_hash64(&encode_value(spec)));
         (self.stamp, self.spec.is_none(), content)
     }
 
-    fn entry_hash(&self) -> u64 {
-        mix64(self.key() ^ mix64(self.stamp.clock) ^ self.stamp.node.key().rotate_left(29))
+    fn is_live(&self) -> bool {
+        self.spec.is_some()
+    }
+
+    fn is_valid(&self) -> bool {
+        self.spec.as_ref().is_none_or(|spec| spec.validate().is_ok() && spec.name == self.name)
+    }
+
+    fn entry_hash(&self, key: u64) -> u64 {
+        mix64(key ^ mix64(self.stamp.clock) ^ self.stamp.node.key().rotate_left(29))
     }
 }
 
-/// What applying an entry did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Applied {
-    /// The first entry held for this name.
-    New,
-    /// The entry was newer than the one held, and replaced it.
-    Changed,
-    /// Older than, or the same as, what is held.
-    Ignored,
-    /// The spec breaks a bound; refused.
-    Invalid,
-}
-
-#[derive(Clone, Debug)]
-struct Held {
-    entry: CatalogEntry,
-    since: Instant,
-}
-
-/// The local replica of the catalog.
+/// The local replica of the catalog: a [`Table`] of entries, and the
+/// Lamport clock local writes are stamped with.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Catalog {
-    entries: BTreeMap<(u64, String), Held>,
-    /// XOR of the hashes of live (not deleted) entries, and their count.
-    live_hash: u64,
-    live_count: usize,
+    table: Table<CatalogEntry>,
     /// The highest clock seen, for stamping local writes.
     clock: u64,
 }
 
 impl Catalog {
-    pub(crate) fn get(&self, name: &str) -> Option<&CatalogEntry> {
-        let key = crate::stable_hash64(name.as_bytes());
-        self.entries.get(&(key, name.to_string())).map(|held| &held.entry)
+    /// The entries, as a replicated table.
+    pub(crate) fn table(&self) -> &Table<CatalogEntry> {
+        &self.table
     }
 
-    /// Every entry, tombstones included, in key order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &CatalogEntry> {
-        self.entries.values().map(|held| &held.entry)
+    /// The entry for `name`, tombstone or not.
+    pub(crate) fn get(&self, name: &str) -> Option<&CatalogEntry> {
+        self.table.get(&name.to_string())
+    }
+
+    /// The live spec of `name`.
+    pub(crate) fn spec(&self, name: &str) -> Option<&Arc<WorkloadSpec>> {
+        self.get(name)?.spec.as_ref()
     }
 
     /// Merges `entry`: the later stamp wins.
     pub(crate) fn apply(&mut self, entry: &CatalogEntry, now: Instant) -> Applied {
-        if let Some(spec) = &entry.spec {
-            if spec.validate().is_err() || spec.name != entry.name {
-                return Applied::Invalid;
-            }
+        let applied = self.table.apply(entry, now);
+        if applied != Applied::Invalid {
+            self.clock = self.clock.max(entry.stamp.clock);
         }
-        self.clock = self.clock.max(entry.stamp.clock);
-        let slot = (entry.key(), entry.name.clone());
-        // A tombstone for a name never seen is kept too: the write it deletes
-        // may still be on its way, and must lose when it arrives.
-        if self.entries.get(&slot).is_some_and(|held| held.entry.precedence() >= entry.precedence()) {
-            return Applied::Ignored;
-        }
-        if entry.spec.is_some() {
-            self.live_hash ^= entry.entry_hash();
-            self.live_count += 1;
-        }
-        let Some(old) = self.entries.insert(slot, Held { entry: entry.clone(), since: now }) else {
-            return Applied::New;
-        };
-        if old.entry.spec.is_some() {
-            self.live_hash ^= old.entry.entry_hash();
-            self.live_count -= 1;
-        }
-        Applied::Changed
+        applied
     }
 
     /// A local write by `node`, stamped after everything seen so far.
@@ -137,23 +116,8 @@ impl Catalog {
     }
 
     /// Forgets tombstones older than `retention`.
-    pub(crate) fn reap(&mut self, now: Instant, retention: std::time::Duration) {
-        self.entries.retain(|_, held| held.entry.spec.is_some() || now.saturating_since(held.since) < retention);
-    }
-
-    pub(crate) fn in_range(&self, range: KeyRange) -> impl Iterator<Item = &CatalogEntry> {
-        let lower = (range.start(), String::new());
-        self.entries
-            .range((Bound::Included(lower), Bound::Unbounded))
-            .take_while(move |((key, _), _)| *key <= range.end())
-            .map(|(_, held)| &held.entry)
-    }
-
-    /// Our summary of `range` (tombstones are not summarised, like Dead
-    /// members: a node that never saw the workload needs no tombstone).
-    pub(crate) fn digest(&self, range: KeyRange) -> RangeDigest {
-        let live = self.in_range(range).filter(|e| e.spec.is_some()).map(CatalogEntry::entry_hash);
-        RangeDigest::summarise(range, (self.live_hash, self.live_count), live)
+    pub(crate) fn reap(&mut self, now: Instant, retention: Duration) {
+        self.table.reap(now, retention);
     }
 }
 
@@ -162,6 +126,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::table::KeyRange;
     use crate::workload::tests::spec;
 
     fn entry(name: &str, clock: u64, node: u64, live: bool) -> CatalogEntry {
@@ -192,9 +157,9 @@ mod tests {
         assert_eq!(catalog.apply(&entry("ghost", 4, 1, true), Instant::ZERO), Applied::Ignored);
         catalog.apply(&entry("db", 1, 1, true), Instant::ZERO);
         catalog.apply(&entry("db", 2, 1, false), Instant::from_millis(10));
-        catalog.reap(Instant::from_millis(20), std::time::Duration::from_millis(100));
+        catalog.reap(Instant::from_millis(20), Duration::from_millis(100));
         assert!(catalog.get("db").is_some(), "kept within retention");
-        catalog.reap(Instant::from_millis(200), std::time::Duration::from_millis(100));
+        catalog.reap(Instant::from_millis(200), Duration::from_millis(100));
         assert!(catalog.get("db").is_none(), "reaped after retention");
     }
 
@@ -225,8 +190,8 @@ mod tests {
             let (mut a, mut b) = (Catalog::default(), Catalog::default());
             for e in &entries { a.apply(e, Instant::ZERO); }
             for e in &shuffled { b.apply(e, Instant::ZERO); }
-            prop_assert_eq!(a.iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>());
-            prop_assert_eq!(a.digest(KeyRange::ROOT), b.digest(KeyRange::ROOT));
+            prop_assert_eq!(a.table().iter().collect::<Vec<_>>(), b.table().iter().collect::<Vec<_>>());
+            prop_assert_eq!(a.table().digest(KeyRange::ROOT), b.table().digest(KeyRange::ROOT));
         }
     }
 }

@@ -75,6 +75,14 @@ pub struct Config {
     pub handover_grace: Duration,
     /// Stopped replicas' status tombstones are forgotten after this.
     pub status_retention: Duration,
+    /// Placement's load slack ε, in thousandths: no node gets more than
+    /// `(1 + ε)` times its capacity-weighted share of replicas (100 is
+    /// ε = 0.10; ALGORITHM.md section 13). At least 1. Every node must use
+    /// the same value, or their placements differ.
+    pub placement_slack_permille: u32,
+    /// Placement's ring tokens per core of CPU capacity: more smooths the
+    /// arcs and costs memory (10; at least 1). Every node must use the same.
+    pub placement_tokens_per_core: u32,
     /// Ceiling of the local health multiplier: timeouts stretch to at most
     /// `(max_local_health + 1)` times their base.
     pub max_local_health: u32,
@@ -132,6 +140,8 @@ impl Config {
             flap_window: Duration::from_secs(3600),
             handover_grace: Duration::from_secs(30),
             status_retention: Duration::from_secs(300),
+            placement_slack_permille: 100,
+            placement_tokens_per_core: 10,
             max_local_health: 8,
             datagram_budget: 1_400,
             sync_budget: 32 * 1_024,
@@ -230,6 +240,8 @@ impl Config {
             ("suspicion_mult", self.suspicion_mult),
             ("suspicion_max_timeout_mult", self.suspicion_max_timeout_mult),
             ("sync_max_rounds", u32::from(self.sync_max_rounds)),
+            ("placement_slack_permille", self.placement_slack_permille),
+            ("placement_tokens_per_core", self.placement_tokens_per_core),
         ];
         for (field, value) in positive_counts {
             if value == 0 {
@@ -286,5 +298,7 @@ mod tests {
 
         let config = Config { datagram_budget: 100, ..Config::lan() };
         assert!(matches!(config.validate(), Err(ConfigError::Budget { field: "datagram_budget", .. })));
+        let config = Config { placement_slack_permille: 0, ..Config::lan() };
+        assert_eq!(config.validate(), Err(ConfigError::Zero { field: "placement_slack_permille" }));
     }
 }

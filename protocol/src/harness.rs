@@ -12,8 +12,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::{
-    Address, Capacity, Config, Event, Identity, Instant, Membership, Metadata, NodeId, ReplicaState, ReplicaStatus,
-    State,
+    Address, Capacity, Config, Event, Identity, Instant, Membership, Metadata, NodeId, ReplicaKey, ReplicaState,
+    ReplicaStatus, State, WorkloadEvent,
 };
 
 pub(crate) fn addr(index: usize) -> Address {
@@ -62,11 +62,16 @@ pub(crate) struct Cluster {
     /// Every event, stamped with time and node.
     pub(crate) events: Vec<(Instant, usize, Event)>,
     /// When set, every node runs what its plan says (an instant driver),
-    /// once per `run_until_true` step.
+    /// when the protocol announces a change to its plan, and reports a
+    /// started replica Running once its start time has passed: never on a
+    /// period.
     pub(crate) drive_workloads: bool,
+    /// When each node's driver last reported (its replicas started after
+    /// this minus [`START_TIME`] still need a Running report).
+    reported_at: Vec<Instant>,
     /// The replicas each node runs, as (workload, replica) → when started.
     /// A replica reports Starting for its first [`START_TIME`].
-    pub(crate) running: Vec<BTreeMap<(String, u16), Instant>>,
+    pub(crate) running: Vec<BTreeMap<ReplicaKey, Instant>>,
     /// Replica starts and stops, over the whole run.
     pub(crate) starts: u64,
     pub(crate) stops: u64,
@@ -95,6 +100,7 @@ impl Cluster {
             seed,
             events: Vec::new(),
             drive_workloads: false,
+            reported_at: vec![Instant::ZERO; n],
             running: vec![BTreeMap::new(); n],
             starts: 0,
             stops: 0,
@@ -175,6 +181,10 @@ impl Cluster {
         while let Some(event) = node.poll_event() {
             self.events.push((self.now, i, event));
         }
+        let mut plan_changed = false;
+        while let Some(event) = node.poll_workload_event() {
+            plan_changed |= matches!(event, WorkloadEvent::ReplicaStart { .. } | WorkloadEvent::ReplicaStop { .. });
+        }
         while let Some(transmit) = node.poll_transmit() {
             let to = index_of(&transmit.addr);
             if self.cut.contains(&(i, to)) || (self.loss > 0.0 && self.rng.random::<f64>() < self.loss) {
@@ -184,10 +194,29 @@ impl Cluster {
             let datagram = Datagram { from: i, to, payload: transmit.payload };
             self.in_flight.push(Reverse((self.now + self.latency, self.sent, datagram)));
         }
+        if plan_changed && self.drive_workloads {
+            self.drive_node(i);
+        }
     }
 
     fn next_timer(&self) -> Option<(Instant, usize)> {
-        self.nodes.iter().enumerate().filter_map(|(i, node)| Some((node.as_ref()?.poll_timeout()?, i))).min()
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, node)| {
+                let protocol = node.as_ref()?.poll_timeout();
+                Some((protocol.into_iter().chain(self.driver_due(i)).min()?, i))
+            })
+            .min()
+    }
+
+    /// When node `i`'s driver must report a replica that finished starting.
+    fn driver_due(&self, i: usize) -> Option<Instant> {
+        if !self.drive_workloads {
+            return None;
+        }
+        let up = self.running[i].values().map(|since| *since + START_TIME);
+        up.filter(|at| *at > self.reported_at[i]).min()
     }
 
     /// Runs until `deadline`, delivering messages and firing timers in time
@@ -216,9 +245,14 @@ impl Cluster {
                 self.drain(datagram.to);
             } else if let Some((_, i)) = timer {
                 if let Some(node) = self.nodes[i].as_mut() {
-                    node.handle_timeout(self.now);
+                    if node.poll_timeout().is_some_and(|at| at <= self.now) {
+                        node.handle_timeout(self.now);
+                    }
                 }
                 self.drain(i);
+                if self.driver_due(i).is_some_and(|at| at <= self.now) {
+                    self.drive_node(i);
+                }
             }
         }
         self.now = deadline;
@@ -269,22 +303,22 @@ impl Cluster {
                 return Some(self.now.saturating_since(start));
             }
             self.run_for(step);
-            if self.drive_workloads {
-                self.drive();
-            }
         }
         None
     }
 
-    /// Every node starts and stops replicas as its plan says, at once, and
-    /// reports them Running.
-    pub(crate) fn drive(&mut self) {
-        for i in 0..self.nodes.len() {
-            let Some(node) = self.nodes[i].as_mut() else { continue };
-            let plan = node.plan(self.now);
+    /// Node `i` starts and stops replicas as its plan says, at once, and
+    /// reports them (Running once past [`START_TIME`]).
+    fn drive_node(&mut self, i: usize) {
+        {
+            let Some(node) = self.nodes[i].as_mut() else { return };
+            let plan = node.plan().clone();
+            self.reported_at[i] = self.now;
             let (running, now) = (&mut self.running[i], self.now);
             for duty in plan.run {
-                if let std::collections::btree_map::Entry::Vacant(slot) = running.entry((duty.workload, duty.replica)) {
+                if let std::collections::btree_map::Entry::Vacant(slot) =
+                    running.entry(ReplicaKey::new(duty.workload, duty.replica))
+                {
                     slot.insert(now);
                     self.starts += 1;
                 }
@@ -292,18 +326,19 @@ impl Cluster {
             for key in plan.stop {
                 self.stops += u64::from(running.remove(&key).is_some());
             }
-            let report = running.iter().map(|((w, r), since)| {
+            let report = running.iter().map(|(key, since)| {
                 let up = now.saturating_since(*since) >= START_TIME;
-                ReplicaStatus::new(w.clone(), *r, if up { ReplicaState::Running } else { ReplicaState::Starting })
+                let state = if up { ReplicaState::Running } else { ReplicaState::Starting };
+                ReplicaStatus::new(key.workload.clone(), key.replica, state)
             });
             node.report_replicas(now, report.collect::<Vec<_>>());
             self.drain(i);
         }
     }
 
-    /// The nodes running each replica, as (workload, replica) → nodes.
-    pub(crate) fn copies(&self) -> BTreeMap<(String, u16), Vec<usize>> {
-        let mut copies: BTreeMap<(String, u16), Vec<usize>> = BTreeMap::new();
+    /// The nodes running each replica.
+    pub(crate) fn copies(&self) -> BTreeMap<ReplicaKey, Vec<usize>> {
+        let mut copies: BTreeMap<ReplicaKey, Vec<usize>> = BTreeMap::new();
         for (i, running) in self.running.iter().enumerate() {
             for key in running.keys() {
                 copies.entry(key.clone()).or_default().push(i);

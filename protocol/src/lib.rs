@@ -30,6 +30,7 @@
 
 mod broadcast;
 mod catalog;
+mod codec;
 mod config;
 mod counters;
 mod hash;
@@ -41,6 +42,7 @@ mod metadata;
 pub mod placement;
 mod status;
 mod suspicion;
+mod table;
 mod time;
 mod timer;
 pub mod wire;
@@ -55,8 +57,8 @@ pub use counters::{ByKind, Counters, RttHistogram};
 pub use hash::stable_hash64;
 pub use id::{Address, NodeId};
 pub use member::{Member, Peer, State};
-pub use membership::{Bug, Duty, Error, Event, Identity, Membership, Plan, Transmit};
+pub use membership::{Bug, Duty, Error, Event, Identity, Membership, Plan, Transmit, WorkloadEvent};
 pub use metadata::{Capacity, Metadata, MetadataCache, MetadataError};
-pub use status::{ReplicaState, ReplicaStatus, StatusEntry};
+pub use status::{ReplicaKey, ReplicaState, ReplicaStatus, StatusEntry};
 pub use time::Instant;
 pub use workload::{Driver, Resources, RestartMode, RestartPolicy, SpecError, WorkloadSpec};

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::hash::mix64;
-use crate::wire::Update;
 use crate::{Instant, Metadata, MetadataError, NodeId};
 
 pub(crate) use table::MemberTable;
@@ -60,17 +59,6 @@ impl Version {
     pub(crate) fn new(generation: u64, incarnation: u32, state: State) -> Version {
         Version { generation, incarnation, rank: state.rank() }
     }
-
-    pub(crate) fn of(update: &Update) -> Version {
-        match *update {
-            Update::Alive { generation, incarnation, .. } => Version::new(generation, incarnation, State::Alive),
-            Update::Suspect { generation, incarnation, .. } => Version::new(generation, incarnation, State::Suspect),
-            Update::Dead { generation, incarnation, .. } => Version::new(generation, incarnation, State::Dead),
-            Update::Left { generation, incarnation, .. } => Version::new(generation, incarnation, State::Left),
-            // Not a membership fact; callers only ask about membership facts.
-            Update::Workload(_) | Update::Status(_) => Version::new(0, 0, State::Alive),
-        }
-    }
 }
 
 /// [`Member::entry_hash`] from its parts (`key` is the id's key).
@@ -106,23 +94,6 @@ impl Member {
     /// incarnation, state) are equal, with overwhelming probability.
     pub(crate) fn entry_hash(&self) -> u64 {
         entry_hash(self.id.key(), self.generation, self.incarnation, self.state)
-    }
-
-    /// The facts that bring a peer to this entry: the Alive fact (which
-    /// carries metadata), then the state's own fact if it is not Alive. A
-    /// Dead or Left member is sent without its Alive fact, so a peer that
-    /// never knew it does not first see it come up.
-    pub(crate) fn facts(&self, by: NodeId) -> impl Iterator<Item = Update> {
-        let (id, generation, incarnation) = (self.id, self.generation, self.incarnation);
-        let alive =
-            (self.state.is_live()).then(|| Update::Alive { id, generation, incarnation, meta: Arc::clone(&self.meta) });
-        let other = match self.state {
-            State::Alive => None,
-            State::Suspect => Some(Update::Suspect { id, generation, incarnation, by }),
-            State::Dead => Some(Update::Dead { id, generation, incarnation, by }),
-            State::Left => Some(Update::Left { id, generation, incarnation }),
-        };
-        alive.into_iter().chain(other)
     }
 }
 

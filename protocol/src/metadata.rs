@@ -89,7 +89,7 @@ impl Metadata {
                 return Err(MetadataError::LabelKey { key: key.clone(), max: Self::MAX_LABEL_KEY_LEN });
             }
         }
-        let len = crate::wire::encoded_len(self);
+        let len = crate::codec::encoded_len(self);
         if len > Self::MAX_ENCODED_LEN {
             return Err(MetadataError::TooLarge { len, max: Self::MAX_ENCODED_LEN });
         }

@@ -8,15 +8,40 @@
 //! Running entry it replaces, then forgotten. Entries spread like catalog
 //! entries: piggybacked, and by anti-entropy over their own range digests.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::hash::mix64;
-use crate::wire::{KeyRange, RangeDigest};
+use crate::table::{Applied, Entry, Table};
 use crate::workload::validate_name;
 use crate::{Instant, NodeId};
+
+/// One replica of one workload: what placement assigns, drivers run and
+/// statuses report. Ordered by workload, then replica.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ReplicaKey {
+    pub workload: String,
+    pub replica: u16,
+}
+
+impl ReplicaKey {
+    pub fn new(workload: impl Into<String>, replica: u16) -> ReplicaKey {
+        ReplicaKey { workload: workload.into(), replica }
+    }
+
+    /// `<workload>-<replica>`: workload names are `[a-z0-9-]`, so this is
+    /// a safe file name or container name component.
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", self.workload, self.replica)
+    }
+}
+
+impl fmt::Display for ReplicaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.workload, self.replica)
+    }
+}
 
 /// Where a replica is in its life, as its node's driver sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -66,6 +91,11 @@ impl ReplicaStatus {
         ReplicaStatus { workload: workload.into(), replica, state, restarts: 0, detail: String::new() }
     }
 
+    /// Which replica this is about.
+    pub fn key(&self) -> ReplicaKey {
+        ReplicaKey::new(self.workload.clone(), self.replica)
+    }
+
     /// Cuts `detail` to its bound, at a character boundary.
     pub(crate) fn bounded(mut self) -> ReplicaStatus {
         if self.detail.len() > Self::MAX_DETAIL_LEN {
@@ -95,19 +125,32 @@ pub struct StatusEntry {
     pub status: ReplicaStatus,
 }
 
-impl StatusEntry {
-    fn slot(&self) -> Slot {
-        let key = mix64(self.node.key() ^ crate::stable_hash64(self.status.workload.as_bytes()))
-            ^ mix64(u64::from(self.status.replica));
-        (key, self.node, self.status.workload.clone(), self.status.replica)
+impl Entry for StatusEntry {
+    /// (reporting node, replica).
+    type Id = (NodeId, ReplicaKey);
+    /// (generation, version): a restarted node's entries replace its
+    /// earlier run's.
+    type Precedence = (u64, u64);
+
+    fn id(&self) -> (NodeId, ReplicaKey) {
+        (self.node, self.status.key())
+    }
+
+    fn key((node, replica): &(NodeId, ReplicaKey)) -> u64 {
+        mix64(node.key() ^ crate::stable_hash64(replica.workload.as_bytes())) ^ mix64(u64::from(replica.replica))
     }
 
     fn precedence(&self) -> (u64, u64) {
         (self.generation, self.version)
     }
 
+    /// A Stopped replica is a tombstone.
     fn is_live(&self) -> bool {
         self.status.state != ReplicaState::Stopped
+    }
+
+    fn is_valid(&self) -> bool {
+        self.status.is_valid()
     }
 
     fn entry_hash(&self, key: u64) -> u64 {
@@ -115,126 +158,51 @@ impl StatusEntry {
     }
 }
 
-/// (anti-entropy key, node, workload, replica).
-type Slot = (u64, NodeId, String, u16);
-
-#[derive(Clone, Debug)]
-struct Held {
-    entry: StatusEntry,
-    since: Instant,
-}
-
-/// What applying a status entry did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Applied {
-    /// Newer than what was held (or the first): it replaced it.
-    Changed,
-    /// Older than, or the same as, what is held.
-    Ignored,
-    /// Breaks a bound; refused.
-    Invalid,
-}
-
 /// Every node's reported replica statuses, as this node knows them.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct StatusTable {
-    entries: BTreeMap<Slot, Held>,
-    /// XOR of the hashes of live (not Stopped) entries, and their count.
-    live_hash: u64,
-    live_count: usize,
+    table: Table<StatusEntry>,
 }
 
 impl StatusTable {
+    /// The entries, as a replicated table.
+    pub(crate) fn table(&self) -> &Table<StatusEntry> {
+        &self.table
+    }
+
     /// Merges `entry`: the greater (generation, version) wins. The caller
     /// has checked that the reporting node is a live member.
     pub(crate) fn apply(&mut self, entry: &StatusEntry, now: Instant) -> Applied {
-        if !entry.status.is_valid() {
-            return Applied::Invalid;
-        }
-        let slot = entry.slot();
-        if self.entries.get(&slot).is_some_and(|held| held.entry.precedence() >= entry.precedence()) {
-            return Applied::Ignored;
-        }
-        let key = slot.0;
-        if entry.is_live() {
-            self.live_hash ^= entry.entry_hash(key);
-            self.live_count += 1;
-        }
-        if let Some(old) = self.entries.insert(slot, Held { entry: entry.clone(), since: now }) {
-            self.unsummarise(key, &old.entry);
-        }
-        Applied::Changed
-    }
-
-    fn unsummarise(&mut self, key: u64, entry: &StatusEntry) {
-        if entry.is_live() {
-            self.live_hash ^= entry.entry_hash(key);
-            self.live_count -= 1;
-        }
+        self.table.apply(entry, now)
     }
 
     /// The entry for one replica on one node, if known.
-    pub(crate) fn get(&self, node: NodeId, workload: &str, replica: u16) -> Option<&StatusEntry> {
-        let probe = StatusEntry {
-            node,
-            generation: 0,
-            version: 0,
-            status: ReplicaStatus::new(workload, replica, ReplicaState::Stopped),
-        };
-        self.entries.get(&probe.slot()).map(|held| &held.entry)
+    pub(crate) fn get(&self, node: NodeId, replica: &ReplicaKey) -> Option<&StatusEntry> {
+        self.table.get(&(node, replica.clone()))
     }
 
-    /// Every entry, tombstones included, in key order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &StatusEntry> {
-        self.entries.values().map(|held| &held.entry)
+    /// Every replica some node reports (not Stopped), in key order.
+    pub(crate) fn live(&self) -> impl Iterator<Item = &StatusEntry> {
+        self.table.live()
     }
 
     /// Drops every entry `node` reported before `generation` (all of them
     /// for `u64::MAX`): a member that died, left or restarted runs none of
     /// what it reported before.
     pub(crate) fn forget_node(&mut self, node: NodeId, generation: u64) {
-        let stale: Vec<Slot> = self
-            .entries
-            .iter()
-            .filter(|(slot, held)| slot.1 == node && held.entry.generation < generation)
-            .map(|(slot, _)| slot.clone())
-            .collect();
-        for slot in stale {
-            if let Some(held) = self.entries.remove(&slot) {
-                self.unsummarise(slot.0, &held.entry);
-            }
-        }
+        self.table.retain(|entry, _| entry.node != node || entry.generation >= generation);
     }
 
     /// Forgets tombstones older than `retention`.
     pub(crate) fn reap(&mut self, now: Instant, retention: std::time::Duration) {
-        self.entries.retain(|_, held| held.entry.is_live() || now.saturating_since(held.since) < retention);
-    }
-
-    pub(crate) fn in_range(&self, range: KeyRange) -> impl Iterator<Item = &StatusEntry> {
-        let lower = (range.start(), NodeId::default(), String::new(), 0);
-        self.entries
-            .range((Bound::Included(lower), Bound::Unbounded))
-            .take_while(move |(slot, _)| slot.0 <= range.end())
-            .map(|(_, held)| &held.entry)
-    }
-
-    /// Our summary of `range`; tombstones are not summarised.
-    pub(crate) fn digest(&self, range: KeyRange) -> RangeDigest {
-        let lower = (range.start(), NodeId::default(), String::new(), 0);
-        let live = self
-            .entries
-            .range((Bound::Included(lower), Bound::Unbounded))
-            .take_while(move |(slot, _)| slot.0 <= range.end())
-            .filter(|(_, held)| held.entry.is_live())
-            .map(|(slot, held)| held.entry.entry_hash(slot.0));
-        RangeDigest::summarise(range, (self.live_hash, self.live_count), live)
+        self.table.reap(now, retention);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::{KeyRange, RangeDigest};
 
     fn entry(node: u64, generation: u64, version: u64, state: ReplicaState) -> StatusEntry {
         StatusEntry { node: NodeId::from_index(node), generation, version, status: ReplicaStatus::new("web", 0, state) }
@@ -243,16 +211,19 @@ mod tests {
     #[test]
     fn later_reports_win_and_a_restart_replaces_the_old_run() {
         let mut table = StatusTable::default();
-        assert_eq!(table.apply(&entry(1, 1, 2, ReplicaState::Running), Instant::ZERO), Applied::Changed);
+        assert_eq!(table.apply(&entry(1, 1, 2, ReplicaState::Running), Instant::ZERO), Applied::New);
         assert_eq!(table.apply(&entry(1, 1, 1, ReplicaState::Starting), Instant::ZERO), Applied::Ignored);
-        assert_eq!(table.digest(KeyRange::ROOT).count, 1);
+        assert_eq!(table.table().digest(KeyRange::ROOT).count, 1);
         assert_eq!(table.apply(&entry(1, 1, 3, ReplicaState::Stopped), Instant::ZERO), Applied::Changed);
-        assert_eq!(table.digest(KeyRange::ROOT), RangeDigest { range: KeyRange::ROOT, hash: 0, count: 0 });
+        assert_eq!(table.table().digest(KeyRange::ROOT), RangeDigest { range: KeyRange::ROOT, hash: 0, count: 0 });
         table.apply(&entry(2, 1, 1, ReplicaState::Running), Instant::ZERO);
         table.forget_node(NodeId::from_index(2), 2);
-        assert!(table.get(NodeId::from_index(2), "web", 0).is_none(), "the earlier generation's report is gone");
+        assert!(
+            table.get(NodeId::from_index(2), &ReplicaKey::new("web", 0)).is_none(),
+            "the earlier generation's report is gone"
+        );
         table.reap(Instant::from_millis(10), std::time::Duration::from_millis(5));
-        assert_eq!(table.iter().count(), 0, "the tombstone is reaped after retention");
+        assert_eq!(table.table().iter().count(), 0, "the tombstone is reaped after retention");
     }
 
     #[test]
@@ -267,11 +238,11 @@ mod tests {
         for e in entries.iter().rev() {
             b.apply(e, Instant::ZERO);
         }
-        assert_eq!(a.digest(KeyRange::ROOT), b.digest(KeyRange::ROOT));
+        assert_eq!(a.table().digest(KeyRange::ROOT), b.table().digest(KeyRange::ROOT));
         let children =
-            KeyRange::ROOT.children().map(|c| c.map(|r| a.digest(r)).collect::<Vec<_>>()).unwrap_or_default();
+            KeyRange::ROOT.children().map(|c| c.map(|r| a.table().digest(r)).collect::<Vec<_>>()).unwrap_or_default();
         let (hash, count) = children.iter().fold((0, 0), |(h, c), d| (h ^ d.hash, c + d.count));
-        assert_eq!((hash, count), (a.digest(KeyRange::ROOT).hash, a.digest(KeyRange::ROOT).count));
+        assert_eq!((hash, count), (a.table().digest(KeyRange::ROOT).hash, a.table().digest(KeyRange::ROOT).count));
     }
 
     #[test]

@@ -11,12 +11,13 @@
 
 use std::sync::Arc;
 
-use bincode::config::{Configuration, Limit, Varint};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::CatalogEntry;
-use crate::status::StatusEntry;
-use crate::{Address, Config, Metadata, NodeId};
+use crate::codec::wire_config;
+pub(crate) use crate::codec::{encode_append, encode_value, encoded_len};
+use crate::member::{Member, State, Version};
+pub use crate::table::{KeyRange, RangeDigest};
+use crate::{Address, CatalogEntry, Config, Metadata, NodeId, StatusEntry};
 
 mod incoming;
 
@@ -27,12 +28,6 @@ pub const MAGIC: [u8; 4] = *b"SHOL";
 /// The wire version this build speaks. Messages of any other are refused.
 pub const PROTOCOL_VERSION: u8 = 1;
 const PREAMBLE_LEN: usize = MAGIC.len() + 1;
-
-type WireConfig = Configuration<bincode::config::LittleEndian, Varint, Limit<{ Config::MAX_MESSAGE_LEN }>>;
-
-fn wire_config() -> WireConfig {
-    bincode::config::standard().with_limit::<{ Config::MAX_MESSAGE_LEN }>()
-}
 
 /// One message: who sent it, what it says, and the membership updates it
 /// carries (piggybacked gossip, or anti-entropy entries).
@@ -97,6 +92,40 @@ pub enum Subject {
 }
 
 impl Update {
+    /// The facts that bring a peer to `member`'s entry: the Alive fact
+    /// (which carries metadata), then the state's own fact if it is not
+    /// Alive. A Dead or Left member is sent without its Alive fact, so a
+    /// peer that never knew it does not first see it come up. `by` is the
+    /// accuser named in a Suspect or Dead fact (this node).
+    pub(crate) fn facts_of(member: &Member, by: NodeId) -> impl Iterator<Item = Update> + use<> {
+        let (id, generation, incarnation) = (member.id, member.generation, member.incarnation);
+        let alive = (member.state.is_live()).then(|| Update::Alive {
+            id,
+            generation,
+            incarnation,
+            meta: Arc::clone(&member.meta),
+        });
+        let other = match member.state {
+            State::Alive => None,
+            State::Suspect => Some(Update::Suspect { id, generation, incarnation, by }),
+            State::Dead => Some(Update::Dead { id, generation, incarnation, by }),
+            State::Left => Some(Update::Left { id, generation, incarnation }),
+        };
+        alive.into_iter().chain(other)
+    }
+
+    /// A membership fact's version. Not a membership fact: callers only
+    /// ask about membership facts, and get the least version.
+    pub(crate) fn version(&self) -> Version {
+        match *self {
+            Update::Alive { generation, incarnation, .. } => Version::new(generation, incarnation, State::Alive),
+            Update::Suspect { generation, incarnation, .. } => Version::new(generation, incarnation, State::Suspect),
+            Update::Dead { generation, incarnation, .. } => Version::new(generation, incarnation, State::Dead),
+            Update::Left { generation, incarnation, .. } => Version::new(generation, incarnation, State::Left),
+            Update::Workload(_) | Update::Status(_) => Version::new(0, 0, State::Alive),
+        }
+    }
+
     /// The member this update is about, if it is a membership fact.
     pub fn member(&self) -> Option<NodeId> {
         match self {
@@ -121,28 +150,6 @@ impl Update {
     }
 }
 
-/// A slice of the anti-entropy key space: the keys whose top `4·depth` bits
-/// equal those of `prefix`. Depth 0 is the whole space; each level splits a
-/// range into 16.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct KeyRange {
-    /// Levels below the root, 0 to [`KeyRange::MAX_DEPTH`].
-    pub depth: u8,
-    /// Any key in the range; only its top `4·depth` bits are significant.
-    pub prefix: u64,
-}
-
-/// A summary of one side's members in a key range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RangeDigest {
-    /// The range summarised.
-    pub range: KeyRange,
-    /// XOR of the entry hashes of the live members (not Dead, not Left) in it.
-    pub hash: u64,
-    /// How many live members are in it.
-    pub count: u32,
-}
-
 /// One step of an anti-entropy exchange. See ALGORITHM.md, "Anti-entropy".
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sync {
@@ -158,57 +165,6 @@ pub struct Sync {
     /// The same two, for replica statuses (keyed by hashed node and replica).
     pub status_ranges: Vec<RangeDigest>,
     pub status_want: Vec<KeyRange>,
-}
-
-impl RangeDigest {
-    /// The summary of `range` from the hashes of its live entries; the whole
-    /// space (depth 0) uses the table's running totals, `root`, instead of a
-    /// scan.
-    pub(crate) fn summarise(range: KeyRange, root: (u64, usize), live: impl Iterator<Item = u64>) -> RangeDigest {
-        let (hash, count) = if range.depth == 0 { root } else { live.fold((0, 0), |(h, c), e| (h ^ e, c + 1)) };
-        RangeDigest { range, hash, count: u32::try_from(count).unwrap_or(u32::MAX) }
-    }
-}
-
-impl KeyRange {
-    /// The deepest level: 16 levels of 4 bits cover a 64-bit key.
-    pub const MAX_DEPTH: u8 = 16;
-    /// The whole key space.
-    pub const ROOT: KeyRange = KeyRange { depth: 0, prefix: 0 };
-
-    fn mask(self) -> u64 {
-        match self.depth {
-            0 => 0,
-            d if d >= Self::MAX_DEPTH => u64::MAX,
-            d => !(u64::MAX >> (4 * u32::from(d))),
-        }
-    }
-
-    /// The smallest key in the range.
-    pub fn start(self) -> u64 {
-        self.prefix & self.mask()
-    }
-
-    /// The largest key in the range.
-    pub fn end(self) -> u64 {
-        self.start() | !self.mask()
-    }
-
-    /// Whether `key` falls in the range.
-    pub fn contains(self, key: u64) -> bool {
-        key & self.mask() == self.start()
-    }
-
-    /// The 16 sub-ranges, in key order; `None` at the deepest level.
-    pub fn children(self) -> Option<impl Iterator<Item = KeyRange>> {
-        if self.depth >= Self::MAX_DEPTH {
-            return None;
-        }
-        let depth = self.depth + 1;
-        let shift = 64 - 4 * u32::from(depth);
-        let start = self.start();
-        Some((0..16u64).map(move |i| KeyRange { depth, prefix: start | (i << shift) }))
-    }
 }
 
 /// Why a message was refused. The receiver's state did not change.
@@ -279,55 +235,43 @@ fn open(bytes: &[u8], cluster_id: u64) -> Result<&[u8], DecodeError> {
     Ok(&rest[used..])
 }
 
+impl Sync {
+    /// How many replicated tables an exchange covers: members, the
+    /// catalog, replica statuses, in that order.
+    pub const TABLES: usize = 3;
+
+    /// One step of an exchange from each table's (summaries to compare,
+    /// ranges wanted), in [`Sync::TABLES`] order.
+    pub(crate) fn new(round: u8, tables: [(Vec<RangeDigest>, Vec<KeyRange>); Sync::TABLES]) -> Sync {
+        let [(ranges, want), (catalog_ranges, catalog_want), (status_ranges, status_want)] = tables;
+        Sync { round, ranges, want, catalog_ranges, catalog_want, status_ranges, status_want }
+    }
+
+    /// Table `index`'s (summaries, wanted ranges); empty past the last.
+    pub(crate) fn table(&self, index: usize) -> (&[RangeDigest], &[KeyRange]) {
+        match index {
+            0 => (&self.ranges, &self.want),
+            1 => (&self.catalog_ranges, &self.catalog_want),
+            2 => (&self.status_ranges, &self.status_want),
+            _ => (&[], &[]),
+        }
+    }
+}
+
 /// The bounds serde cannot express.
 fn check_bounds(body: &Body) -> Result<(), DecodeError> {
     if let Body::Sync(sync) = body {
-        let lens = [
-            sync.ranges.len(),
-            sync.want.len(),
-            sync.catalog_ranges.len(),
-            sync.catalog_want.len(),
-            sync.status_ranges.len(),
-            sync.status_want.len(),
-        ];
-        if lens.iter().any(|len| *len > MAX_SYNC_RANGES) {
-            return Err(DecodeError::OutOfBounds("sync ranges"));
-        }
-        let digests = sync.ranges.iter().chain(&sync.catalog_ranges).chain(&sync.status_ranges).map(|d| d.range.depth);
-        let wants = sync.want.iter().chain(&sync.catalog_want).chain(&sync.status_want);
-        let mut depths = digests.chain(wants.map(|r| r.depth));
-        if depths.any(|d| d > KeyRange::MAX_DEPTH) {
-            return Err(DecodeError::OutOfBounds("sync range depth"));
+        for (ranges, want) in (0..Sync::TABLES).map(|table| sync.table(table)) {
+            if ranges.len() > MAX_SYNC_RANGES || want.len() > MAX_SYNC_RANGES {
+                return Err(DecodeError::OutOfBounds("sync ranges"));
+            }
+            let mut depths = ranges.iter().map(|d| d.range).chain(want.iter().copied()).map(|r| r.depth);
+            if depths.any(|d| d > KeyRange::MAX_DEPTH) {
+                return Err(DecodeError::OutOfBounds("sync range depth"));
+            }
         }
     }
     Ok(())
-}
-
-/// Encodes `value` alone, as it appears inside a message.
-pub(crate) fn encode_value<T: Serialize>(value: &T) -> Vec<u8> {
-    // Encoding into a Vec only fails if a type's Serialize impl fails, and
-    // ours are derived; an empty result would be refused by every receiver.
-    bincode::serde::encode_to_vec(value, wire_config()).unwrap_or_default()
-}
-
-/// Appends the encoding of `value` to `out`; returns its length.
-pub(crate) fn encode_append<T: Serialize>(value: &T, out: &mut Vec<u8>) -> usize {
-    let start = out.len();
-    // As in encode_value: only a failing Serialize impl fails, and ours are derived.
-    if bincode::serde::encode_into_std_write(value, out, wire_config()).is_err() {
-        out.truncate(start);
-    }
-    out.len() - start
-}
-
-/// The encoded size of `value`, in bytes (counted, not allocated).
-pub(crate) fn encoded_len<T: Serialize>(value: &T) -> usize {
-    let mut size = bincode::enc::write::SizeWriter::default();
-    // As in encode_value: only a failing Serialize impl fails, and ours are derived.
-    match bincode::serde::encode_into_writer(value, &mut size, wire_config()) {
-        Ok(()) => size.bytes_written,
-        Err(_) => 0,
-    }
 }
 
 /// Bytes bincode uses for a collection length (a varint u64).

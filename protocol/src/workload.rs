@@ -125,7 +125,7 @@ impl WorkloadSpec {
         if backoff.backoff_initial_ms == 0 || backoff.backoff_initial_ms > backoff.backoff_max_ms {
             return refuse("restart.backoff", "need 0 < initial <= max");
         }
-        let len = crate::wire::encoded_len(self);
+        let len = crate::codec::encoded_len(self);
         if len > Self::MAX_ENCODED_LEN {
             return refuse(
                 "spec",

@@ -22,6 +22,7 @@
 //! run says), [`trace`] (the trace hash and the JSONL trace), [`plot`] (SVG).
 
 pub mod checks;
+pub mod error;
 pub mod fault;
 pub mod impls;
 pub mod net;
@@ -34,6 +35,7 @@ pub mod stats;
 pub mod trace;
 pub mod units;
 pub mod workloads;
+pub mod world;
 
 pub use report::{Report, Verdict};
 pub use scenario::Scenario;

@@ -6,9 +6,27 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::checks::Outcome;
 use crate::scenario::Scenario;
 use crate::stats::Summary;
+
+/// What one check concluded.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    /// The check's name (its module).
+    pub name: &'static str,
+    /// Pass, fail, or not enough run to tell.
+    pub verdict: Verdict,
+    /// One line a person reads.
+    pub detail: String,
+    /// Measurements, by name (seconds for times).
+    pub summaries: Vec<(&'static str, Summary)>,
+    /// Counts, by name.
+    pub counts: Vec<(&'static str, u64)>,
+    /// Raw samples behind some summaries, for plots and comparisons (not in
+    /// the JSON report: there can be 100,000 of them).
+    #[serde(skip)]
+    pub samples: Vec<(&'static str, Vec<f64>)>,
+}
 
 /// The one command that replays a run: `source` is how the scenario was
 /// named (a built-in's name or a file path).

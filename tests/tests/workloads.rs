@@ -83,9 +83,11 @@ fn workloads_through_the_cli_and_the_api() -> anyhow::Result<()> {
     // One agent: a single replica fits (once the agent has settled, 2 s with
     // the local profile), and runs there; the table says so.
     wait_until(Duration::from_secs(15), "a replica of web runs on a", || {
-        a.client()
-            .workloads()
-            .is_ok_and(|w| w[0].placement.iter().any(|r| r.node.as_deref() == Some("a") && r.state == "running"))
+        a.client().workloads().is_ok_and(|w| {
+            w[0].placement
+                .iter()
+                .any(|r| r.node.as_deref() == Some("a") && r.state == shoal_node::view::ReplicaPhase::Running)
+        })
     })
     .map_err(|e| e.context(format!("{:?}", a.client().workloads())))?;
     let (ok, out, _) = shoal(&a, &["workloads"])?;

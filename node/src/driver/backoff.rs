@@ -1,12 +1,13 @@
-//! Exponential restart backoff.
+//! Exponential backoff: replica restarts, and the agent's joins and
+//! seed lookups.
 
 use std::time::Duration;
 
 use shoal_protocol::RestartPolicy;
 
-/// Delays between restarts: the policy's initial delay, doubled after each
-/// quick failure up to its ceiling; back to the initial delay once an
-/// instance has run stably.
+/// Delays between attempts: an initial delay, doubled after each failure
+/// up to a ceiling; back to the initial delay on [`Backoff::reset`] (for
+/// restarts, once an instance has run stably).
 #[derive(Clone, Debug)]
 pub(crate) struct Backoff {
     initial: Duration,
@@ -15,10 +16,15 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
+    /// A restart policy's backoff.
     pub(crate) fn new(policy: &RestartPolicy) -> Backoff {
         let initial = Duration::from_millis(u64::from(policy.backoff_initial_ms.max(1)));
-        let max = Duration::from_millis(u64::from(policy.backoff_max_ms)).max(initial);
-        Backoff { initial, max, next: initial }
+        Backoff::between(initial, Duration::from_millis(u64::from(policy.backoff_max_ms)))
+    }
+
+    /// From `initial` doubling up to `max` (at least `initial`).
+    pub(crate) fn between(initial: Duration, max: Duration) -> Backoff {
+        Backoff { initial, max: max.max(initial), next: initial }
     }
 
     /// The delay before the next restart; the one after it is doubled.

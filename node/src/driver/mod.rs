@@ -7,7 +7,7 @@
 //! ([`Supervisor::stop`]), reads [`Supervisor::statuses`] to gossip them, and
 //! waits on [`Supervisor::subscribe`] to learn when they change.
 
-mod backoff;
+pub(crate) mod backoff;
 mod docker;
 mod exec;
 mod runner;

@@ -1,33 +1,9 @@
 //! Naming a replica, and how an instance ended. Statuses themselves are
 //! `shoal_protocol::ReplicaStatus`, as they are gossiped.
 
-use std::fmt;
-
-/// One replica of one workload on this node.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ReplicaKey {
-    pub workload: String,
-    pub replica: u16,
-}
-
-impl ReplicaKey {
-    pub fn new(workload: impl Into<String>, replica: u16) -> ReplicaKey {
-        ReplicaKey { workload: workload.into(), replica }
-    }
-
-    /// `<workload>-<replica>`: the replica's folder in the data dir and the
-    /// stem of its container name. Workload names are `[a-z0-9-]`, so this is
-    /// a safe path component.
-    pub fn dir_name(&self) -> String {
-        format!("{}-{}", self.workload, self.replica)
-    }
-}
-
-impl fmt::Display for ReplicaKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.workload, self.replica)
-    }
-}
+/// One replica of one workload: the protocol's key, so plans, statuses
+/// and drivers name a replica the same way.
+pub use shoal_protocol::ReplicaKey;
 
 /// How an instance ended.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -58,7 +58,7 @@ pub struct MeshSnapshot {
 /// `Arc`: the protocol makes a new one only when the view changed). About
 /// 0.1 ms for 1,000 members and 1,000 workloads, against several for the
 /// snapshot, so a quiet mesh costs an open page almost nothing.
-pub fn fingerprint(membership: &mut Membership, now: Instant) -> u64 {
+pub fn fingerprint(membership: &Membership) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for m in membership.members() {
@@ -71,13 +71,13 @@ pub fn fingerprint(membership: &mut Membership, now: Instant) -> u64 {
     for e in membership.replica_statuses() {
         (e.node, e.generation, e.version).hash(&mut hasher);
     }
-    std::sync::Arc::as_ptr(&membership.placement(now)).hash(&mut hasher);
+    std::sync::Arc::as_ptr(&membership.placement()).hash(&mut hasher);
     hasher.finish()
 }
 
 /// A snapshot and its fingerprint, unless the fingerprint is still `last`.
-pub fn snapshot_if_changed(membership: &mut Membership, now: Instant, last: u64) -> (u64, Option<MeshSnapshot>) {
-    let print = fingerprint(membership, now);
+pub fn snapshot_if_changed(membership: &Membership, now: Instant, last: u64) -> (u64, Option<MeshSnapshot>) {
+    let print = fingerprint(membership);
     if print == last {
         return (print, None);
     }
@@ -85,7 +85,7 @@ pub fn snapshot_if_changed(membership: &mut Membership, now: Instant, last: u64)
 }
 
 /// Takes a snapshot (in the agent's task: the one owner of the protocol).
-pub fn snapshot(membership: &mut Membership, now: Instant) -> MeshSnapshot {
+pub fn snapshot(membership: &Membership, now: Instant) -> MeshSnapshot {
     let mut members: Vec<MemberSnap> = membership
         .members()
         .map(|m| MemberSnap {
@@ -107,7 +107,7 @@ pub fn snapshot(membership: &mut Membership, now: Instant) -> MeshSnapshot {
         .collect();
     let entries: BTreeMap<String, (Resources, u64, NodeId)> =
         entries.into_iter().map(|(name, entry)| (name.to_string(), entry)).collect();
-    let mut workloads: Vec<WorkloadSnap> = workloads::list(membership, now)
+    let mut workloads: Vec<WorkloadSnap> = workloads::list(membership)
         .into_iter()
         .map(|view| {
             let (resources, clock, writer) =
@@ -283,7 +283,7 @@ impl MeshState {
                         ReplicaRow {
                             replica: r.replica,
                             node,
-                            state: r.state.clone(),
+                            state: r.state.to_string(),
                             restarts: r.restarts,
                             detail: r.detail.clone(),
                             elsewhere: r.elsewhere.clone(),
@@ -294,7 +294,7 @@ impl MeshState {
                     name: w.view.name.clone(),
                     replicas: w.view.replicas,
                     running: w.view.running,
-                    state: w.view.state.clone(),
+                    state: w.view.state.to_string(),
                     unplaced: w.view.unplaced.clone(),
                     cpu: w.resources.cpu_millis,
                     memory: w.resources.memory_bytes,
@@ -377,7 +377,7 @@ fn diff(before: &MeshSnapshot, after: &MeshSnapshot) -> Vec<(&'static str, Strin
         }
         for r in &w.view.placement {
             let was = o.view.placement.iter().find(|p| p.replica == r.replica);
-            let (was_node, was_state) = was.map_or((None, "none"), |p| (p.node.as_deref(), p.state.as_str()));
+            let (was_node, was_state) = was.map_or((None, None), |p| (p.node.as_deref(), Some(p.state)));
             let replica = r.replica;
             if was_node != r.node.as_deref() {
                 let what = match (was_node, r.node.as_deref()) {
@@ -386,7 +386,7 @@ fn diff(before: &MeshSnapshot, after: &MeshSnapshot) -> Vec<(&'static str, Strin
                     (Some(from), Some(to)) => format!("replica {replica} moved from {from} to {to}"),
                 };
                 out.push(("workload", subject.clone(), what));
-            } else if was_state != r.state {
+            } else if was_state != Some(r.state) {
                 let on = r.node.as_deref().unwrap_or("no node");
                 out.push(("workload", subject.clone(), format!("replica {replica} on {on}: {}", r.state)));
             }

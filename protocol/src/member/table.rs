@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Member, Peer};
-use crate::wire::{KeyRange, RangeDigest};
+use crate::table::{KeyRange, RangeDigest};
 use crate::{Address, Instant, NodeId};
 
 /// Average entries per bucket above which the buckets double.

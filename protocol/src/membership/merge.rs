@@ -4,17 +4,16 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
-use super::{Bug, Event, Membership};
+use super::{Bug, Event, Membership, WorkloadEvent};
 use crate::broadcast::SIGHTINGS_QUEUE_LIMIT;
-use crate::catalog::{Applied, CatalogEntry};
 use crate::member::{Member, State, Version};
-use crate::status::{Applied as StatusApplied, StatusEntry};
 use crate::suspicion::Suspicion;
+use crate::table::Applied;
 use crate::timer::Timer;
 use crate::wire::{RawUpdate, Update};
-use crate::{Instant, MetadataCache, NodeId};
+use crate::{CatalogEntry, Instant, MetadataCache, NodeId, StatusEntry};
 
 /// Where a fact came from, which decides whether it is passed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +95,7 @@ impl Membership {
             self.apply_about_self(now, update);
             return;
         }
-        let version = Version::of(update);
+        let version = update.version();
         let Some(current) = self.members.get(id) else {
             // Only an Alive fact carries the metadata needed to know a member.
             if let Update::Alive { meta, .. } = update {
@@ -163,6 +162,7 @@ impl Membership {
             applied @ (Applied::New | Applied::Changed) => {
                 self.counters.updates_applied += 1;
                 debug!(workload = %entry.name, deleted = entry.spec.is_none(), "catalog entry changed");
+                self.note_catalog_change(entry);
                 if source == Source::Gossip || applied == Applied::Changed {
                     self.broadcast(now, &Update::Workload(entry.clone()));
                 }
@@ -179,15 +179,23 @@ impl Membership {
             self.counters.updates_ignored += 1;
             return;
         }
+        let held = self.statuses.get(entry.node, &entry.status.key()).map(|e| e.status.state);
         match self.statuses.apply(entry, now) {
-            StatusApplied::Changed => {
+            Applied::New | Applied::Changed => {
                 self.counters.updates_applied += 1;
+                self.work_changed();
+                if held != Some(entry.status.state) {
+                    self.emit_work(WorkloadEvent::ReplicaStateChanged {
+                        node: entry.node,
+                        replica: entry.status.key(),
+                    });
+                }
                 if source == Source::Gossip {
                     self.broadcast(now, &Update::Status(entry.clone()));
                 }
             }
-            StatusApplied::Ignored => self.counters.updates_ignored += 1,
-            StatusApplied::Invalid => self.counters.invalid_statuses += 1,
+            Applied::Ignored => self.counters.updates_ignored += 1,
+            Applied::Invalid => self.counters.invalid_statuses += 1,
         }
     }
 
@@ -206,8 +214,8 @@ impl Membership {
             state_since: now,
         });
         self.add_to_probe_order(*id);
-        info!(member = %id, name = %meta.name, "member up");
-        self.events.push_back(Event::MemberUp { id: *id });
+        debug!(member = %id, name = %meta.name, "member up");
+        self.emit(Event::MemberUp { id: *id });
         // Re-gossiped only while the queue is short: in a mass join it would
         // otherwise hold every joiner, each sent L times, and keep messages
         // full for minutes after anti-entropy had told everyone (12 KB/s per
@@ -227,7 +235,7 @@ impl Membership {
         };
         self.counters.updates_applied += 1;
         let before = member.clone();
-        let version = Version::of(update);
+        let version = update.version();
         member.generation = version.generation;
         member.incarnation = version.incarnation;
         member.state = match update {
@@ -265,21 +273,21 @@ impl Membership {
             State::Alive => {
                 let restarted = generation > before.generation;
                 if !before.state.is_live() || restarted {
-                    info!(member = %id, generation, "member up");
-                    self.events.push_back(Event::MemberUp { id });
+                    debug!(member = %id, generation, "member up");
+                    self.emit(Event::MemberUp { id });
                 } else if before.state == State::Suspect {
                     self.counters.suspicions_refuted += 1;
-                    info!(member = %id, incarnation, "suspicion refuted");
-                    self.events.push_back(Event::MemberAlive { id });
+                    debug!(member = %id, incarnation, "suspicion refuted");
+                    self.emit(Event::MemberAlive { id });
                 }
                 let same_run = !restarted && before.state.is_live();
                 if same_run && self.members.get(id).is_some_and(|m| m.meta != before.meta) {
-                    self.events.push_back(Event::MetadataChanged { id });
+                    self.emit(Event::MetadataChanged { id });
                 }
             }
             State::Suspect => {
                 if !before.state.is_live() {
-                    self.events.push_back(Event::MemberUp { id });
+                    self.emit(Event::MemberUp { id });
                 }
                 let Update::Suspect { by, .. } = *update else {
                     return;
@@ -289,17 +297,17 @@ impl Membership {
                 let deadline = suspicion.deadline;
                 self.suspicions.insert(id, suspicion);
                 self.timers.set(deadline, Timer::Suspicion { id, deadline });
-                info!(member = %id, %by, until = %deadline, "member suspect");
-                self.events.push_back(Event::MemberSuspect { id });
+                debug!(member = %id, %by, until = %deadline, "member suspect");
+                self.emit(Event::MemberSuspect { id });
             }
             State::Dead => {
                 self.recently_dead.push_back((now, id));
-                warn!(member = %id, "member down");
-                self.events.push_back(Event::MemberDown { id });
+                debug!(member = %id, "member down");
+                self.emit(Event::MemberDown { id });
             }
             State::Left => {
-                info!(member = %id, "member left");
-                self.events.push_back(Event::MemberLeft { id });
+                debug!(member = %id, "member left");
+                self.emit(Event::MemberLeft { id });
             }
         }
     }
@@ -363,7 +371,7 @@ impl Membership {
     /// refuted by publishing a higher one (SWIM's refutation); facts about an
     /// older generation are about a previous run and ignored.
     fn apply_about_self(&mut self, now: Instant, update: &Update) {
-        let version = Version::of(update);
+        let version = update.version();
         match version.generation.cmp(&self.generation) {
             Ordering::Less => {
                 self.counters.updates_ignored += 1;
@@ -397,8 +405,8 @@ impl Membership {
         self.counters.self_refutes += 1;
         // Lifeguard: being accused is a hint that we are the slow one.
         self.health.worsen(1);
-        info!(incarnation = self.incarnation, "refuting suspicion of this node");
-        self.events.push_back(Event::SelfRefuted { incarnation: self.incarnation });
+        debug!(incarnation = self.incarnation, "refuting suspicion of this node");
+        self.emit(Event::SelfRefuted { incarnation: self.incarnation });
         self.publish_self(now);
         if matches!(update, Update::Dead { .. } | Update::Left { .. }) {
             // Whoever believed this forgot what we run: tell them again.

@@ -28,9 +28,10 @@ use crate::health::LocalHealth;
 use crate::member::{Member, MemberTable, Peer, State};
 use crate::status::StatusTable;
 use crate::suspicion::Suspicion;
+use crate::table::Applied;
 use crate::timer::{Timer, Timers};
 use crate::wire::{self, Body, DecodeError, MessageBuilder, Update};
-pub use duties::{Duty, Plan};
+pub use duties::{Duty, Plan, WorkloadEvent};
 
 use crate::{
     Address, Config, ConfigError, Instant, Metadata, MetadataCache, MetadataError, NodeId, SpecError, WorkloadSpec,
@@ -314,6 +315,7 @@ impl Membership {
         for seed in self.seeds.clone() {
             self.start_sync(None, seed, true);
         }
+        self.refresh_work(now);
     }
 
     /// Leaves gracefully: peers will see this node as Left, not Dead. The node
@@ -338,6 +340,8 @@ impl Membership {
             self.queue_transmit(Some(target), addr, &Body::Gossip, builder.finish());
         }
         self.broadcast(now, &left);
+        self.work_changed();
+        self.refresh_work(now);
     }
 
     /// Publishes new metadata (it spreads like any update).
@@ -346,6 +350,8 @@ impl Membership {
         self.meta = Arc::new(meta);
         self.incarnation += 1;
         self.publish_self(now);
+        self.work_changed();
+        self.refresh_work(now);
         Ok(())
     }
 
@@ -365,6 +371,8 @@ impl Membership {
         spec.validate()?;
         let entry = self.catalog.write(spec.name.clone(), Some(Arc::new(spec)), self.id, now);
         self.broadcast(now, &Update::Workload(entry.clone()));
+        self.note_catalog_change(&entry);
+        self.refresh_work(now);
         Ok(entry)
     }
 
@@ -374,6 +382,8 @@ impl Membership {
         self.catalog.get(name).filter(|e| e.spec.is_some())?;
         let entry = self.catalog.write(name.to_string(), None, self.id, now);
         self.broadcast(now, &Update::Workload(entry.clone()));
+        self.note_catalog_change(&entry);
+        self.refresh_work(now);
         Some(entry)
     }
 
@@ -381,8 +391,11 @@ impl Membership {
     /// at start, before joining). Later entries from peers still win.
     pub fn restore_catalog(&mut self, now: Instant, entries: impl IntoIterator<Item = CatalogEntry>) {
         for entry in entries {
-            self.catalog.apply(&entry, now);
+            if matches!(self.catalog.apply(&entry, now), Applied::New | Applied::Changed) {
+                self.note_catalog_change(&entry);
+            }
         }
+        self.refresh_work(now);
     }
 
     /// Starts from a known membership: every peer not already known becomes
@@ -404,6 +417,8 @@ impl Membership {
         let added = self.members.preload(now, peers);
         if added > 0 {
             self.reshuffle_probe_order();
+            self.work_changed();
+            self.refresh_work(now);
         }
         added
     }
@@ -420,12 +435,12 @@ impl Membership {
 
     /// The live workloads, in a stable order.
     pub fn workloads(&self) -> impl Iterator<Item = &WorkloadSpec> {
-        self.catalog.iter().filter_map(|e| e.spec.as_deref())
+        self.catalog.table().live().filter_map(|e| e.spec.as_deref())
     }
 
     /// Every catalog entry, tombstones included: what the node persists.
     pub fn catalog_entries(&self) -> impl Iterator<Item = &CatalogEntry> {
-        self.catalog.iter()
+        self.catalog.table().iter()
     }
 
     // ---- inputs ----
@@ -480,6 +495,7 @@ impl Membership {
             Body::Gossip => {}
             Body::Sync(sync) => self.on_sync(now, message.from, from, &sync),
         }
+        self.refresh_work(now);
     }
 
     /// Acts on every timer due at `now`. Calling it early or twice is harmless.
@@ -508,8 +524,10 @@ impl Membership {
                     }
                 }
                 Timer::ReconnectTick => self.on_reconnect_tick(now),
+                Timer::Workloads { at } => self.on_work_timer(now, at),
             }
         }
+        self.refresh_work(now);
     }
 
     // ---- outputs ----
@@ -519,9 +537,16 @@ impl Membership {
         self.transmits.pop_front()
     }
 
-    /// The next event, if any.
+    /// The next membership event, if any. Workload events come from
+    /// [`Membership::poll_workload_event`].
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Queues a membership event; the plan may depend on it.
+    fn emit(&mut self, event: Event) {
+        self.events.push_back(event);
+        self.work_changed();
     }
 
     /// When [`Membership::handle_timeout`] should next be called.
@@ -625,5 +650,7 @@ impl Membership {
 mod scenario_tests;
 #[cfg(test)]
 mod unit_tests;
+#[cfg(test)]
+mod work_unit_tests;
 #[cfg(test)]
 mod workload_tests;

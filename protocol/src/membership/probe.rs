@@ -160,7 +160,7 @@ impl Membership {
             let facts: Vec<Update> = if id == self.id {
                 vec![self.own_alive()]
             } else {
-                self.members.get(id).map(|m| m.facts(self.id).collect()).unwrap_or_default()
+                self.members.get(id).map(|m| Update::facts_of(m, self.id).collect()).unwrap_or_default()
             };
             for fact in facts {
                 builder.try_push(&encode_value(&fact));

@@ -11,11 +11,13 @@
 //! `sync_max_rounds`.
 
 use super::{Bug, Membership};
+use crate::member::MemberTable;
+use crate::table::Table;
 use crate::wire::{
     Body, KeyRange, MAX_SYNC_RANGES, MessageBuilder, RangeDigest, Sync, Update, encode_append, encode_value,
     encoded_len,
 };
-use crate::{Address, Instant, NodeId};
+use crate::{Address, CatalogEntry, Instant, NodeId, StatusEntry};
 
 /// Below this many live entries (both sides together) in a differing range,
 /// the entries are exchanged rather than the range split.
@@ -24,17 +26,47 @@ const LEAF_ENTRIES: u32 = 8;
 /// The largest encoding of one [`RangeDigest`] (varints at their widest).
 const DIGEST_LEN: usize = 1 + 10 + 10 + 5;
 
-/// The replicated tables anti-entropy reconciles, each over its own key
-/// space: members by hashed id, workloads by hashed name, replica statuses
-/// by hashed (node, workload, replica).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Table {
-    Members,
-    Catalog,
-    Statuses,
+/// A replicated table anti-entropy reconciles, over its own key space:
+/// members by hashed id, workloads by hashed name, replica statuses by
+/// hashed (node, workload, replica). An exchange covers every table
+/// [`Membership::synced`] lists, in [`Sync::TABLES`] order.
+pub(super) trait Synced {
+    /// Our summary of `range`.
+    fn digest(&self, range: KeyRange) -> RangeDigest;
+    /// Appends the facts that bring a peer up to date on `range` (`by` is
+    /// this node, the accuser in a Suspect or Dead fact).
+    fn facts_in(&self, range: KeyRange, by: NodeId, out: &mut Vec<Update>);
 }
 
-const TABLES: [Table; 3] = [Table::Members, Table::Catalog, Table::Statuses];
+impl Synced for MemberTable {
+    fn digest(&self, range: KeyRange) -> RangeDigest {
+        MemberTable::digest(self, range)
+    }
+
+    fn facts_in(&self, range: KeyRange, by: NodeId, out: &mut Vec<Update>) {
+        out.extend(self.in_range(range).flat_map(|m| Update::facts_of(m, by)));
+    }
+}
+
+impl Synced for Table<CatalogEntry> {
+    fn digest(&self, range: KeyRange) -> RangeDigest {
+        Table::digest(self, range)
+    }
+
+    fn facts_in(&self, range: KeyRange, _: NodeId, out: &mut Vec<Update>) {
+        out.extend(self.in_range(range).cloned().map(Update::Workload));
+    }
+}
+
+impl Synced for Table<StatusEntry> {
+    fn digest(&self, range: KeyRange) -> RangeDigest {
+        Table::digest(self, range)
+    }
+
+    fn facts_in(&self, range: KeyRange, _: NodeId, out: &mut Vec<Update>) {
+        out.extend(self.in_range(range).cloned().map(Update::Status));
+    }
+}
 
 /// Encoded facts back to back (one allocation, not one per fact), and where
 /// each ends.
@@ -56,21 +88,9 @@ struct RangePlan {
 }
 
 impl Membership {
-    fn digest(&self, table: Table, range: KeyRange) -> RangeDigest {
-        match table {
-            Table::Members => self.members.digest(range),
-            Table::Catalog => self.catalog.digest(range),
-            Table::Statuses => self.statuses.digest(range),
-        }
-    }
-
-    /// The facts that bring a peer up to date on `range` of `table`.
-    fn facts_in(&self, table: Table, range: KeyRange) -> Vec<Update> {
-        match table {
-            Table::Members => self.members.in_range(range).flat_map(|m| m.facts(self.id)).collect(),
-            Table::Catalog => self.catalog.in_range(range).cloned().map(Update::Workload).collect(),
-            Table::Statuses => self.statuses.in_range(range).cloned().map(Update::Status).collect(),
-        }
+    /// The tables an exchange reconciles, in [`Sync::TABLES`] order.
+    fn synced(&self) -> [&dyn Synced; Sync::TABLES] {
+        [&self.members, self.catalog.table(), self.statuses.table()]
     }
 
     /// Opens an exchange with the root summaries and, if `introduce`, this
@@ -80,19 +100,12 @@ impl Membership {
             return;
         }
         self.counters.syncs_started += 1;
-        let body = Body::Sync(Sync {
-            round: 0,
-            ranges: vec![self.members.digest(KeyRange::ROOT)],
-            want: Vec::new(),
-            catalog_ranges: vec![self.catalog.digest(KeyRange::ROOT)],
-            catalog_want: Vec::new(),
-            status_ranges: vec![self.statuses.digest(KeyRange::ROOT)],
-            status_want: Vec::new(),
-        });
+        let body =
+            Body::Sync(Sync::new(0, self.synced().map(|table| (vec![table.digest(KeyRange::ROOT)], Vec::new()))));
         let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.sync_budget);
         if introduce {
             if let Some(me) = self.members.get(self.id) {
-                for fact in me.facts(self.id) {
+                for fact in Update::facts_of(me, self.id) {
                     builder.try_push(&encode_value(&fact));
                 }
             }
@@ -103,15 +116,14 @@ impl Membership {
     /// Compares the peer's summaries of one table with ours. Sub-range
     /// summaries beyond `max_compare` would be cut, so are not computed.
     fn compare_ranges(
-        &self,
-        table: Table,
+        table: &dyn Synced,
         theirs: &[RangeDigest],
         they_want: &[KeyRange],
         max_compare: usize,
     ) -> RangePlan {
         let mut plan = RangePlan { serve: they_want.to_vec(), ..RangePlan::default() };
         for theirs in theirs {
-            let mine = self.digest(table, theirs.range);
+            let mine = table.digest(theirs.range);
             if (mine.hash, mine.count) == (theirs.hash, theirs.count) {
                 continue;
             }
@@ -120,7 +132,7 @@ impl Membership {
             match children {
                 Some(children) => {
                     let room = max_compare.saturating_sub(plan.compare.len());
-                    plan.compare.extend(children.take(room).map(|child| self.digest(table, child)));
+                    plan.compare.extend(children.take(room).map(|child| table.digest(child)));
                 }
                 None => {
                     // Dead members and deleted workloads are not in the
@@ -145,11 +157,11 @@ impl Membership {
         // entries); what is cut now is found again in a later round.
         let max_ranges = (self.config.sync_budget / 2 / DIGEST_LEN).min(MAX_SYNC_RANGES);
         let max_compare = if last_round { 0 } else { max_ranges / 4 };
-        let mut plans = [
-            self.compare_ranges(Table::Members, &sync.ranges, &sync.want, max_compare),
-            self.compare_ranges(Table::Catalog, &sync.catalog_ranges, &sync.catalog_want, max_compare),
-            self.compare_ranges(Table::Statuses, &sync.status_ranges, &sync.status_want, max_compare),
-        ];
+        let tables = self.synced();
+        let mut plans: [RangePlan; Sync::TABLES] = std::array::from_fn(|index| {
+            let (theirs, they_want) = sync.table(index);
+            Self::compare_ranges(tables[index], theirs, they_want, max_compare)
+        });
         for plan in &mut plans {
             if last_round {
                 plan.compare.clear();
@@ -165,10 +177,10 @@ impl Membership {
         let overhead = 64 + summaries_len + DIGEST_LEN * (served + 2);
         let mut budget = self.config.sync_budget.saturating_sub(overhead);
         let mut entries = EncodedFacts::default();
-        for (table, plan) in TABLES.into_iter().zip(&mut plans) {
+        for (table, plan) in tables.into_iter().zip(&mut plans) {
             let unserved = self.entries_for(table, &plan.serve, &mut budget, &mut entries);
             if !last_round {
-                plan.compare.extend(unserved.iter().map(|range| self.digest(table, *range)));
+                plan.compare.extend(unserved.iter().map(|range| table.digest(*range)));
             }
         }
         let nothing_to_say = plans.iter().all(|p| p.compare.is_empty() && p.want.is_empty());
@@ -176,16 +188,7 @@ impl Membership {
             return;
         }
         self.hurry_push_pull(now);
-        let [members, catalog, statuses] = plans;
-        let body = Body::Sync(Sync {
-            round,
-            ranges: members.compare,
-            want: members.want,
-            catalog_ranges: catalog.compare,
-            catalog_want: catalog.want,
-            status_ranges: statuses.compare,
-            status_want: statuses.want,
-        });
+        let body = Body::Sync(Sync::new(round, plans.map(|plan| (plan.compare, plan.want))));
         let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.sync_budget);
         let mut start = 0;
         for &end in &entries.ends {
@@ -202,7 +205,7 @@ impl Membership {
     /// instead, so the peer asks again).
     fn entries_for(
         &self,
-        table: Table,
+        table: &dyn Synced,
         serve: &[KeyRange],
         budget: &mut usize,
         out: &mut EncodedFacts,
@@ -213,9 +216,12 @@ impl Membership {
         serve.dedup();
         let covered = |r: &KeyRange, by: &KeyRange| by.depth < r.depth && by.contains(r.start());
         let serve: Vec<KeyRange> = serve.iter().filter(|r| !serve.iter().any(|by| covered(r, by))).copied().collect();
+        let mut facts = Vec::new();
         for (index, range) in serve.iter().enumerate() {
-            for fact in self.facts_in(table, *range) {
-                let len = encode_append(&fact, &mut out.bytes);
+            facts.clear();
+            table.facts_in(*range, self.id, &mut facts);
+            for fact in &facts {
+                let len = encode_append(fact, &mut out.bytes);
                 if len > *budget {
                     out.bytes.truncate(out.bytes.len() - len);
                     return serve[index..].to_vec();

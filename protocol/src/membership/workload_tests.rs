@@ -34,7 +34,7 @@ fn settled_cluster(n: usize) -> Cluster {
 fn exactly_once(cluster: &Cluster, replicas: u16) -> bool {
     let copies = cluster.copies();
     copies.len() == usize::from(replicas)
-        && copies.iter().all(|((w, r), nodes)| w == "web" && *r < replicas && nodes.len() == 1)
+        && copies.iter().all(|(key, nodes)| key.workload == "web" && key.replica < replicas && nodes.len() == 1)
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn each_replica_runs_on_exactly_one_node_and_every_node_agrees_where() {
     cluster.submit(2, web(3));
     let took = cluster.run_until_true(STEP, secs(30), |c| exactly_once(c, 3)).expect("placed");
     eprintln!("3 replicas running once each after {took:?}");
-    let mut placements = (0..6).map(|i| cluster.nodes[i].as_mut().map(|n| n.placement(cluster.now)));
+    let mut placements = (0..6).map(|i| cluster.nodes[i].as_mut().map(|n| n.placement()));
     let first = placements.next().flatten().expect("node 0 runs");
     assert!(placements.all(|p| p.as_deref() == Some(&*first)), "every node computes the same placement");
     // Every node knows where each replica runs, from the gossiped statuses.

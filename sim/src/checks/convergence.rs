@@ -11,8 +11,8 @@
 use super::{Check, Outcome, convergence_bound_micros};
 use crate::Verdict;
 use crate::scenario::Scenario;
-use crate::sim::World;
 use crate::stats::Summary;
+use crate::world::World;
 
 /// See the module doc.
 #[derive(Debug)]

@@ -14,8 +14,8 @@ use shoal_protocol::Event;
 use super::{Check, Outcome, convergence_bound_micros};
 use crate::Verdict;
 use crate::scenario::Scenario;
-use crate::sim::World;
 use crate::stats::Summary;
+use crate::world::World;
 
 #[derive(Debug)]
 struct Crash {

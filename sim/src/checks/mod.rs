@@ -23,32 +23,11 @@ pub mod mtu;
 pub mod no_false_dead;
 pub mod workloads;
 
-use serde::Serialize;
 use shoal_protocol::Event;
 
-use crate::Verdict;
+pub use crate::report::Outcome;
 use crate::scenario::Scenario;
-use crate::sim::World;
-use crate::stats::Summary;
-
-/// What one check concluded.
-#[derive(Clone, Debug, Serialize)]
-pub struct Outcome {
-    /// The check's name (its module).
-    pub name: &'static str,
-    /// Pass, fail, or not enough run to tell.
-    pub verdict: Verdict,
-    /// One line a person reads.
-    pub detail: String,
-    /// Measurements, by name (seconds for times).
-    pub summaries: Vec<(&'static str, Summary)>,
-    /// Counts, by name.
-    pub counts: Vec<(&'static str, u64)>,
-    /// Raw samples behind some summaries, for plots and comparisons (not in
-    /// the JSON report: there can be 100,000 of them).
-    #[serde(skip)]
-    pub samples: Vec<(&'static str, Vec<f64>)>,
-}
+use crate::world::World;
 
 /// One invariant.
 pub trait Check: std::fmt::Debug {

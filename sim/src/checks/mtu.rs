@@ -4,7 +4,7 @@
 
 use super::{Check, Outcome};
 use crate::Verdict;
-use crate::sim::World;
+use crate::world::World;
 
 /// See the module doc.
 #[derive(Debug)]

@@ -15,7 +15,7 @@ use shoal_protocol::Event;
 use super::{Check, Outcome};
 use crate::Verdict;
 use crate::scenario::Scenario;
-use crate::sim::World;
+use crate::world::World;
 
 /// See the module doc.
 #[derive(Debug)]

@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 use super::{Check, Outcome, convergence_bound_micros};
 use crate::Verdict;
 use crate::scenario::{Scenario, WorkloadLoad};
-use crate::sim::World;
 use crate::stats::Summary;
-use shoal_protocol::ReplicaState;
+use crate::world::World;
+use shoal_protocol::{ReplicaKey, ReplicaState};
 
 /// How long, on top of the longest suspicion timeout, a node may see a
 /// replica without a live Running copy: Dead news spreading, the new
@@ -28,16 +28,14 @@ use shoal_protocol::ReplicaState;
 /// here, a replica may sit on one of them.)
 const SIDES_GRACE_MICROS: u64 = 10_000_000;
 
-type Key = (String, u16);
-
-fn expected(load: &WorkloadLoad) -> Vec<Key> {
+fn expected(load: &WorkloadLoad) -> Vec<ReplicaKey> {
     let replicas = u16::try_from(load.replicas).unwrap_or(u16::MAX);
-    (0..load.count).flat_map(|w| (0..replicas).map(move |r| (format!("w{w}"), r))).collect()
+    (0..load.count).flat_map(|w| (0..replicas).map(move |r| ReplicaKey::new(format!("w{w}"), r))).collect()
 }
 
 /// Where each replica runs: key → [(node, state)].
-fn copies(world: &World) -> BTreeMap<Key, Vec<(usize, ReplicaState)>> {
-    let mut copies: BTreeMap<Key, Vec<(usize, ReplicaState)>> = BTreeMap::new();
+fn copies(world: &World) -> BTreeMap<ReplicaKey, Vec<(usize, ReplicaState)>> {
+    let mut copies: BTreeMap<ReplicaKey, Vec<(usize, ReplicaState)>> = BTreeMap::new();
     for (i, slot) in world.nodes.iter().enumerate() {
         let Some(replicas) = slot.node.as_ref().and_then(|n| n.replicas()) else { continue };
         for (key, state) in replicas {
@@ -50,7 +48,7 @@ fn copies(world: &World) -> BTreeMap<Key, Vec<(usize, ReplicaState)>> {
 /// See the module doc.
 #[derive(Debug)]
 pub struct Replicas {
-    expected: Vec<Key>,
+    expected: Vec<ReplicaKey>,
     bound: u64,
     submit_at: u64,
     /// When the current quiet stretch began (faults healed, no crash or
@@ -61,7 +59,7 @@ pub struct Replicas {
     times: Vec<f64>,
     failures: Vec<String>,
     /// Who last ran each replica, for counting moves.
-    last_owner: BTreeMap<Key, usize>,
+    last_owner: BTreeMap<ReplicaKey, usize>,
     moves: u64,
     /// Replicas held by nodes when they crashed or restarted.
     displaced: u64,
@@ -99,16 +97,16 @@ impl Replicas {
         }
     }
 
-    fn exact(&self, copies: &BTreeMap<Key, Vec<(usize, ReplicaState)>>) -> Result<(), String> {
+    fn exact(&self, copies: &BTreeMap<ReplicaKey, Vec<(usize, ReplicaState)>>) -> Result<(), String> {
         if copies.len() != self.expected.len() {
             return Err(format!("{} distinct replicas run, {} wanted", copies.len(), self.expected.len()));
         }
         for key in &self.expected {
             match copies.get(key).map(Vec::as_slice) {
                 Some([(_, ReplicaState::Running)]) => {}
-                Some([(node, state)]) => return Err(format!("{}/{} is {state:?} on node {node}", key.0, key.1)),
-                Some(many) => return Err(format!("{}/{} runs {} times: {many:?}", key.0, key.1, many.len())),
-                None => return Err(format!("{}/{} runs nowhere", key.0, key.1)),
+                Some([(node, state)]) => return Err(format!("{key} is {state:?} on node {node}")),
+                Some(many) => return Err(format!("{key} runs {} times: {many:?}", many.len())),
+                None => return Err(format!("{key} runs nowhere")),
             }
         }
         Ok(())
@@ -237,7 +235,7 @@ impl Check for Replicas {
 /// See the module doc.
 #[derive(Debug)]
 pub struct Sides {
-    expected: Vec<Key>,
+    expected: Vec<ReplicaKey>,
     /// From when each node has seen a replica without a live Running copy.
     short_since: Vec<Option<u64>>,
     /// The grace: the longest suspicion timeout plus [`SIDES_GRACE_MICROS`].
@@ -321,9 +319,7 @@ impl Check for Sides {
                             })
                             .collect();
                         self.failures.push(format!(
-                            "node {i} has seen {}/{} with no Running copy on a live member for {:.1}s (at {:.1}s; it runs on {})",
-                            key.0,
-                            key.1,
+                            "node {i} has seen {key} with no Running copy on a live member for {:.1}s (at {:.1}s; it runs on {})",
                             gap as f64 / 1e6,
                             world.now as f64 / 1e6,
                             if running_on.is_empty() { "no node".to_owned() } else { running_on.join(", ") }

@@ -30,9 +30,9 @@ use serde::{Deserialize, Serialize};
 use shoal_protocol::{Address, Config, Event, Instant, NodeId, State, Transmit};
 
 use super::{Boot, Implementation, MemberView, SimNode};
+use crate::error::SimError;
 use crate::report::ProtocolTotals;
 use crate::scenario::{Preset, Scenario};
-use crate::sim::SimError;
 
 /// A foca identity: simulator index, process generation, renewal count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

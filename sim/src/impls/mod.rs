@@ -13,9 +13,9 @@ use std::str::FromStr;
 
 use shoal_protocol::{Address, Config, Event, Instant, NodeId, State, Transmit};
 
+use crate::error::SimError;
 use crate::report::ProtocolTotals;
 use crate::scenario::Scenario;
-use crate::sim::SimError;
 use crate::workloads::Replicas;
 
 #[cfg(feature = "compare")]
@@ -100,8 +100,8 @@ pub trait SimNode: fmt::Debug {
         0
     }
     /// The replicas it knows to be Running on a member it believes live
-    /// (from the gossiped statuses), as (workload, replica).
-    fn known_running(&self) -> Vec<(String, u16)> {
+    /// (from the gossiped statuses), sorted.
+    fn known_running(&self) -> Vec<shoal_protocol::ReplicaKey> {
         Vec::new()
     }
 }

@@ -5,16 +5,16 @@ use std::sync::Arc;
 
 use shoal_protocol::{
     Address, Capacity, Config, Event, Identity, Instant, Member, Membership, Metadata, MetadataCache, NodeId, Peer,
-    Transmit, wire,
+    ReplicaKey, Transmit, wire,
 };
 
 use super::{Boot, FormedMember, Implementation, MemberView, SimNode};
+use crate::error::SimError;
 use crate::net;
 use crate::report::ProtocolTotals;
 #[cfg(feature = "bug-injection")]
 use crate::scenario::BugKind;
 use crate::scenario::{Scenario, WorkloadLoad};
-use crate::sim::SimError;
 use crate::workloads::{Replicas, WorkloadDriver};
 
 /// Makes [`Membership`] nodes with one config.
@@ -128,7 +128,7 @@ impl Implementation for ShoalImpl {
         };
         // The first node's first run submits the workloads.
         let submits = boot.index == 0 && boot.generation == 1;
-        let driver = WorkloadDriver::new(load, submits, boot.now);
+        let driver = WorkloadDriver::new(load, submits);
         Ok(Box::new(ShoalNode { membership: node, driver }))
     }
 
@@ -220,13 +220,14 @@ struct ShoalNode {
 impl SimNode for ShoalNode {
     fn handle_message(&mut self, now: Instant, from: &Address, payload: &[u8]) {
         self.membership.handle_message(now, from, payload);
+        self.driver.step(&mut self.membership, now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         if self.membership.poll_timeout().is_some_and(|at| at <= now) {
             self.membership.handle_timeout(now);
         }
-        self.driver.on_timeout(&mut self.membership, now);
+        self.driver.step(&mut self.membership, now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -238,8 +239,8 @@ impl SimNode for ShoalNode {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let tick = self.driver.next_tick();
-        Some(self.membership.poll_timeout().map_or(tick, |at| at.min(tick)))
+        let protocol = self.membership.poll_timeout();
+        protocol.into_iter().chain(self.driver.next_tick()).min()
     }
 
     fn live_members(&self) -> usize {
@@ -266,9 +267,9 @@ impl SimNode for ShoalNode {
         self.membership.workloads().count()
     }
 
-    fn known_running(&self) -> Vec<(String, u16)> {
+    fn known_running(&self) -> Vec<ReplicaKey> {
         let live = |id| self.membership.member(id).is_some_and(|m| m.state.is_live());
-        let mut known: Vec<(String, u16)> = self
+        let mut known: Vec<ReplicaKey> = self
             .membership
             .replica_statuses()
             .filter(|e| {
@@ -277,7 +278,7 @@ impl SimNode for ShoalNode {
                     shoal_protocol::ReplicaState::Running | shoal_protocol::ReplicaState::Releasing
                 ) && live(e.node)
             })
-            .map(|e| (e.status.workload.clone(), e.status.replica))
+            .map(|e| e.status.key())
             .collect();
         known.sort_unstable();
         known.dedup();

@@ -74,6 +74,12 @@ enum Command {
         /// Seconds of 5% loss.
         #[arg(long)]
         loss: Option<u64>,
+        /// Kill-and-rejoin rounds (full: 5, quick: 2).
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Formations to time, each on a fresh lab (full: 5, quick: 1).
+        #[arg(long)]
+        joins: Option<usize>,
     },
     /// Start N agents, wait until they all see each other, print how to reach
     /// them, and keep them until Ctrl-C.
@@ -137,20 +143,29 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Bench { common, system: systems, nodes, out, quick, settle, window, loss } => {
+        Command::Bench { common, system: systems, nodes, out, quick, settle, window, loss, rounds, joins } => {
             let mut timing = if quick { Timing::quick() } else { Timing::full() };
             timing.settle = settle.map_or(timing.settle, Duration::from_secs);
             timing.window = window.map_or(timing.window, Duration::from_secs);
             timing.loss = loss.map_or(timing.loss, Duration::from_secs);
+            timing.rounds = rounds.unwrap_or(timing.rounds);
+            timing.joins = joins.unwrap_or(timing.joins).max(1);
             let dir = work_dir(&common)?;
             for &n in &nodes {
                 for &which in &systems {
                     let sys = system(which, &common)?;
                     let run_dir = dir.join(format!("{}-{n}", sys.name()));
-                    let mut lab = Lab::new(sys, n, &tag(&common), common.octet, &run_dir)?;
-                    let row =
+                    let mut lab = Lab::new(sys.clone(), n, &tag(&common), common.octet, &run_dir)?;
+                    let mut row =
                         bench::run(&mut lab, &timing).with_context(|| format!("logs in {}", run_dir.display()))?;
                     drop(lab);
+                    for extra in 1..timing.joins {
+                        let join_dir = run_dir.join(format!("join-{extra}"));
+                        let mut lab = Lab::new(sys.clone(), n, &tag(&common), common.octet, &join_dir)?;
+                        let join = bench::join(&mut lab, &timing)
+                            .with_context(|| format!("logs in {}", join_dir.display()))?;
+                        row.add_join(join);
+                    }
                     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&out)?;
                     writeln!(file, "{}", serde_json::to_string(&row)?)?;
                     println!("{}", serde_json::to_string(&row)?);

@@ -48,6 +48,9 @@ pub struct Timing {
     pub limit: Duration,
     /// Kill-and-rejoin rounds.
     pub rounds: usize,
+    /// Formations measured (the run's own, then fresh labs): one formation
+    /// is one draw of the joiners' start order, so one sample says little.
+    pub joins: usize,
     /// The pause between rounds.
     pub recover: Duration,
 }
@@ -66,6 +69,7 @@ impl Timing {
             limit: Duration::from_secs(120),
             rounds: 5,
             recover: Duration::from_secs(10),
+            joins: 5,
         }
     }
 
@@ -78,6 +82,7 @@ impl Timing {
             after_pause: Duration::from_secs(10),
             rounds: 2,
             recover: Duration::from_secs(3),
+            joins: 1,
             ..Timing::full()
         }
     }
@@ -94,8 +99,11 @@ pub struct NetRow {
     /// Where: `namespaces` (one per agent, on a bridge).
     pub lab: String,
     /// Seconds from the last agent started until every agent listed every
-    /// agent alive.
+    /// agent alive: the median of `join_samples`.
     pub join_s: Option<f64>,
+    /// Every formation's join time: the run's own first, then one per
+    /// extra formation (`Timing::joins`), each on a fresh lab.
+    pub join_samples: Vec<Option<f64>>,
     /// Seconds it took to start the agents (agent 0 up, then the others).
     pub start_s: f64,
     /// Seconds from `kill -9` until every other agent reported it failed:
@@ -174,8 +182,10 @@ pub fn run(lab: &mut Lab, timing: &Timing) -> Result<NetRow> {
     let started = lab.start_all()?;
     row.start_s = secs(started - begun);
     let formed = lab.wait_all_see_all(timing.limit);
-    row.join_s = formed.map(|at| secs(at.saturating_duration_since(started)));
-    say(&format!("   started in {:.2} s; all see all after {}", row.start_s, show(row.join_s)));
+    let join = formed.map(|at| secs(at.saturating_duration_since(started)));
+    row.join_samples.push(join);
+    row.join_s = join;
+    say(&format!("   started in {:.2} s; all see all after {}", row.start_s, show(join)));
     let Some(formed) = formed else { bail!("the mesh did not form within {:?}", timing.limit) };
 
     sleep_until(formed + timing.settle);
@@ -285,6 +295,25 @@ fn kill_and_rejoin(lab: &mut Lab, victim: usize, timing: &Timing) -> Result<(Opt
     let rejoin = lab.wait_all_see_all(timing.limit).map(|at| secs(at.saturating_duration_since(started)));
     std::thread::sleep(timing.recover);
     Ok((detect, rejoin))
+}
+
+/// One more formation on `lab` (fresh, no agent started): seconds from the
+/// last start until all see all, for [`NetRow::join_samples`]. Stops the
+/// agents.
+pub fn join(lab: &mut Lab, timing: &Timing) -> Result<Option<f64>> {
+    let started = lab.start_all()?;
+    let join = lab.wait_all_see_all(timing.limit).map(|at| secs(at.saturating_duration_since(started)));
+    say(&format!("   another formation: all see all after {}", show(join)));
+    lab.stop_all();
+    Ok(join)
+}
+
+impl NetRow {
+    /// Adds an extra formation's join time; `join_s` becomes the median.
+    pub fn add_join(&mut self, join: Option<f64>) {
+        self.join_samples.push(join);
+        self.join_s = median(&self.join_samples);
+    }
 }
 
 /// The median of the samples that have a value (`None` if any is missing:

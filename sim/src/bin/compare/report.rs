@@ -288,7 +288,7 @@ fn gossip_section(md: &mut String, rows: &[GossipRow], behind: &mut Vec<String>)
 type NetFigure = (&'static str, &'static str, fn(&NetRow) -> Option<f64>);
 
 const NET_FIGURES: &[NetFigure] = &[
-    ("all see all after joining through one seed", " s", |r| r.join_s),
+    ("all see all after joining through one seed (median)", " s", |r| r.join_s),
     ("kill -9 of one: every other agent reports it failed (median of the rounds)", " s", |r| r.detect_s),
     ("the killed agent restarts: all see all again (median)", " s", |r| r.rejoin_s),
     ("false failures under 5% loss", "", |r| r.false_loss.map(|v| v as f64)),
@@ -361,6 +361,9 @@ fn net_section(md: &mut String, rows: &[NetRow], behind: &mut Vec<String>) {
             }
         }
         for (label, s) in shoals.iter().copied().chain([("Serf", p)]) {
+            if s.join_samples.len() > 1 {
+                let _ = writeln!(md, "{label}, each formation's join (s): {}.", samples(&s.join_samples));
+            }
             if !s.detect_samples.is_empty() {
                 let _ = writeln!(
                     md,

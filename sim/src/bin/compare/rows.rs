@@ -138,8 +138,12 @@ pub(crate) struct NetRow {
     /// the old loopback script.
     #[serde(default)]
     pub(crate) lab: String,
-    /// Seconds until every agent listed every agent alive.
+    /// Seconds until every agent listed every agent alive (the median of
+    /// `join_samples` where the lab took several).
     pub(crate) join_s: Option<f64>,
+    /// Every formation's join time.
+    #[serde(default)]
+    pub(crate) join_samples: Vec<Option<f64>>,
     /// Seconds from `kill -9` until every other agent listed it failed (the
     /// median of `detect_samples` where the lab took several).
     pub(crate) detect_s: Option<f64>,

@@ -12,15 +12,15 @@ use crate::impls::SimNode;
 
 /// A node's clock: local = base_local + (global - base_global) · (1 + ppm/1e6).
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Clock {
-    pub(super) base_global: u64,
-    pub(super) base_local: u64,
-    pub(super) ppm: i64,
+pub(crate) struct Clock {
+    pub(crate) base_global: u64,
+    pub(crate) base_local: u64,
+    pub(crate) ppm: i64,
 }
 
 impl Clock {
     #[inline]
-    pub(super) fn local(&self, global: u64) -> u64 {
+    pub(crate) fn local(&self, global: u64) -> u64 {
         let elapsed = global.saturating_sub(self.base_global);
         if self.ppm == 0 {
             return self.base_local + elapsed;
@@ -31,7 +31,7 @@ impl Clock {
 
     /// The earliest global time at which the local clock reads `local`.
     #[inline]
-    pub(super) fn global(&self, local: u64) -> u64 {
+    pub(crate) fn global(&self, local: u64) -> u64 {
         let elapsed = local.saturating_sub(self.base_local);
         if self.ppm == 0 {
             return self.base_global.saturating_add(elapsed);
@@ -41,7 +41,7 @@ impl Clock {
         self.base_global.saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX))
     }
 
-    pub(super) fn set_ppm(&mut self, now: u64, ppm: i64) {
+    pub(crate) fn set_ppm(&mut self, now: u64, ppm: i64) {
         let local = self.local(now);
         *self = Clock { base_global: now, base_local: local, ppm };
     }
@@ -55,34 +55,34 @@ pub struct NodeSlot {
     /// The generation of the current (or last) process.
     pub generation: u64,
     /// Bumped on every crash and restart; wakeups of an old epoch are stale.
-    pub(super) epoch: u32,
+    pub(crate) epoch: u32,
     /// The earliest wakeup pushed for this epoch (`u64::MAX`: none).
-    pub(super) wake_at: u64,
+    pub(crate) wake_at: u64,
     /// Stalled: processes nothing until resumed.
     pub paused: bool,
-    pub(super) backlog: VecDeque<(u32, Vec<u8>)>,
-    pub(super) wake_pending: bool,
+    pub(crate) backlog: VecDeque<(u32, Vec<u8>)>,
+    pub(crate) wake_pending: bool,
     /// Extra delay on every timer (a slow node).
     pub slow_micros: u64,
-    pub(super) clock: Clock,
+    pub(crate) clock: Clock,
     /// Active faults that touch this node.
     pub disturbed: u32,
     /// From when on the node counts as undisturbed again.
     pub calm_after: u64,
-    pub(super) egress_busy: u64,
+    pub(crate) egress_busy: u64,
     /// Bytes this node sent.
     pub bytes_out: u64,
     /// Messages this node sent.
     pub msgs_out: u64,
     /// Simulated time this node has been running, in microseconds.
-    pub(super) up_micros: u64,
-    pub(super) up_since: Option<u64>,
+    pub(crate) up_micros: u64,
+    pub(crate) up_since: Option<u64>,
     /// Peers to rejoin through after a restart that keeps state.
-    pub(super) rejoin_via: Vec<usize>,
+    pub(crate) rejoin_via: Vec<usize>,
 }
 
 impl NodeSlot {
-    pub(super) fn new() -> NodeSlot {
+    pub(crate) fn new() -> NodeSlot {
         NodeSlot {
             node: None,
             generation: 0,
