@@ -408,7 +408,7 @@ impl Agent {
                 let peers = self.membership.members().filter(|m| m.state.is_live() && m.id != me);
                 let _ = reply.send(peers.map(PeerView::of).collect());
             }
-            ApiRequest::Mesh(last, reply) => {
+            ApiRequest::Mesh(crate::ui::MeshQuery { since: last, reply }) => {
                 let _ = reply.send(crate::ui::mesh::snapshot_if_changed(&self.membership, self.clock.now(), last));
             }
             ApiRequest::Leave(reply) => {

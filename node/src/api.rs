@@ -44,8 +44,7 @@ use crate::crypto::ClusterKey;
 use crate::keys::{KeyOp, KeyReply, KeyStore, KeysView, parse_key_id};
 use crate::tls::{PeerAddr, TlsListener};
 use crate::transport::KeyRequester;
-use crate::ui::Watcher;
-use crate::ui::mesh::MeshSnapshot;
+use crate::ui::{MeshQuery, Watcher};
 use crate::view::{HealthView, MemberView, PeerView, Reply, SelfView};
 use crate::workloads::{ErrorView, WorkloadDetail, WorkloadView};
 
@@ -67,7 +66,13 @@ pub enum ApiRequest {
     Delete(String, Reply<bool>),
     /// Everything the web view shows, unless its fingerprint is still the
     /// one given (`ui::mesh::snapshot_if_changed`).
-    Mesh(u64, Reply<(u64, Option<MeshSnapshot>)>),
+    Mesh(MeshQuery),
+}
+
+impl From<MeshQuery> for ApiRequest {
+    fn from(query: MeshQuery) -> ApiRequest {
+        ApiRequest::Mesh(query)
+    }
 }
 
 type Agent = mpsc::Sender<ApiRequest>;

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::debug;
 
-use crate::api::ApiRequest;
+use crate::view::Reply;
 
 const INDEX: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -108,9 +108,18 @@ fn unix_ms() -> u64 {
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The watcher's question to the agent: a snapshot of the mesh, unless its
+/// fingerprint is still `since`; the answer is (fingerprint, snapshot).
+#[derive(Debug)]
+pub struct MeshQuery {
+    pub since: u64,
+    pub reply: Reply<(u64, Option<mesh::MeshSnapshot>)>,
+}
+
 impl Watcher {
-    /// Starts the watcher task; it ends when the agent does.
-    pub fn start(agent: mpsc::Sender<ApiRequest>) -> Watcher {
+    /// Starts the watcher task, which asks `agent` (whose requests can carry
+    /// a [`MeshQuery`]); it ends when the agent does.
+    pub fn start<R: From<MeshQuery> + Send + 'static>(agent: mpsc::Sender<R>) -> Watcher {
         let (publish, latest) = watch::channel(None);
         let polled = Arc::new(AtomicU64::new(0));
         let wake = Arc::new(Notify::new());
@@ -125,7 +134,7 @@ impl Watcher {
                 let since = if asked % FULL_EVERY == 0 { 0 } else { last };
                 let started = std::time::Instant::now();
                 let (reply, answer) = oneshot::channel();
-                if agent.send(ApiRequest::Mesh(since, reply)).await.is_err() {
+                if agent.send(R::from(MeshQuery { since, reply })).await.is_err() {
                     return;
                 }
                 let Ok((print, snapshot)) = answer.await else { return };

@@ -471,6 +471,7 @@ impl Membership {
         self.members.heard_from(message.from, now, recent);
         trace!(from = %message.from, body = ?message.body, updates = message.updates.len(), "recv");
         let from_sync = matches!(message.body, Body::Sync(_));
+        let sender_was_known = self.members.get(message.from).is_some();
         let applied_before = self.counters.updates_applied;
         for update in &message.updates {
             // A member introducing itself (a join) is news to spread, even
@@ -481,6 +482,13 @@ impl Membership {
         if from_sync && self.counters.updates_applied > applied_before {
             // A peer knew something we did not; others may not know it either.
             self.hurry_push_pull(now);
+        }
+        if from_sync && !sender_was_known && self.members.get(message.from).is_some() {
+            // A join handshake (the joiner's sync at the seed, the seed's
+            // answer at the joiner): the join is news, sent now rather than
+            // at the next gossip tick, up to an interval away. Not to the
+            // sender, which has just heard everything this node knows.
+            self.gossip_round(now, Some(message.from));
         }
         self.send_corrections(now, message.from, from);
         match message.body {

@@ -264,7 +264,7 @@ impl Membership {
             return;
         }
         self.timers.set(now + self.config.gossip_interval, Timer::GossipTick);
-        self.gossip_round(now);
+        self.gossip_round(now, None);
     }
 
     /// Queues `update` for gossip, waking a sleeping gossip timer now: it
@@ -279,13 +279,14 @@ impl Membership {
         }
     }
 
-    /// Sends pending updates to a few random members, and to members declared
-    /// Dead recently (so a falsely accused one hears of it and refutes).
-    pub(super) fn gossip_round(&mut self, now: Instant) {
+    /// Sends pending updates to a few random members other than `skip`, and
+    /// to members declared Dead recently (so a falsely accused one hears of
+    /// it and refutes).
+    pub(super) fn gossip_round(&mut self, now: Instant, skip: Option<NodeId>) {
         if self.broadcasts.is_empty() {
             return;
         }
-        let mut targets = self.random_members(self.config.gossip_fanout, |m| m.state.is_live());
+        let mut targets = self.random_members(self.config.gossip_fanout, |m| m.state.is_live() && Some(m.id) != skip);
         // Plus one member declared Dead within `gossip_to_the_dead`, so a
         // falsely accused one hears of it and refutes.
         let recent = self.config.gossip_to_the_dead;

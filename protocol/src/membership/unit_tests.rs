@@ -272,6 +272,46 @@ fn a_leaving_node_tells_every_member_of_a_small_cluster_directly() {
 }
 
 #[test]
+fn a_join_handshake_is_gossiped_at_once_at_both_ends() {
+    // Nodes 0..4 know each other; node 4 is new and joins through node 0.
+    let mut nodes = mesh(4);
+    let mut joiner = Membership::new(config(), identity(4, 1), 104, Instant::ZERO).expect("valid");
+    joiner.join(Instant::ZERO, [addr(0)]);
+    let out = sent(&mut joiner);
+    assert_eq!(out.len(), 1);
+    assert!(matches!(out[0].1.body, Body::Sync(_)), "the join is one sync to the seed");
+    nodes[0].handle_message(Instant::ZERO, &addr(4), &out[0].2);
+
+    // The seed answers the sync, and gossips the newcomer to every other
+    // member (fanout 3) at the same instant, not an interval later.
+    let out = sent(&mut nodes[0]);
+    let joiner_alive = alive(&joiner);
+    let mut gossiped: Vec<usize> = out
+        .iter()
+        .filter(|(_, m, _)| m.body == Body::Gossip && m.updates.contains(&joiner_alive))
+        .map(|(to, ..)| *to)
+        .collect();
+    gossiped.sort_unstable();
+    assert_eq!(gossiped, vec![1, 2, 3]);
+    let answer = out.iter().find(|(to, m, _)| *to == 4 && matches!(m.body, Body::Sync(_))).expect("an answer");
+
+    // The joiner, told of the mesh by the answer, announces itself to
+    // members other than the seed at once as well.
+    joiner.handle_message(Instant::ZERO, &addr(0), &answer.2);
+    let mut announced: Vec<usize> = sent(&mut joiner)
+        .into_iter()
+        .filter(|(_, m, _)| m.body == Body::Gossip && m.updates.contains(&joiner_alive))
+        .map(|(to, ..)| to)
+        .collect();
+    announced.sort_unstable();
+    assert_eq!(announced, vec![1, 2, 3]);
+
+    // A sync from a member already known is anti-entropy, not news.
+    joiner.handle_message(Instant::ZERO, &addr(0), &answer.2);
+    assert!(sent(&mut joiner).iter().all(|(_, m, _)| m.body != Body::Gossip));
+}
+
+#[test]
 fn a_restarted_node_is_known_by_its_new_generation_and_old_suspicions_lapse() {
     let mut nodes = mesh(3);
     let (target_index, start) = fail_one_probe(&mut nodes);
