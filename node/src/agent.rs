@@ -313,6 +313,7 @@ impl Agent {
     fn on_transport(&mut self, event: TransportEvent) {
         match event {
             TransportEvent::Message { from, bytes } => self.membership.handle_message(self.clock.now(), &from, &bytes),
+            TransportEvent::Unreachable { addr } => self.membership.handle_unreachable(self.clock.now(), &addr),
             TransportEvent::Discovered { addr } => {
                 let loopback = addr.as_str().parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
                 if !loopback && !self.is_live_peer(&addr) && self.leaving_since.is_none() {

@@ -70,6 +70,7 @@ pub fn render(membership: &Membership, transport: &TransportCounters) -> String 
         ("inbound_dropped", t(&transport.inbound_dropped)),
         ("outbound_dropped", t(&transport.outbound_dropped)),
         ("unroutable", t(&transport.unroutable)),
+        ("unreachable", t(&transport.unreachable)),
     ] {
         counter(&mut out, &format!("shoal_transport_{name}_total"), "", value);
     }

@@ -127,6 +127,9 @@ pub struct Counters {
     /// Corrections sent to a member that accused another (or this node) at
     /// a version already refuted.
     pub corrections_sent: u64,
+    /// Probes ended early because the network said nothing listens at the
+    /// target's address (`Membership::handle_unreachable`).
+    pub probes_unreachable: u64,
     /// Round-trip times of successful direct probes.
     pub probe_rtt: RttHistogram,
 }

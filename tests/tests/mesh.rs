@@ -44,6 +44,10 @@ fn five_agents_join_crash_restart_and_leave() -> anyhow::Result<()> {
     })
     .map_err(|e| e.context(agents[0].log_tail()))?;
     println!("kill -9 seen Dead everywhere after {took:?} (bound {:?})", suspicion_bound());
+    // Its host stayed up, so the kernel answered the first probe with "port
+    // unreachable", and that probe ended at once instead of a period later.
+    let ended_early: f64 = others.iter().filter_map(|a| a.metric("shoal_probes_unreachable_total")).sum();
+    assert!(ended_early >= 1.0, "no probe of node-4 ended on a port unreachable");
 
     // Restart it with its data dir: same identity, higher generation, alive everywhere.
     let old_id = state_of(&agents[0], "node-4").map(|m| m.id).unwrap_or_default();

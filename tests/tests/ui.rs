@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shoal_node::view::WorkloadState;
 use shoal_protocol::State;
 use shoal_tests::browser::{Browser, js_string};
 use shoal_tests::{Agent, count_in, new_key, shoal_bin, test_dir, wait_until, workspace_root};
@@ -262,7 +263,10 @@ fn screenshot_of_a_ten_agent_mesh() -> anyhow::Result<()> {
         agents[0].client().submit(&shoal_node::spec::SpecFile::from_spec(&spec))?;
     }
     wait_until(Duration::from_secs(60), "the workloads run", || {
-        agents[0].client().workloads().is_ok_and(|w| w.iter().filter(|w| w.state == "running").count() >= 5)
+        agents[0]
+            .client()
+            .workloads()
+            .is_ok_and(|w| w.iter().filter(|w| w.state == WorkloadState::Running).count() >= 5)
     })?;
     let mut victim = agents.remove(6);
     victim.kill9();
@@ -272,7 +276,10 @@ fn screenshot_of_a_ten_agent_mesh() -> anyhow::Result<()> {
             .all(|a| a.members().is_some_and(|m| m.iter().any(|m| m.name == victim.name && m.state == State::Dead)))
     })?;
     wait_until(Duration::from_secs(60), "the workloads run again", || {
-        agents[0].client().workloads().is_ok_and(|w| w.iter().filter(|w| w.state == "running").count() >= 5)
+        agents[0]
+            .client()
+            .workloads()
+            .is_ok_and(|w| w.iter().filter(|w| w.state == WorkloadState::Running).count() >= 5)
     })?;
     std::thread::sleep(Duration::from_secs(3));
     browser.navigate(&format!("http://{}/ui/", agents[0].api))?;

@@ -74,6 +74,9 @@ pub enum TransportEvent {
     },
     /// mDNS found an agent at this gossip address.
     Discovered { addr: Address },
+    /// An ICMP "port unreachable" came back for a datagram sent to this
+    /// address: its host is up and nothing listens there.
+    Unreachable { addr: Address },
 }
 
 /// A counter per reason a sealed message did not open.
@@ -129,6 +132,8 @@ pub struct TransportCounters {
     pub outbound_dropped: AtomicU64,
     /// Addresses that are not `HOST:PORT` with an IP.
     pub unroutable: AtomicU64,
+    /// ICMP "port unreachable" reports for datagrams this agent sent.
+    pub unreachable: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, by: u64) {
@@ -168,6 +173,7 @@ impl Transport {
         };
         let mut tasks = JoinSet::new();
         tasks.spawn(datagram::receive(Arc::clone(&udp), Arc::clone(&keys), Arc::clone(&counters), events_tx.clone()));
+        tasks.spawn(datagram::watch_errors(Arc::clone(&udp), Arc::clone(&counters), events_tx.clone()));
         let streams = Streams::start(stream_config, tcp, &mut tasks);
         let transport = Transport {
             udp,
@@ -266,6 +272,11 @@ async fn bind_both(bind: SocketAddr) -> Result<(UdpSocket, TcpListener), Transpo
         let udp = UdpSocket::bind(bind).await.map_err(listen_error)?;
         // The kernel caps it (net.core.rmem_max) and keeps what it allows.
         let _ = socket2::SockRef::from(&udp).set_recv_buffer_size(UDP_RECEIVE_BUFFER);
+        // ICMP errors for what we send, in the socket's error queue: without
+        // this, an unconnected UDP socket never hears of them.
+        if let Err(error) = datagram::report_errors(&udp, bind.is_ipv6()) {
+            tracing::debug!(%error, "cannot ask for ICMP errors; probes of a dead agent end at the period's end");
+        }
         let port = udp.local_addr().map_err(listen_error)?.port();
         match TcpListener::bind(SocketAddr::new(bind.ip(), port)).await {
             Ok(tcp) => return Ok((udp, tcp)),

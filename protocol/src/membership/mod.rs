@@ -506,6 +506,16 @@ impl Membership {
         self.refresh_work(now);
     }
 
+    /// The transport learned that nothing listens at `addr` (an ICMP "port
+    /// unreachable" answered a datagram sent there: the host is up, the
+    /// process is not). An unanswered probe of the member at `addr` ends at
+    /// once, as failed; the suspicion that follows runs its usual course.
+    /// Harmless for any other address.
+    pub fn handle_unreachable(&mut self, now: Instant, addr: &Address) {
+        self.on_unreachable(now, addr);
+        self.refresh_work(now);
+    }
+
     /// Acts on every timer due at `now`. Calling it early or twice is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut stalled = false;

@@ -67,25 +67,43 @@ impl Membership {
     /// The protocol period ended: an unanswered probe makes its target
     /// suspect, unless this node itself was stalled.
     fn finish_probe(&mut self, now: Instant, probe: Probe, late: bool) {
-        if probe.acked || late {
+        if probe.acked || late || !self.members.get(probe.target).is_some_and(|m| m.state.is_live()) {
             return;
         }
-        let Some(member) = self.members.get(probe.target).filter(|m| m.state.is_live()) else {
-            return;
-        };
         // Lifeguard: relays that did not even nack suggest the fault is ours.
         let missed_nacks = probe.relays_asked.saturating_sub(probe.nacks);
         self.health.worsen(if probe.relays_asked == 0 { 1 } else { missed_nacks });
+        self.suspect_probed(now, probe.target);
+    }
+
+    /// The network said nothing listens at `addr`: an unanswered probe of
+    /// the member there ends now, as failed, instead of at the end of the
+    /// period. This is news about the target, not about this node, so local
+    /// health is left as it is.
+    pub(super) fn on_unreachable(&mut self, now: Instant, addr: &Address) {
+        let Some(probe) = self.probe.as_ref().filter(|p| !p.acked) else {
+            return;
+        };
+        if self.addr_of(probe.target).as_ref() != Some(addr) {
+            return;
+        }
+        let target = probe.target;
+        self.probe = None;
+        self.counters.probes_unreachable += 1;
+        self.suspect_probed(now, target);
+    }
+
+    /// Suspects the target of a failed probe, if it is still live.
+    fn suspect_probed(&mut self, now: Instant, target: NodeId) {
+        let Some(member) = self.members.get(target).filter(|m| m.state.is_live()) else {
+            return;
+        };
         if member.state == State::Alive {
             self.counters.suspicions_raised += 1;
-            debug!(member = %probe.target, "probe failed; suspecting");
+            debug!(member = %target, "probe failed; suspecting");
         }
-        let update = Update::Suspect {
-            id: probe.target,
-            generation: member.generation,
-            incarnation: member.incarnation,
-            by: self.id,
-        };
+        let update =
+            Update::Suspect { id: target, generation: member.generation, incarnation: member.incarnation, by: self.id };
         self.apply_local(now, &update);
     }
 

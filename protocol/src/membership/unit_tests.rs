@@ -272,6 +272,52 @@ fn a_leaving_node_tells_every_member_of_a_small_cluster_directly() {
 }
 
 #[test]
+fn a_port_unreachable_ends_the_probe_at_once_as_failed() {
+    let mut nodes = mesh(3);
+    let start = run_to_probe(&mut nodes[0]);
+    let (target_index, _) = bodies(&mut nodes[0])
+        .into_iter()
+        .find(|(_, body)| matches!(body, Body::Ping { .. }))
+        .expect("node 0 probes someone");
+    let bystander = 3 - target_index;
+    let target = id(target_index);
+
+    // News about another address, or before any datagram went there, is
+    // not about this probe.
+    nodes[0].handle_unreachable(start + MS, &addr(bystander));
+    assert_eq!(nodes[0].member(target).map(|m| m.state), Some(State::Alive));
+
+    // The target's host says nothing listens: suspect now, a whole period
+    // before the probe would have ended, and without blaming ourselves.
+    nodes[0].handle_unreachable(start + MS, &addr(target_index));
+    assert_eq!(nodes[0].member(target).map(|m| m.state), Some(State::Suspect));
+    assert_eq!(drain_events(&mut nodes[0]), vec![Event::MemberSuspect { id: target }]);
+    assert_eq!(nodes[0].counters().probes_unreachable, 1);
+    assert_eq!(nodes[0].local_health(), 0);
+    assert_eq!(nodes[0].suspicions[&target].deadline, start + MS + Duration::from_secs(4));
+
+    // The probe is over: its timeout asks no relay, and a repeat changes
+    // nothing.
+    nodes[0].handle_timeout(start + Duration::from_millis(500));
+    assert!(bodies(&mut nodes[0]).iter().all(|(_, b)| !matches!(b, Body::PingReq { .. })));
+    nodes[0].handle_unreachable(start + 2 * MS, &addr(target_index));
+    assert_eq!(nodes[0].counters().probes_unreachable, 1);
+}
+
+#[test]
+fn an_answered_probe_ignores_a_late_port_unreachable() {
+    let mut nodes = mesh(2);
+    let start = run_to_probe(&mut nodes[0]);
+    let (_, ping, _) = sent(&mut nodes[0]).remove(0);
+    let Body::Ping { seq, .. } = ping.body else { panic!("a ping, got {ping:?}") };
+    let ack = Message { from: id(1), body: Body::Ack { seq }, updates: vec![] };
+    nodes[0].handle_message(start + MS, &addr(1), &wire::encode(0, &ack));
+    nodes[0].handle_unreachable(start + 2 * MS, &addr(1));
+    assert_eq!(nodes[0].member(id(1)).map(|m| m.state), Some(State::Alive));
+    assert_eq!(nodes[0].counters().probes_unreachable, 0);
+}
+
+#[test]
 fn a_join_handshake_is_gossiped_at_once_at_both_ends() {
     // Nodes 0..4 know each other; node 4 is new and joins through node 0.
     let mut nodes = mesh(4);

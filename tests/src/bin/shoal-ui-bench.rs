@@ -23,6 +23,7 @@ use std::time::{Duration, Instant as WallInstant};
 use anyhow::Context;
 use clap::Parser;
 use shoal_node::ui::mesh::{MeshSnapshot, MeshState, snapshot};
+use shoal_node::view::{ReplicaPhase, WorkloadState};
 use shoal_protocol::{
     Address, Capacity, Config, Driver, Identity, Instant, Membership, Metadata, NodeId, Peer, Resources, RestartPolicy,
     State, WorkloadSpec,
@@ -102,13 +103,13 @@ fn as_running(mut snap: MeshSnapshot) -> MeshSnapshot {
         let mut running = 0;
         for r in &mut w.view.placement {
             if r.node.is_some() && (i + r.replica as usize) % 29 != 0 {
-                r.state = "running".into();
+                r.state = ReplicaPhase::Running;
                 running += 1;
             }
         }
         w.view.running = running;
         if running == w.view.replicas {
-            w.view.state = "running".into();
+            w.view.state = WorkloadState::Running;
         }
     }
     snap
@@ -125,7 +126,7 @@ fn perturb(mut snap: MeshSnapshot, n: usize) -> MeshSnapshot {
     let wl = snap.workloads.len();
     for k in 0..20 {
         if let Some(r) = snap.workloads[(n * 13 + k * 53) % wl].view.placement.first_mut() {
-            r.state = if r.state == "failed" { "running".into() } else { "failed".into() };
+            r.state = if r.state == ReplicaPhase::Failed { ReplicaPhase::Running } else { ReplicaPhase::Failed };
         }
     }
     snap
@@ -193,29 +194,29 @@ fn serve(listener: &TcpListener, body: &Arc<Mutex<(u64, Vec<u8>)>>) {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let built = WallInstant::now();
-    let (mut membership, now) = build(args.members, args.workloads)?;
+    let (membership, now) = build(args.members, args.workloads)?;
     println!("built {} members, {} workloads in {:?}", args.members, args.workloads, built.elapsed());
 
     // The agent's side: a snapshot in its task, then the watcher's compare and render.
-    let _ = membership.placement(now);
+    let _ = membership.placement();
     let mut times = Vec::new();
     let mut snap = None;
     for _ in 0..5 {
         let t = WallInstant::now();
-        snap = Some(snapshot(&mut membership, now));
+        snap = Some(snapshot(&membership, now));
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let t = WallInstant::now();
-    let _ = membership.placement(now);
+    let _ = membership.placement();
     let placement_ms = t.elapsed().as_secs_f64() * 1000.0;
     let t = WallInstant::now();
-    let _ = shoal_node::workloads::list(&mut membership, now);
+    let _ = shoal_node::workloads::list(&membership);
     let list_ms = t.elapsed().as_secs_f64() * 1000.0;
     println!("  of which: placement (cached) {placement_ms:.2} ms, workloads::list {list_ms:.2} ms");
     let mut prints = Vec::new();
     for _ in 0..5 {
         let t = WallInstant::now();
-        let _ = shoal_node::ui::mesh::fingerprint(&mut membership, now);
+        let _ = shoal_node::ui::mesh::fingerprint(&membership);
         prints.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     println!("a quiet refresh in the agent's task (fingerprint only): median {:.3} ms", median(prints));
