@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use shoal_sim::scenario::BugKind;
+use shoal_sim::scenario::{Bootstrap, BugKind};
 use shoal_sim::units::Dur;
 use shoal_sim::{Scenario, Simulation, Verdict};
 
@@ -47,10 +47,20 @@ fn the_binary_exits_non_zero_and_prints_the_replay_command() {
 
 #[test]
 fn without_anti_entropy_the_halves_of_a_long_partition_do_not_reconverge_in_time() {
+    // Formed from the start: a join needs anti-entropy too, and the point is
+    // the heal, not the join.
     let mut scenario = Scenario::builtin("long-partition-heal").expect("built in").with_nodes(40);
+    scenario.bootstrap = Bootstrap::Formed;
     let healthy = Simulation::new(scenario.clone(), 5).expect("valid").run();
     assert!(healthy.passed(), "{healthy}");
     scenario.bug = Some(BugKind::NoAntiEntropy);
+    // Without the partition the broken build passes: gossip alone carries a
+    // formed, healthy mesh ...
+    let unsplit = Scenario { faults: Vec::new(), ..scenario.clone() };
+    let calm = Simulation::new(unsplit, 5).expect("valid").run();
+    assert!(calm.passed(), "{calm}");
+    // ... and after the heal it fails: the halves, each Dead to the other
+    // beyond gossip-to-the-dead, never meet again.
     let broken = Simulation::new(scenario, 5).expect("valid").run();
     assert!(!broken.passed(), "the broken build passed:\n{broken}");
     assert_eq!(broken.check("convergence").map(|c| c.verdict), Some(Verdict::Fail), "{broken}");
