@@ -65,8 +65,11 @@ impl Membership {
     }
 
     /// The protocol period ended: an unanswered probe makes its target
-    /// suspect, unless this node itself was stalled.
+    /// suspect, unless this node itself was stalled, or nobody it asked
+    /// answered at all (then the probe tested this node's links, not the
+    /// target).
     fn finish_probe(&mut self, now: Instant, probe: Probe, late: bool) {
+        debug_assert!(probe.nacks <= probe.relays_asked, "a nack answers a request we sent");
         if probe.acked || late {
             return;
         }
@@ -76,6 +79,18 @@ impl Membership {
         // Lifeguard: relays that did not even nack suggest the fault is ours.
         let missed_nacks = probe.relays_asked.saturating_sub(probe.nacks);
         self.health.worsen(if probe.relays_asked == 0 { 1 } else { missed_nacks });
+        if probe.relays_asked > 0 && probe.nacks == 0 {
+            // Silence from the target and from every relay: this node's own
+            // messages (or their answers) went nowhere, so the probe says
+            // nothing about the target. A suspicion raised here could not
+            // reach the suspect to be refuted, and its timer would run out
+            // once this node is back (issue 16: `chaos` declared healthy
+            // members Dead exactly so). Healthy relays nack within the
+            // period (80% rule), so a real crash still gets suspected.
+            self.counters.probes_unanswered += 1;
+            debug!(member = %probe.target, relays = probe.relays_asked, "probe unanswered by anyone; inconclusive");
+            return;
+        }
         if member.state == State::Alive {
             self.counters.suspicions_raised += 1;
             debug!(member = %probe.target, "probe failed; suspecting");

@@ -387,3 +387,65 @@ fn messages_from_another_cluster_or_garbage_are_dropped_and_counted() {
     assert_eq!((counters.wrong_cluster, counters.wrong_version, counters.decode_failures), (1, 1, 2));
     assert_eq!(nodes[0].member(id(1)).cloned(), before, "nothing changed");
 }
+
+/// Node 0 probes its first target and asks every relay; nothing it sends
+/// arrives (it is the one cut off). Returns (target index, relays asked,
+/// time the period ended).
+fn probe_into_silence(nodes: &mut [Membership]) -> (usize, Vec<usize>, Instant) {
+    let t = run_to_probe(&mut nodes[0]);
+    let target_index = sent(&mut nodes[0])[0].0;
+    nodes[0].handle_timeout(t + config().probe_timeout);
+    let relays: Vec<usize> = sent(&mut nodes[0])
+        .into_iter()
+        .map(|(relay, message, _)| {
+            assert!(matches!(message.body, Body::PingReq { .. }), "{:?}", message.body);
+            relay
+        })
+        .collect();
+    let end = t + config().probe_interval;
+    nodes[0].handle_timeout(end);
+    (target_index, relays, end)
+}
+
+#[test]
+fn a_probe_that_no_one_answers_suspects_no_one() {
+    let mut nodes = mesh(4);
+    let (target_index, relays, end) = probe_into_silence(&mut nodes);
+    assert_eq!(relays.len(), 2, "every other member was asked");
+    // Neither the target nor a relay answered: the probe tested node 0's
+    // links, not the target. Lifeguard still counts the missed nacks.
+    assert_eq!(nodes[0].member(id(target_index)).map(|m| m.state), Some(State::Alive));
+    assert_eq!(drain_events(&mut nodes[0]), vec![]);
+    assert!(nodes[0].suspicions.is_empty());
+    assert_eq!(nodes[0].pending_broadcasts(), 0, "nothing to gossip");
+    let counters = nodes[0].counters();
+    assert_eq!((counters.probes_unanswered, counters.suspicions_raised), (1, 0));
+    assert_eq!(nodes[0].local_health(), 2, "one point per relay that did not nack");
+    sent(&mut nodes[0]);
+    assert_eq!(nodes[0].poll_timeout(), Some(end + config().probe_timeout * 3), "the next probe waits 3τ");
+}
+
+#[test]
+fn one_nack_is_enough_to_suspect() {
+    let mut nodes = mesh(4);
+    let t = run_to_probe(&mut nodes[0]);
+    let target_index = sent(&mut nodes[0])[0].0;
+    nodes[0].handle_timeout(t + config().probe_timeout);
+    let asks = sent(&mut nodes[0]);
+    assert_eq!(asks.len(), 2);
+    // The first relay gets the request and nacks; the second never does.
+    let (relay, _, request) = &asks[0];
+    nodes[*relay].handle_message(t + config().probe_timeout, &addr(0), request);
+    sent(&mut nodes[*relay]);
+    nodes[*relay].handle_timeout(t + config().probe_timeout * 2);
+    let nack = sent(&mut nodes[*relay]).into_iter().find(|(_, m, _)| matches!(m.body, Body::Nack { .. }));
+    let (_, _, nack) = nack.expect("the relay nacks");
+    nodes[0].handle_message(t + config().probe_timeout * 2, &addr(*relay), &nack);
+    nodes[0].handle_timeout(t + config().probe_interval);
+    // Node 0's messages do get out (a relay answered), so the target's
+    // silence counts against the target.
+    assert_eq!(drain_events(&mut nodes[0]), vec![Event::MemberSuspect { id: id(target_index) }]);
+    let counters = nodes[0].counters();
+    assert_eq!((counters.probes_unanswered, counters.suspicions_raised, counters.nacks_received), (0, 1, 1));
+    assert_eq!(nodes[0].local_health(), 1, "the relay that did not nack still costs a point");
+}
