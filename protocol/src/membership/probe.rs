@@ -175,7 +175,10 @@ impl Membership {
             let facts: Vec<Update> = if id == self.id {
                 vec![self.own_alive()]
             } else {
-                self.members.get(id).map(|m| Update::facts_of(m, self.id).collect()).unwrap_or_default()
+                let mut facts: Vec<Update> =
+                    self.members.get(id).map(|m| Update::facts_of(m, self.id).collect()).unwrap_or_default();
+                facts.iter_mut().for_each(|fact| self.credit_suspicion(fact));
+                facts
             };
             for fact in facts {
                 builder.try_push(&encode_value(&fact));

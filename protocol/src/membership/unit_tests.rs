@@ -449,3 +449,41 @@ fn one_nack_is_enough_to_suspect() {
     assert_eq!((counters.probes_unanswered, counters.suspicions_raised, counters.nacks_received), (0, 1, 1));
     assert_eq!(nodes[0].local_health(), 1, "the relay that did not nack still costs a point");
 }
+
+#[test]
+fn anti_entropy_names_the_suspecter_not_the_sender() {
+    let mut nodes = mesh(4);
+    // Node 2 suspected node 3; node 1 heard of it by gossip.
+    let suspicion = Update::Suspect { id: id(3), generation: 1, incarnation: 0, by: id(2) };
+    deliver_updates(&mut nodes[1], 2, vec![suspicion.clone()]);
+    assert_eq!(drain_events(&mut nodes[1]), vec![Event::MemberSuspect { id: id(3) }]);
+    let deadline = nodes[1].suspicions[&id(3)].deadline;
+    assert_eq!(deadline, Instant::ZERO + Duration::from_secs(24), "a lone suspecter: the longest timeout");
+
+    // Node 0 opens an exchange with node 1. Their views differ, so node 1
+    // sends its entries: node 3's Suspect names node 2, who suspected it,
+    // not node 1, who only heard of it.
+    nodes[0].start_sync(Some(id(1)), addr(1), false);
+    let open = sent(&mut nodes[0]);
+    assert_eq!(open.len(), 1);
+    nodes[1].handle_message(Instant::ZERO, &addr(0), &open[0].2);
+    let reply = sent(&mut nodes[1]);
+    assert_eq!(reply.len(), 1);
+    assert!(matches!(reply[0].1.body, Body::Sync(_)));
+    let suspects: Vec<&Update> = reply[0].1.updates.iter().filter(|u| matches!(u, Update::Suspect { .. })).collect();
+    assert_eq!(suspects, vec![&suspicion]);
+
+    // Node 0 now suspects node 3 too, on node 2's word, and when its entries
+    // go back to node 1 they name node 2 again: no confirmation, node 1's
+    // deadline stays where it was.
+    nodes[0].handle_message(Instant::ZERO, &addr(1), &reply[0].2);
+    assert_eq!(drain_events(&mut nodes[0]), vec![Event::MemberSuspect { id: id(3) }]);
+    assert_eq!(nodes[0].suspicions[&id(3)].raised_by, id(2));
+    let back = sent(&mut nodes[0]);
+    let back: Vec<_> = back.into_iter().filter(|(to, m, _)| *to == 1 && matches!(m.body, Body::Sync(_))).collect();
+    assert_eq!(back.len(), 1, "node 1 asked for node 0's entries");
+    assert!(back[0].1.updates.contains(&suspicion));
+    nodes[1].handle_message(Instant::ZERO, &addr(0), &back[0].2);
+    assert_eq!(nodes[1].suspicions[&id(3)].confirmations(), 0);
+    assert_eq!(nodes[1].suspicions[&id(3)].deadline, deadline);
+}
