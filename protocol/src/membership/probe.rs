@@ -268,7 +268,10 @@ impl Membership {
 
     pub(super) fn on_nack(&mut self, seq: u32) {
         if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
-            probe.nacks += 1;
+            // The network may deliver a datagram twice: nacks beyond the
+            // relays asked are duplicates and must not offset a relay that
+            // stayed silent.
+            probe.nacks = (probe.nacks + 1).min(probe.relays_asked);
             self.counters.nacks_received += 1;
         }
     }
