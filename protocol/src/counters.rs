@@ -87,6 +87,10 @@ pub struct Counters {
     pub nacks_received: u64,
     /// Members this node suspected after a failed probe.
     pub suspicions_raised: u64,
+    /// Probes that ended with no answer from the target nor from any relay
+    /// asked: inconclusive (this node is likely the one cut off), so no
+    /// suspicion was raised.
+    pub probes_unanswered: u64,
     /// Suspicions (raised by anyone) that ended with the member refuting.
     pub suspicions_refuted: u64,
     /// Times this node was suspected or declared dead and refuted it.

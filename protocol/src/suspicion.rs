@@ -27,6 +27,8 @@ pub(crate) struct Suspicion {
     min: Duration,
     max: Duration,
     expected: u32,
+    /// Who raised it first: the `by` of the fact that started it.
+    pub(crate) raised_by: NodeId,
     confirmations: BTreeSet<NodeId>,
     /// When the member is declared Dead unless it refutes first.
     pub(crate) deadline: Instant,
@@ -52,6 +54,7 @@ impl Suspicion {
             min,
             max,
             expected,
+            raised_by: by,
             confirmations: BTreeSet::from([by]),
             deadline: now,
         };

@@ -2,25 +2,11 @@
 //! fault it schedules actually fired.
 
 use shoal_sim::fault::FaultKind;
-use shoal_sim::{Scenario, Simulation, Verdict};
+use shoal_sim::{Scenario, Simulation};
 
 const SEEDS: std::ops::Range<u64> = 0..20;
 const NODES: usize = 100;
 
-/// Built-ins where the protocol is known to get a healthy member declared
-/// Dead on some seeds: `chaos` (every fault at once, drawn by the seed). On 2
-/// of seeds 0..100 at N=100 (9 and 74; none of 0..20) a node that was cut
-/// off or stalled suspected a peer while its gossip could not leave, the
-/// suspect never heard of it, and the node later declared it Dead (the
-/// shrinker reduces it to `sim/scenarios/chaos-196-shrunk.toml`). Only a
-/// single false Dead per seed, with every other check passing, is tolerated
-/// here; each such seed's replay command is printed, and `shoal-sim run`
-/// itself stays strict and fails them. (isolate-one, oneway, clog, bridge
-/// and all-faults had the stale-verdict problem on most seeds until unwell
-/// nodes began withholding their verdicts; they are strict now.)
-const KNOWN_FALSE_DEAD: &[&str] = &["chaos"];
-
-#[allow(clippy::print_stderr)] // the replay commands of tolerated seeds
 fn sweep(name: &str) {
     let mut scenario = Scenario::builtin(name).expect("built in").with_nodes(NODES);
     if name == "flapping" {
@@ -29,30 +15,15 @@ fn sweep(name: &str) {
         scenario = scenario.with_duration(shoal_sim::units::Dur::secs(300));
     }
     let mut failures = Vec::new();
-    let mut tolerated = Vec::new();
     for seed in SEEDS {
         let report = Simulation::new(scenario.clone(), seed).expect("valid").run();
         for spec in &scenario.faults {
             let fired = report.faults_fired.get(spec.kind.name()).copied().unwrap_or(0);
             assert!(fired > 0, "{name} seed {seed}: fault {} never fired", spec.kind.name());
         }
-        if report.passed() {
-            continue;
-        }
-        let failed: Vec<&str> = report.checks.iter().filter(|c| c.verdict == Verdict::Fail).map(|c| c.name).collect();
-        let one_false_dead = report.count("false_dead").is_some_and(|n| n <= 1);
-        if KNOWN_FALSE_DEAD.contains(&name) && failed == ["no_false_dead"] && one_false_dead {
-            tolerated.push(report.replay.clone());
-        } else {
+        if !report.passed() {
             failures.push(format!("{}\n  replay: {}", report.one_line(), report.replay));
         }
-    }
-    if !tolerated.is_empty() {
-        eprintln!(
-            "{name}: known protocol issue (one false Dead) on {} seeds:\n  {}",
-            tolerated.len(),
-            tolerated.join("\n  ")
-        );
     }
     assert!(failures.is_empty(), "{name}: {} of {} seeds failed:\n{}", failures.len(), SEEDS.end, failures.join("\n"));
 }

@@ -94,7 +94,7 @@ pub enum Error {
 }
 
 /// The probe in flight this protocol period.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Probe {
     seq: u32,
     target: NodeId,
@@ -102,8 +102,10 @@ struct Probe {
     /// When the period ends and an unanswered probe makes the target suspect.
     ends_at: Instant,
     acked: bool,
-    relays_asked: u32,
-    nacks: u32,
+    /// The relays asked to probe indirectly.
+    relays: Vec<NodeId>,
+    /// Those of them that nacked, each once (a datagram may arrive twice).
+    nacked: Vec<NodeId>,
 }
 
 /// A probe this node is relaying for another (an indirect probe).
@@ -499,7 +501,7 @@ impl Membership {
                 let request = probe::RelayRequest { seq, target, target_addr, nack_after };
                 self.on_ping_req(now, message.from, from, request);
             }
-            Body::Nack { seq } => self.on_nack(seq),
+            Body::Nack { seq } => self.on_nack(message.from, seq),
             Body::Gossip => {}
             Body::Sync(sync) => self.on_sync(now, message.from, from, &sync),
         }

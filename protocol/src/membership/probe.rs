@@ -29,7 +29,7 @@ pub(super) struct RelayRequest {
 impl Membership {
     pub(super) fn on_probe_tick(&mut self, now: Instant, late: bool) {
         if let Some(probe) = self.probe.take() {
-            self.finish_probe(now, probe, late);
+            self.finish_probe(now, &probe, late);
         }
         let interval = self.health.scale(self.config.probe_interval);
         self.timers.set(now + interval, Timer::ProbeTick);
@@ -58,28 +58,51 @@ impl Membership {
         self.broadcasts.fill(&mut builder, limit, Some(target));
         self.queue_transmit(Some(target), addr, &body, builder.finish());
         self.counters.probes += 1;
-        self.probe =
-            Some(Probe { seq, target, sent_at: now, ends_at: now + interval, acked: false, relays_asked: 0, nacks: 0 });
+        self.probe = Some(Probe {
+            seq,
+            target,
+            sent_at: now,
+            ends_at: now + interval,
+            acked: false,
+            relays: Vec::new(),
+            nacked: Vec::new(),
+        });
         let timeout = self.health.scale(self.config.probe_timeout);
         self.timers.set(now + timeout, Timer::ProbeTimeout { seq });
     }
 
     /// The protocol period ended: an unanswered probe makes its target
-    /// suspect, unless this node itself was stalled.
-    fn finish_probe(&mut self, now: Instant, probe: Probe, late: bool) {
+    /// suspect, unless this node itself was stalled, or nobody it asked
+    /// answered at all (then the probe tested this node's links, not the
+    /// target).
+    fn finish_probe(&mut self, now: Instant, probe: &Probe, late: bool) {
+        debug_assert!(probe.nacked.iter().all(|r| probe.relays.contains(r)), "a nack answers a request we sent");
         if probe.acked || late || !self.members.get(probe.target).is_some_and(|m| m.state.is_live()) {
             return;
         }
         // Lifeguard: relays that did not even nack suggest the fault is ours.
-        let missed_nacks = probe.relays_asked.saturating_sub(probe.nacks);
-        self.health.worsen(if probe.relays_asked == 0 { 1 } else { missed_nacks });
+        let (relays_asked, nacks) = (probe.relays.len(), probe.nacked.len());
+        let missed_nacks = u32::try_from(relays_asked - nacks).unwrap_or(u32::MAX);
+        self.health.worsen(if relays_asked == 0 { 1 } else { missed_nacks });
+        if relays_asked > 0 && nacks == 0 {
+            // Silence from the target and from every relay: this node's own
+            // messages (or their answers) went nowhere, so the probe says
+            // nothing about the target. A suspicion raised here could not
+            // reach the suspect to be refuted, and its timer would run out
+            // once this node is back (issue 16: `chaos` declared healthy
+            // members Dead exactly so). Healthy relays nack within the
+            // period (80% rule), so a real crash still gets suspected.
+            self.counters.probes_unanswered += 1;
+            debug!(member = %probe.target, relays = relays_asked, "probe unanswered by anyone; inconclusive");
+            return;
+        }
         self.suspect_probed(now, probe.target);
     }
 
     /// The network said nothing listens at `addr`: an unanswered probe of
     /// the member there ends now, as failed, instead of at the end of the
     /// period. This is news about the target, not about this node, so local
-    /// health is left as it is.
+    /// health is left as it is (and no relay need speak for it).
     pub(super) fn on_unreachable(&mut self, now: Instant, addr: &Address) {
         let Some(probe) = self.probe.as_ref().filter(|p| !p.acked) else {
             return;
@@ -178,7 +201,10 @@ impl Membership {
             let facts: Vec<Update> = if id == self.id {
                 vec![self.own_alive()]
             } else {
-                self.members.get(id).map(|m| Update::facts_of(m, self.id).collect()).unwrap_or_default()
+                let mut facts: Vec<Update> =
+                    self.members.get(id).map(|m| Update::facts_of(m, self.id).collect()).unwrap_or_default();
+                facts.iter_mut().for_each(|fact| self.credit_suspicion(fact));
+                facts
             };
             for fact in facts {
                 builder.try_push(&encode_value(&fact));
@@ -215,7 +241,7 @@ impl Membership {
         }
         self.counters.indirect_probes += relays.len() as u64;
         if let Some(probe) = self.probe.as_mut() {
-            probe.relays_asked = u32::try_from(relays.len()).unwrap_or(u32::MAX);
+            probe.relays = relays;
         }
     }
 
@@ -266,9 +292,14 @@ impl Membership {
         }
     }
 
-    pub(super) fn on_nack(&mut self, seq: u32) {
+    pub(super) fn on_nack(&mut self, from: NodeId, seq: u32) {
         if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
-            probe.nacks += 1;
+            // Each relay asked counts once: the network may deliver a
+            // datagram twice, and a copy must not stand in for a relay that
+            // stayed silent.
+            if probe.relays.contains(&from) && !probe.nacked.contains(&from) {
+                probe.nacked.push(from);
+            }
             self.counters.nacks_received += 1;
         }
     }

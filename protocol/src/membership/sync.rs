@@ -220,6 +220,9 @@ impl Membership {
         for (index, range) in serve.iter().enumerate() {
             facts.clear();
             table.facts_in(*range, self.id, &mut facts);
+            for fact in &mut facts {
+                self.credit_suspicion(fact);
+            }
             for fact in &facts {
                 let len = encode_append(fact, &mut out.bytes);
                 if len > *budget {

@@ -473,3 +473,106 @@ fn messages_from_another_cluster_or_garbage_are_dropped_and_counted() {
     assert_eq!((counters.wrong_cluster, counters.wrong_version, counters.decode_failures), (1, 1, 2));
     assert_eq!(nodes[0].member(id(1)).cloned(), before, "nothing changed");
 }
+
+/// Node 0 probes its first target and asks every relay; nothing it sends
+/// arrives (it is the one cut off). Returns (target index, relays asked,
+/// time the period ended).
+fn probe_into_silence(nodes: &mut [Membership]) -> (usize, Vec<usize>, Instant) {
+    let t = run_to_probe(&mut nodes[0]);
+    let target_index = sent(&mut nodes[0])[0].0;
+    nodes[0].handle_timeout(t + config().probe_timeout);
+    let relays: Vec<usize> = sent(&mut nodes[0])
+        .into_iter()
+        .map(|(relay, message, _)| {
+            assert!(matches!(message.body, Body::PingReq { .. }), "{:?}", message.body);
+            relay
+        })
+        .collect();
+    let end = t + config().probe_interval;
+    nodes[0].handle_timeout(end);
+    (target_index, relays, end)
+}
+
+#[test]
+fn a_probe_that_no_one_answers_suspects_no_one() {
+    let mut nodes = mesh(4);
+    let (target_index, relays, end) = probe_into_silence(&mut nodes);
+    assert_eq!(relays.len(), 2, "every other member was asked");
+    // Neither the target nor a relay answered: the probe tested node 0's
+    // links, not the target. Lifeguard still counts the missed nacks.
+    assert_eq!(nodes[0].member(id(target_index)).map(|m| m.state), Some(State::Alive));
+    assert_eq!(drain_events(&mut nodes[0]), vec![]);
+    assert!(nodes[0].suspicions.is_empty());
+    assert_eq!(nodes[0].pending_broadcasts(), 0, "nothing to gossip");
+    let counters = nodes[0].counters();
+    assert_eq!((counters.probes_unanswered, counters.suspicions_raised), (1, 0));
+    assert_eq!(nodes[0].local_health(), 2, "one point per relay that did not nack");
+    sent(&mut nodes[0]);
+    assert_eq!(nodes[0].poll_timeout(), Some(end + config().probe_timeout * 3), "the next probe waits 3τ");
+}
+
+#[test]
+fn one_nack_is_enough_to_suspect() {
+    let mut nodes = mesh(4);
+    let t = run_to_probe(&mut nodes[0]);
+    let target_index = sent(&mut nodes[0])[0].0;
+    nodes[0].handle_timeout(t + config().probe_timeout);
+    let asks = sent(&mut nodes[0]);
+    assert_eq!(asks.len(), 2);
+    // The first relay gets the request and nacks; the second never does.
+    let (relay, _, request) = &asks[0];
+    nodes[*relay].handle_message(t + config().probe_timeout, &addr(0), request);
+    sent(&mut nodes[*relay]);
+    nodes[*relay].handle_timeout(t + config().probe_timeout * 2);
+    let nack = sent(&mut nodes[*relay]).into_iter().find(|(_, m, _)| matches!(m.body, Body::Nack { .. }));
+    let (_, _, nack) = nack.expect("the relay nacks");
+    // The network delivers the nack twice: the copy must not stand in for
+    // the relay that stayed silent.
+    nodes[0].handle_message(t + config().probe_timeout * 2, &addr(*relay), &nack);
+    nodes[0].handle_message(t + config().probe_timeout * 2, &addr(*relay), &nack);
+    nodes[0].handle_timeout(t + config().probe_interval);
+    // Node 0's messages do get out (a relay answered), so the target's
+    // silence counts against the target.
+    assert_eq!(drain_events(&mut nodes[0]), vec![Event::MemberSuspect { id: id(target_index) }]);
+    let counters = nodes[0].counters();
+    assert_eq!((counters.probes_unanswered, counters.suspicions_raised, counters.nacks_received), (0, 1, 2));
+    assert_eq!(nodes[0].local_health(), 1, "the relay that did not nack still costs a point");
+}
+
+#[test]
+fn anti_entropy_names_the_suspecter_not_the_sender() {
+    let mut nodes = mesh(4);
+    // Node 2 suspected node 3; node 1 heard of it by gossip.
+    let suspicion = Update::Suspect { id: id(3), generation: 1, incarnation: 0, by: id(2) };
+    deliver_updates(&mut nodes[1], 2, vec![suspicion.clone()]);
+    assert_eq!(drain_events(&mut nodes[1]), vec![Event::MemberSuspect { id: id(3) }]);
+    let deadline = nodes[1].suspicions[&id(3)].deadline;
+    assert_eq!(deadline, Instant::ZERO + Duration::from_secs(24), "a lone suspecter: the longest timeout");
+
+    // Node 0 opens an exchange with node 1. Their views differ, so node 1
+    // sends its entries: node 3's Suspect names node 2, who suspected it,
+    // not node 1, who only heard of it.
+    nodes[0].start_sync(Some(id(1)), addr(1), false);
+    let open = sent(&mut nodes[0]);
+    assert_eq!(open.len(), 1);
+    nodes[1].handle_message(Instant::ZERO, &addr(0), &open[0].2);
+    let reply = sent(&mut nodes[1]);
+    assert_eq!(reply.len(), 1);
+    assert!(matches!(reply[0].1.body, Body::Sync(_)));
+    let suspects: Vec<&Update> = reply[0].1.updates.iter().filter(|u| matches!(u, Update::Suspect { .. })).collect();
+    assert_eq!(suspects, vec![&suspicion]);
+
+    // Node 0 now suspects node 3 too, on node 2's word, and when its entries
+    // go back to node 1 they name node 2 again: no confirmation, node 1's
+    // deadline stays where it was.
+    nodes[0].handle_message(Instant::ZERO, &addr(1), &reply[0].2);
+    assert_eq!(drain_events(&mut nodes[0]), vec![Event::MemberSuspect { id: id(3) }]);
+    assert_eq!(nodes[0].suspicions[&id(3)].raised_by, id(2));
+    let back = sent(&mut nodes[0]);
+    let back: Vec<_> = back.into_iter().filter(|(to, m, _)| *to == 1 && matches!(m.body, Body::Sync(_))).collect();
+    assert_eq!(back.len(), 1, "node 1 asked for node 0's entries");
+    assert!(back[0].1.updates.contains(&suspicion));
+    nodes[1].handle_message(Instant::ZERO, &addr(0), &back[0].2);
+    assert_eq!(nodes[1].suspicions[&id(3)].confirmations(), 0);
+    assert_eq!(nodes[1].suspicions[&id(3)].deadline, deadline);
+}
