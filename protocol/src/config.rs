@@ -210,11 +210,22 @@ impl Config {
     /// The (shortest, longest) suspicion timeout among `live_members`
     /// (ALGORITHM.md, section 2).
     pub fn suspicion_bounds(&self, live_members: usize) -> (Duration, Duration) {
+        let min = self.lifeguard_min(live_members).max(self.suspicion_floor);
+        (min, min.saturating_mul(self.suspicion_max_timeout_mult))
+    }
+
+    /// The same bounds without `suspicion_floor`, for a member whose process
+    /// is known to be gone (the floor is there to outlast a paused one).
+    pub fn suspicion_bounds_without_floor(&self, live_members: usize) -> (Duration, Duration) {
+        let min = self.lifeguard_min(live_members);
+        (min, min.saturating_mul(self.suspicion_max_timeout_mult))
+    }
+
+    /// Lifeguard's shortest suspicion: `suspicion_mult · max(1, log10 N) · T`.
+    fn lifeguard_min(&self, live_members: usize) -> Duration {
         #[allow(clippy::cast_precision_loss)]
         let node_scale = (live_members.max(1) as f64).log10().max(1.0);
-        let scaled = self.probe_interval.mul_f64(f64::from(self.suspicion_mult) * node_scale);
-        let min = scaled.max(self.suspicion_floor);
-        (min, min.saturating_mul(self.suspicion_max_timeout_mult))
+        self.probe_interval.mul_f64(f64::from(self.suspicion_mult) * node_scale)
     }
 
     /// Checks every field, returning the config unchanged if all are in range.

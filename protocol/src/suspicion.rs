@@ -62,6 +62,15 @@ impl Suspicion {
         suspicion
     }
 
+    /// The suspect's process is known to be gone (a port unreachable):
+    /// `suspicion_floor`, there to outlast a paused process, no longer
+    /// applies. The deadline can only come closer.
+    pub(crate) fn drop_floor(&mut self, config: &Config, live_members: usize, now: Instant) {
+        let (min, max) = config.suspicion_bounds_without_floor(live_members);
+        (self.min, self.max) = (min, max);
+        self.deadline = (self.started + self.timeout()).max(now).min(self.deadline);
+    }
+
     /// Independent confirmations beyond the first suspicion.
     pub(crate) fn confirmations(&self) -> u32 {
         u32::try_from(self.confirmations.len().saturating_sub(1)).unwrap_or(u32::MAX)

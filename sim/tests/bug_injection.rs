@@ -12,11 +12,11 @@ fn ignoring_refutations_gets_healthy_nodes_declared_dead_under_loss() {
     let mut scenario =
         Scenario::builtin("flaky-5pct-loss").expect("built in").with_nodes(60).with_duration(Dur::secs(120));
     // The same run without the bug passes ...
-    let healthy = Simulation::new(scenario.clone(), 11).expect("valid").run();
+    let healthy = Simulation::new(scenario.clone(), 12).expect("valid").run();
     assert!(healthy.passed(), "{healthy}");
     // ... and with it fails, on the check that guards against exactly this.
     scenario.bug = Some(BugKind::IgnoreRefutations);
-    let broken = Simulation::new(scenario, 11).expect("valid").run();
+    let broken = Simulation::new(scenario, 12).expect("valid").run();
     assert!(!broken.passed(), "the broken build passed:\n{broken}");
     let check = broken.check("no_false_dead").expect("present");
     assert_eq!(check.verdict, Verdict::Fail, "{}", check.detail);
@@ -25,13 +25,13 @@ fn ignoring_refutations_gets_healthy_nodes_declared_dead_under_loss() {
         "{}",
         broken.replay
     );
-    assert!(broken.replay.contains("--seed 11"), "{}", broken.replay);
+    assert!(broken.replay.contains("--seed 12"), "{}", broken.replay);
 }
 
 #[test]
 fn the_binary_exits_non_zero_and_prints_the_replay_command() {
     let output = Command::new(env!("CARGO_BIN_EXE_shoal-sim"))
-        .args(["run", "flaky-5pct-loss", "--nodes", "60", "--duration", "120s", "--seed", "11"])
+        .args(["run", "flaky-5pct-loss", "--nodes", "60", "--duration", "120s", "--seed", "12"])
         .args(["--bug", "ignore-refutations"])
         .output()
         .expect("runs");
@@ -40,7 +40,7 @@ fn the_binary_exits_non_zero_and_prints_the_replay_command() {
     assert!(stdout.contains("verdict   FAIL"), "{stdout}");
     let replay = stdout.lines().find(|l| l.starts_with("replay")).expect("a replay line");
     assert!(
-        replay.contains("run flaky-5pct-loss --seed 11 --nodes 60 --duration 2m --bug ignore-refutations"),
+        replay.contains("run flaky-5pct-loss --seed 12 --nodes 60 --duration 2m --bug ignore-refutations"),
         "{replay}"
     );
 }

@@ -21,8 +21,12 @@ fn config() -> Config {
 /// Nodes 0..n, each already knowing all the others (as if gossip had run),
 /// with their queues drained.
 fn mesh(n: usize) -> Vec<Membership> {
+    mesh_of(n, &config())
+}
+
+fn mesh_of(n: usize, config: &Config) -> Vec<Membership> {
     let mut nodes: Vec<Membership> = (0..n)
-        .map(|i| Membership::new(config(), identity(i, 1), 100 + i as u64, Instant::ZERO).expect("valid"))
+        .map(|i| Membership::new(config.clone(), identity(i, 1), 100 + i as u64, Instant::ZERO).expect("valid"))
         .collect();
     for a in 0..n {
         for b in 0..n {
@@ -302,6 +306,26 @@ fn a_port_unreachable_ends_the_probe_at_once_as_failed() {
     assert!(bodies(&mut nodes[0]).iter().all(|(_, b)| !matches!(b, Body::PingReq { .. })));
     nodes[0].handle_unreachable(start + 2 * MS, &addr(target_index));
     assert_eq!(nodes[0].counters().probes_unreachable, 1);
+}
+
+#[test]
+fn a_port_unreachable_lifts_the_suspicion_floor_a_pause_needs() {
+    // `fast` keeps a suspicion at least 2.75 s so a paused member can come
+    // back; a port unreachable says the process is gone, not paused.
+    let fast = Config { gossip_interval: HOUR, push_pull_interval: HOUR, reconnect_interval: HOUR, ..Config::fast() };
+    let mut nodes = mesh_of(10, &fast);
+    let start = run_to_probe(&mut nodes[0]);
+    let (target_index, _) = bodies(&mut nodes[0])
+        .into_iter()
+        .find(|(_, body)| matches!(body, Body::Ping { .. }))
+        .expect("node 0 probes someone");
+    nodes[0].handle_unreachable(start + MS, &addr(target_index));
+    let target = id(target_index);
+    // Lifeguard's own bounds at N = 10: 2 · 1 · 0.75 s = 1.5 s, at most 6
+    // times that (9 s) until a confirmation comes; the floor would give 16.5 s.
+    let (_, max) = fast.suspicion_bounds_without_floor(10);
+    assert_eq!(max, Duration::from_millis(9_000));
+    assert_eq!(nodes[0].suspicions[&target].deadline, start + MS + max);
 }
 
 #[test]
