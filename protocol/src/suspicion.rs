@@ -62,12 +62,15 @@ impl Suspicion {
         suspicion
     }
 
-    /// The suspect's process is known to be gone (a port unreachable):
-    /// `suspicion_floor`, there to outlast a paused process, no longer
-    /// applies. The deadline can only come closer.
-    pub(crate) fn drop_floor(&mut self, config: &Config, live_members: usize, now: Instant) {
+    /// The suspect's process is known to be gone (a port unreachable from
+    /// its host): `suspicion_floor`, there to outlast a paused process, no
+    /// longer applies, and neither does waiting for independent
+    /// confirmations, which guard against a suspecter with bad links; the
+    /// suspicion lasts Lifeguard's shortest timeout, the window a live
+    /// member would have to refute. The deadline can only come closer.
+    pub(crate) fn proven_gone(&mut self, config: &Config, live_members: usize, now: Instant) {
         let (min, max) = config.suspicion_bounds_without_floor(live_members);
-        (self.min, self.max) = (min, max);
+        (self.min, self.max, self.expected) = (min, max, 0);
         self.deadline = (self.started + self.timeout()).max(now).min(self.deadline);
     }
 

@@ -114,10 +114,11 @@ impl Membership {
         self.probe = None;
         self.counters.probes_unreachable += 1;
         self.suspect_probed(now, target);
-        // Not a paused process: the suspicion floor is not needed.
+        // Not a paused process, and not this node's links: no floor, no
+        // confirmations awaited.
         let live = self.members.live_count();
         if let Some(suspicion) = self.suspicions.get_mut(&target) {
-            suspicion.drop_floor(&self.config, live, now);
+            suspicion.proven_gone(&self.config, live, now);
             let deadline = suspicion.deadline;
             self.timers.set(deadline, Timer::Suspicion { id: target, deadline });
         }

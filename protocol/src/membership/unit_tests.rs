@@ -309,7 +309,7 @@ fn a_port_unreachable_ends_the_probe_at_once_as_failed() {
 }
 
 #[test]
-fn a_port_unreachable_lifts_the_suspicion_floor_a_pause_needs() {
+fn a_port_unreachable_lifts_the_floor_and_the_wait_for_confirmations() {
     // `fast` keeps a suspicion at least 2.75 s so a paused member can come
     // back; a port unreachable says the process is gone, not paused.
     let fast = Config { gossip_interval: HOUR, push_pull_interval: HOUR, reconnect_interval: HOUR, ..Config::fast() };
@@ -321,11 +321,11 @@ fn a_port_unreachable_lifts_the_suspicion_floor_a_pause_needs() {
         .expect("node 0 probes someone");
     nodes[0].handle_unreachable(start + MS, &addr(target_index));
     let target = id(target_index);
-    // Lifeguard's own bounds at N = 10: 2 · 1 · 0.75 s = 1.5 s, at most 6
-    // times that (9 s) until a confirmation comes; the floor would give 16.5 s.
-    let (_, max) = fast.suspicion_bounds_without_floor(10);
-    assert_eq!(max, Duration::from_millis(9_000));
-    assert_eq!(nodes[0].suspicions[&target].deadline, start + MS + max);
+    // Lifeguard's own shortest timeout at N = 10, 2 · 1 · 0.75 s = 1.5 s,
+    // with no confirmation awaited; otherwise 16.5 s until one came.
+    let (min, _) = fast.suspicion_bounds_without_floor(10);
+    assert_eq!(min, Duration::from_millis(1_500));
+    assert_eq!(nodes[0].suspicions[&target].deadline, start + MS + min);
 }
 
 #[test]
