@@ -85,6 +85,31 @@ fn report_quality(config: PlacementConfig, per_node: u64) {
     let (mut leave_ratios, mut join_ratios) = (Vec::new(), Vec::new());
     let (mut leave_times, mut join_times) = (Vec::new(), Vec::new());
     let (mut not_fixed, mut worst_load) = (0, 0.0f64);
+    // A view with every other move of a change done (statuses still
+    // spreading) should place as the change's placement does.
+    let (mut half_views_differ, mut half_replicas_differ) = (0u32, 0usize);
+    let mut half_done = |nodes: &[Candidate], after: &Placement| {
+        let mut partial = Running::new();
+        let mut flip = false;
+        for (name, owners) in &after.assignments {
+            for (i, owner) in owners.iter().enumerate() {
+                let before = base.owner(name, i);
+                let chosen = if before != *owner {
+                    flip = !flip;
+                    if flip { *owner } else { before }
+                } else {
+                    before
+                };
+                if let Some(node) = chosen {
+                    partial.add(name, i, node);
+                }
+            }
+        }
+        let again = place(nodes, &work, &partial, config);
+        let differ = again.replicas().filter(|(w, i, n)| after.owner(w, *i) != Some(*n)).count();
+        half_views_differ += u32::from(differ > 0);
+        half_replicas_differ += differ;
+    };
     for event in 0..50u64 {
         let gone = nodes[(event * 37 % n) as usize].id;
         let remaining: Vec<Candidate> = nodes.iter().filter(|c| c.id != gone).cloned().collect();
@@ -95,6 +120,7 @@ fn report_quality(config: PlacementConfig, per_node: u64) {
         leave_ratios.push(moved as f64 / minimum.max(1) as f64);
         not_fixed += u32::from(!settled(&remaining, &after));
         worst_load = worst_load.max(quality::load_ratio(&remaining, &after));
+        half_done(&remaining, &after);
 
         let mut grown = nodes.clone();
         let newcomer = candidates(1, 1_000 + event).pop().unwrap();
@@ -107,6 +133,7 @@ fn report_quality(config: PlacementConfig, per_node: u64) {
         join_ratios.push(moved as f64 / minimum.max(1) as f64);
         not_fixed += u32::from(!settled(&grown, &after));
         worst_load = worst_load.max(quality::load_ratio(&grown, &after));
+        half_done(&grown, &after);
     }
     for (what, ratios) in [("leave", &mut leave_ratios), ("join", &mut join_ratios)] {
         ratios.sort_by(f64::total_cmp);
@@ -120,6 +147,9 @@ fn report_quality(config: PlacementConfig, per_node: u64) {
     }
     println!("  max/mean load after any of the 100 changes: {worst_load:.3}");
     println!("  changes after which placing again would move something: {not_fixed} of 100");
+    println!(
+        "  views with every other move done that place differently: {half_views_differ} of 100 ({half_replicas_differ} replicas in all)"
+    );
     leave_times.sort_by(f64::total_cmp);
     join_times.sort_by(f64::total_cmp);
     println!(

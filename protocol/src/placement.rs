@@ -211,6 +211,13 @@ struct Ring {
     /// (position, candidate index), sorted. Only settled candidates have
     /// tokens: only they take new work.
     tokens: Vec<(u64, u32)>,
+    /// The first token at or after each of 2^bits equal slices of the
+    /// ring: positions are hashes, so a lookup scans about one token from
+    /// there instead of binary-searching the whole ring (a million lookups
+    /// in a ring of half a million tokens are otherwise mostly cache
+    /// misses).
+    slices: Vec<u32>,
+    bits: u32,
 }
 
 impl Ring {
@@ -224,12 +231,25 @@ impl Ring {
             tokens.extend((0..count).map(|j| (mix64(key ^ mix64(j.wrapping_add(0x9e37_79b9))), index)));
         }
         tokens.sort_unstable();
-        Ring { tokens }
+        let bits = tokens.len().max(1).next_power_of_two().trailing_zeros().max(1);
+        let mut slices = Vec::with_capacity(1 << bits);
+        let mut next = 0usize;
+        for slice in 0..1u64 << bits {
+            let start = slice << (64 - bits);
+            while next < tokens.len() && tokens[next].0 < start {
+                next += 1;
+            }
+            slices.push(u32::try_from(next).unwrap_or(u32::MAX));
+        }
+        Ring { tokens, slices, bits }
     }
 
     /// The first token at or clockwise after `position`.
     fn first_at_or_after(&self, position: u64) -> usize {
-        let index = self.tokens.partition_point(|(token, _)| *token < position);
+        let mut index = self.slices[(position >> (64 - self.bits)) as usize] as usize;
+        while index < self.tokens.len() && self.tokens[index].0 < position {
+            index += 1;
+        }
         if index == self.tokens.len() { 0 } else { index }
     }
 }
@@ -334,6 +354,13 @@ struct Placer<'a> {
     masks: Vec<Vec<bool>>,
     mask_of: Vec<Option<usize>>,
     bases: Vec<u64>,
+    /// Each workload's needs and each node's capacity, in flat vectors:
+    /// the matching reads them for every pair it tries.
+    needs: Vec<Resources>,
+    cpu: Vec<u64>,
+    memory: Vec<u64>,
+    /// `fair` for a settled node, 0 for one that takes no new work.
+    fair_limit: Vec<u32>,
     /// `⌊share⌋`: the fair share a settled node below it pulls up to, and
     /// the load above which a node gives replicas to such a node.
     fair: Vec<u32>,
@@ -344,10 +371,12 @@ struct Placer<'a> {
     load: Vec<u32>,
     used_cpu: Vec<u64>,
     used_memory: Vec<u64>,
-    /// Which nodes hold a replica of each workload (distinctness); replica
-    /// counts are small, so a vector beats a set.
-    holds: Vec<Vec<u32>>,
-    assigned: Vec<Vec<Option<u32>>>,
+    /// The node of every replica (`NONE`: none yet), workload after
+    /// workload: replica r of workload w is `slots[first[w] + r]`. One flat
+    /// vector, so the distinctness check (does this node hold another
+    /// replica of w?) scans a few neighbouring slots.
+    slots: Vec<u32>,
+    first: Vec<u32>,
 }
 
 /// Which per-node limit a matching stage fills up to.
@@ -357,6 +386,9 @@ enum Limit {
     Place,
     Keep,
 }
+
+/// An empty slot.
+const NONE: u32 = u32::MAX;
 
 /// Placements from a placement's own result, at most, when overflow left a
 /// node over its cap (each round moves at least one replica under a cap).
@@ -405,9 +437,9 @@ impl<'a> Placer<'a> {
     /// The result, as where replicas run.
     fn running(&self) -> Running {
         let mut running = Running::new();
-        for (w, nodes) in self.assigned.iter().enumerate() {
-            for (replica, node) in nodes.iter().enumerate() {
-                if let Some(node) = node {
+        for w in 0..self.workloads.len() {
+            for (replica, node) in self.of_workload(w).iter().enumerate() {
+                if *node != NONE {
                     running.add(&self.workloads[w].name, replica, self.candidates[*node as usize].id);
                 }
             }
@@ -474,14 +506,23 @@ impl<'a> Placer<'a> {
             masks,
             mask_of,
             bases: workloads.iter().map(|w| crate::stable_hash64(w.name.as_bytes())).collect(),
+            needs: workloads.iter().map(|w| w.resources).collect(),
+            cpu: candidates.iter().map(|c| u64::from(c.capacity.cpu_millis)).collect(),
+            memory: candidates.iter().map(|c| c.capacity.memory_bytes).collect(),
+            fair_limit: candidates.iter().zip(&fair).map(|(c, f)| if c.settled { *f } else { 0 }).collect(),
             fair,
             place_cap,
             keep_cap,
             load: vec![0; n],
             used_cpu: vec![0; n],
             used_memory: vec![0; n],
-            holds: vec![Vec::new(); workloads.len()],
-            assigned: workloads.iter().map(|w| vec![None; w.replicas as usize]).collect(),
+            slots: vec![NONE; workloads.iter().map(|w| w.replicas as usize).sum()],
+            first: std::iter::once(0)
+                .chain(workloads.iter().scan(0u32, |at, w| {
+                    *at += w.replicas;
+                    Some(*at)
+                }))
+                .collect(),
         }
     }
 
@@ -498,23 +539,27 @@ impl<'a> Placer<'a> {
     /// distinctness and resources (not the load cap).
     #[allow(clippy::cast_possible_truncation)] // see `place`
     fn fits(&self, node: usize, w: usize) -> bool {
-        let need = self.workloads[w].resources;
-        let capacity = self.candidates[node].capacity;
-        self.eligible(w, node)
-            && !self.holds[w].contains(&(node as u32))
-            && self.used_cpu[node] + u64::from(need.cpu_millis) <= u64::from(capacity.cpu_millis)
-            && self.used_memory[node] + need.memory_bytes <= capacity.memory_bytes
+        let need = self.needs[w];
+        self.used_cpu[node] + u64::from(need.cpu_millis) <= self.cpu[node]
+            && self.used_memory[node] + need.memory_bytes <= self.memory[node]
+            && self.eligible(w, node)
+            && !self.of_workload(w).contains(&(node as u32))
+    }
+
+    /// The slots of workload `w`'s replicas.
+    fn of_workload(&self, w: usize) -> &[u32] {
+        &self.slots[self.first[w] as usize..self.first[w + 1] as usize]
+    }
+
+    /// The node replica `replica` of workload `w` is on.
+    fn holder(&self, w: usize, replica: u32) -> Option<usize> {
+        let node = self.slots[self.first[w] as usize + replica as usize];
+        (node != NONE).then_some(node as usize)
     }
 
     fn limit(&self, limit: Limit, node: usize) -> u32 {
         match limit {
-            Limit::Fair => {
-                if self.candidates[node].settled {
-                    self.fair[node]
-                } else {
-                    0
-                }
-            }
+            Limit::Fair => self.fair_limit[node],
             Limit::Place => self.place_cap[node],
             Limit::Keep => self.keep_cap[node],
         }
@@ -526,24 +571,24 @@ impl<'a> Placer<'a> {
 
     #[allow(clippy::cast_possible_truncation)] // see `place`
     fn take(&mut self, node: usize, w: usize, replica: u32) {
-        let need = self.workloads[w].resources;
+        let need = self.needs[w];
         self.load[node] += 1;
         self.used_cpu[node] += u64::from(need.cpu_millis);
         self.used_memory[node] += need.memory_bytes;
-        self.holds[w].push(node as u32);
-        self.assigned[w][replica as usize] = Some(node as u32);
+        self.slots[self.first[w] as usize + replica as usize] = node as u32;
     }
 
     fn release(&mut self, w: usize, replica: u32) {
-        let Some(node) = self.assigned[w][replica as usize].take() else { return };
-        let need = self.workloads[w].resources;
+        let slot = self.first[w] as usize + replica as usize;
+        let node = std::mem::replace(&mut self.slots[slot], NONE);
+        if node == NONE {
+            return;
+        }
+        let need = self.needs[w];
         let n = node as usize;
         self.load[n] -= 1;
         self.used_cpu[n] -= u64::from(need.cpu_millis);
         self.used_memory[n] -= need.memory_bytes;
-        if let Some(at) = self.holds[w].iter().position(|h| *h == node) {
-            self.holds[w].swap_remove(at);
-        }
     }
 
     fn node_index(&self, id: NodeId) -> Option<usize> {
@@ -561,20 +606,16 @@ impl<'a> Placer<'a> {
                 let Some(nodes) = running.first.get(&self.workloads[w].name) else { continue };
                 for (replica, holder) in nodes.iter().enumerate().take(self.workloads[w].replicas as usize) {
                     let Some(node) = holder.and_then(|id| self.node_index(id)) else { continue };
-                    if self.eligible(w, node) && !self.holds[w].contains(&(node as u32)) {
-                        let need = self.workloads[w].resources;
-                        self.load[node] += 1;
-                        self.used_cpu[node] += u64::from(need.cpu_millis);
-                        self.used_memory[node] += need.memory_bytes;
-                        self.holds[w].push(node as u32);
-                        self.assigned[w][replica] = Some(node as u32);
+                    if self.eligible(w, node) && !self.of_workload(w).contains(&(node as u32)) {
+                        self.take(node, w, replica as u32);
                     }
                 }
             }
         }
         let mut orphans = Vec::new();
-        for (w, nodes) in self.assigned.iter().enumerate() {
-            orphans.extend(nodes.iter().enumerate().filter(|(_, n)| n.is_none()).map(|(r, _)| (w as u32, r as u32)));
+        for w in 0..self.workloads.len() {
+            let slots = self.of_workload(w);
+            orphans.extend(slots.iter().enumerate().filter(|(_, n)| **n == NONE).map(|(r, _)| (w as u32, r as u32)));
         }
         orphans
     }
@@ -587,10 +628,9 @@ impl<'a> Placer<'a> {
     fn shed(&mut self) -> Vec<(u32, u32)> {
         let over: Vec<usize> = (0..self.candidates.len())
             .filter(|&n| {
-                let capacity = self.candidates[n].capacity;
                 self.load[n] > self.keep_cap[n]
-                    || self.used_cpu[n] > u64::from(capacity.cpu_millis)
-                    || self.used_memory[n] > capacity.memory_bytes
+                    || self.used_cpu[n] > self.cpu[n]
+                    || self.used_memory[n] > self.memory[n]
             })
             .collect();
         let mut shed = Vec::new();
@@ -598,9 +638,8 @@ impl<'a> Placer<'a> {
             return shed;
         }
         let mut kept: BTreeMap<u32, Vec<(u64, u32, u32)>> = over.iter().map(|&n| (n as u32, Vec::new())).collect();
-        for (w, nodes) in self.assigned.iter().enumerate() {
-            for (replica, node) in nodes.iter().enumerate() {
-                let Some(node) = *node else { continue };
+        for w in 0..self.workloads.len() {
+            for (replica, &node) in self.of_workload(w).iter().enumerate() {
                 if let Some(list) = kept.get_mut(&node) {
                     let rank = mix64(self.position(w, replica as u32) ^ self.candidates[node as usize].id.key());
                     list.push((rank, w as u32, replica as u32));
@@ -679,35 +718,45 @@ impl<'a> Placer<'a> {
         // once; only the pairs of seekers that had to walk on go through a
         // heap, and the two are merged.
         let distance = |ring: &Ring, seeker: &Seeker| ring.tokens[seeker.cursor].0.wrapping_sub(seeker.position);
-        let mut first_pairs: Vec<(u64, usize)> =
-            seekers.iter().enumerate().map(|(index, seeker)| (distance(&self.ring, seeker), index)).collect();
+        // (distance, seeker, node, workload, replica): what taking the pair
+        // needs, so the common case reads no seeker and no token.
+        let mut first_pairs: Vec<(u64, u32, u32, u32, u32)> = seekers
+            .iter()
+            .enumerate()
+            .map(|(index, seeker)| {
+                let node = self.ring.tokens[seeker.cursor].1;
+                (distance(&self.ring, seeker), index as u32, node, seeker.workload, seeker.replica)
+            })
+            .collect();
         first_pairs.sort_unstable();
         let mut first_pairs = first_pairs.into_iter().peekable();
         let mut retries = BinaryHeap::new();
         let mut leftovers = Vec::new();
         loop {
             let from_retries = match (first_pairs.peek(), retries.peek()) {
-                (Some(first), Some(Reverse(retry))) => retry < first,
+                (Some(first), Some(Reverse(retry))) => *retry < (first.0, first.1 as usize),
                 (None, Some(_)) => true,
                 (Some(_), None) => false,
                 (None, None) => break,
             };
-            let index = if from_retries {
-                retries.pop().map(|Reverse((_, index))| index)
+            let pair = if from_retries {
+                retries.pop().map(|Reverse((_, index))| {
+                    let seeker: &Seeker = &seekers[index];
+                    (index, self.ring.tokens[seeker.cursor].1, seeker.workload, seeker.replica)
+                })
             } else {
-                first_pairs.next().map(|(_, index)| index)
+                first_pairs.next().map(|(_, index, node, w, replica)| (index as usize, node, w, replica))
             };
-            let Some(index) = index else { break };
-            let mut seeker = seekers[index];
-            let w = seeker.workload as usize;
-            let node = self.ring.tokens[seeker.cursor].1 as usize;
+            let Some((index, node, w, replica)) = pair else { break };
+            let (node, w) = (node as usize, w as usize);
             if self.under(limit, node) && self.fits(node, w) {
-                self.take(node, w, seeker.replica);
+                self.take(node, w, replica);
                 if !self.under(limit, node) {
                     open.close(self.tokens.of(node));
                 }
                 continue;
             }
+            let mut seeker = seekers[index];
             // Walk on past nodes that can never take this replica in this
             // stage, jumping over every token of a full node at once.
             loop {
@@ -769,9 +818,9 @@ impl<'a> Placer<'a> {
         }
         // Every placed replica by ring position.
         let mut by_position: Vec<(u64, u32, u32)> = Vec::new();
-        for (w, nodes) in self.assigned.iter().enumerate() {
-            for (replica, node) in nodes.iter().enumerate() {
-                if node.is_some() {
+        for w in 0..self.workloads.len() {
+            for (replica, &node) in self.of_workload(w).iter().enumerate() {
+                if node != NONE {
                     by_position.push((self.position(w, replica as u32), w as u32, replica as u32));
                 }
             }
@@ -800,7 +849,7 @@ impl<'a> Placer<'a> {
                 let Some(Reverse((_, k, at, steps))) = heap.pop() else { break };
                 let (_, w, replica) = by_position[at];
                 let wi = w as usize;
-                if let Some(holder) = self.assigned[wi][replica as usize].map(|h| h as usize) {
+                if let Some(holder) = self.holder(wi, replica) {
                     if holder != taker && self.load[holder] > self.fair[holder] && self.fits(taker, wi) {
                         self.release(wi, replica);
                         self.take(taker, wi, replica);
@@ -848,7 +897,7 @@ pub fn place(
         }
         let again = placer.running();
         let next = Placer::run(&candidates, &workloads, &again, config);
-        if next.assigned == placer.assigned {
+        if next.slots == placer.slots {
             break;
         }
         placer = next;
@@ -857,7 +906,7 @@ pub fn place(
     let mut placement = Placement::default();
     for (w, workload) in workloads.iter().enumerate() {
         let nodes: Vec<Option<NodeId>> =
-            placer.assigned[w].iter().map(|i| i.map(|i| candidates[i as usize].id)).collect();
+            placer.of_workload(w).iter().map(|&i| (i != NONE).then(|| candidates[i as usize].id)).collect();
         let placed = u32::try_from(nodes.iter().flatten().count()).unwrap_or(u32::MAX);
         if placed < workload.replicas {
             let matching = u32::try_from((0..candidates.len()).filter(|&node| placer.eligible(w, node)).count())
@@ -1340,5 +1389,58 @@ pub mod quality {
             (None, None) => 0,
         };
         (moved, minimum as u64)
+    }
+}
+
+#[cfg(test)]
+mod timing_tests {
+    use super::*;
+    use crate::workload::tests::spec;
+
+    #[test]
+    #[ignore]
+    #[allow(clippy::print_stderr, clippy::disallowed_methods)]
+    fn timing() {
+        let n = 10_000u64;
+        let candidates: Vec<Candidate> = (0..n)
+            .map(|i| {
+                let id = 2u64.wrapping_mul(1_000_003).wrapping_add(i);
+                let cores = 1 + (crate::stable_hash64(&id.to_le_bytes()) % 8) as u32;
+                Candidate {
+                    id: NodeId::from_index(id),
+                    capacity: Capacity { cpu_millis: cores * 1_000, memory_bytes: u64::from(cores) << 33 },
+                    labels: BTreeMap::new(),
+                    settled: true,
+                }
+            })
+            .collect();
+        let workloads: Vec<WorkloadSpec> = (0..100_000)
+            .map(|i| WorkloadSpec {
+                resources: Resources { cpu_millis: 10, memory_bytes: 1 << 20 },
+                ..spec(&format!("w{i}"), 10)
+            })
+            .collect();
+        let mut refs: Vec<&WorkloadSpec> = workloads.iter().collect();
+        refs.sort_by(|a, b| a.name.cmp(&b.name));
+        let config = PlacementConfig::default();
+        let t = std::time::Instant::now();
+        let mut p = Placer::new(&candidates, &refs, config);
+        eprintln!("new {:?}", t.elapsed());
+        let running = Running::new();
+        let o = p.keep(&running);
+        eprintln!("keep {:?}", t.elapsed());
+        let o = p.match_on_ring(o, Limit::Fair);
+        eprintln!("D {:?} left {}", t.elapsed(), o.len());
+        let o = p.match_on_ring(o, Limit::Place);
+        eprintln!("P {:?} left {}", t.elapsed(), o.len());
+        let o = p.match_on_ring(o, Limit::Keep);
+        eprintln!("K {:?} left {}", t.elapsed(), o.len());
+        p.pull();
+        eprintln!("pull {:?} over {}", t.elapsed(), p.over_cap());
+        let needy = (0..p.candidates.len()).filter(|&n| p.under(Limit::Fair, n)).count();
+        eprintln!("needy {needy}");
+        let t = std::time::Instant::now();
+        let _ = place(&candidates, &workloads, &Running::new(), config);
+        eprintln!("place {:?}", t.elapsed());
     }
 }
