@@ -245,6 +245,7 @@ impl Ring {
     }
 
     /// The first token at or clockwise after `position`.
+    #[allow(clippy::cast_possible_truncation)] // at most 2^bits slices
     fn first_at_or_after(&self, position: u64) -> usize {
         let mut index = self.slices[(position >> (64 - self.bits)) as usize] as usize;
         while index < self.tokens.len() && self.tokens[index].0 < position {
@@ -406,7 +407,7 @@ impl<'a> Placer<'a> {
         let mut orphans = placer.keep(running);
         orphans.extend(placer.shed());
         orphans.sort_unstable();
-        let orphans = placer.to_other_copies(orphans, running);
+        let orphans = placer.onto_other_copies(orphans, running);
         let orphans = placer.match_on_ring(orphans, Limit::Fair);
         let orphans = placer.match_on_ring(orphans, Limit::Place);
         let mut orphans = placer.match_on_ring(orphans, Limit::Keep);
@@ -665,7 +666,7 @@ impl<'a> Placer<'a> {
 
     /// A shed replica stays on another node that runs a copy of it, if that
     /// node has room (the first such node in the order given).
-    fn to_other_copies(&mut self, orphans: Vec<(u32, u32)>, running: &Running) -> Vec<(u32, u32)> {
+    fn onto_other_copies(&mut self, orphans: Vec<(u32, u32)>, running: &Running) -> Vec<(u32, u32)> {
         if running.more.is_empty() {
             return orphans;
         }
@@ -965,6 +966,14 @@ mod tests {
         (0..count).map(|i| spec(&format!("w{i}"), 1)).collect()
     }
 
+    /// Four one-core nodes and `count` single-replica workloads, placed.
+    fn four_nodes_with(count: usize) -> (Vec<Candidate>, Vec<WorkloadSpec>, Placement) {
+        let candidates: Vec<Candidate> = (1..=4).map(|i| candidate(i, 1, "a")).collect();
+        let workloads = singles(count);
+        let placed = place(&candidates, &workloads, &Running::new(), config());
+        (candidates, workloads, placed)
+    }
+
     /// Replicas per node.
     fn loads(placement: &Placement) -> BTreeMap<NodeId, usize> {
         let mut loads = BTreeMap::new();
@@ -1038,38 +1047,36 @@ mod tests {
         }
     }
 
+    /// Nodes of `cores` and weightless, unconstrained workloads of
+    /// `sizes` replicas: where loads, not labels or resources, decide.
+    fn light_view(cores: &[u32], sizes: &[u32]) -> (Vec<Candidate>, Vec<WorkloadSpec>) {
+        let candidates = cores.iter().enumerate().map(|(i, c)| candidate(i as u64 * 7919, *c, "a")).collect();
+        let workloads = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| WorkloadSpec { resources: Resources::default(), ..spec(&format!("w{i}"), *r) })
+            .collect();
+        (candidates, workloads)
+    }
+
     prop_compose! {
-        /// Unconstrained, light workloads over many more replicas than
-        /// nodes: where loads, not labels or resources, decide.
+        /// Many more replicas than nodes.
         fn busy_view()(
             cores in prop::collection::vec(1u32..=8, 6..40),
             sizes in prop::collection::vec(1u32..=3, 1..120),
         ) -> (Vec<Candidate>, Vec<WorkloadSpec>) {
-            let candidates = cores.iter().enumerate().map(|(i, c)| candidate(i as u64 * 7919, *c, "a")).collect();
-            let workloads = sizes
-                .iter()
-                .enumerate()
-                .map(|(i, r)| WorkloadSpec { resources: Resources::default(), ..spec(&format!("w{i}"), *r) })
-                .collect();
-            (candidates, workloads)
+            light_view(&cores, &sizes)
         }
     }
 
     prop_compose! {
-        /// Like [`busy_view`], at the scale of the benchmark: 20 to 60
-        /// nodes, about 20 replicas each.
+        /// At the scale of the benchmark: 20 to 60 nodes, about 20
+        /// replicas each.
         fn large_view()(
             cores in prop::collection::vec(1u32..=8, 20..60),
-            sizes in prop::collection::vec(1u32..=5, 300),
+            sizes in prop::collection::vec(1u32..=5, 420),
         ) -> (Vec<Candidate>, Vec<WorkloadSpec>) {
-            let candidates: Vec<Candidate> = cores.iter().enumerate().map(|(i, c)| candidate(i as u64 * 7919, *c, "a")).collect();
-            let workloads = sizes
-                .iter()
-                .take(candidates.len() * 7)
-                .enumerate()
-                .map(|(i, r)| WorkloadSpec { resources: Resources::default(), ..spec(&format!("w{i}"), *r) })
-                .collect();
-            (candidates, workloads)
+            light_view(&cores, &sizes[..cores.len() * 7])
         }
     }
 
@@ -1103,14 +1110,14 @@ mod tests {
         /// placement puts replicas moves nothing, after a join or a leave
         /// as from scratch.
         #[test]
-        fn placing_again_from_the_result_moves_nothing((candidates, workloads) in busy_view(), event in 0usize..80) {
+        fn placing_again_from_the_result_moves_nothing((candidates, workloads) in busy_view(), event in 0u32..80) {
             let base = place(&candidates, &workloads, &Running::new(), config());
             prop_assert_eq!(&place(&candidates, &workloads, &Running::from(&base), config()), &base);
             let mut next = candidates.clone();
             if event % 2 == 0 {
-                next.remove(event / 2 % next.len());
+                next.remove(event as usize / 2 % next.len());
             } else {
-                next.push(candidate(1_000_003 + event as u64, 1 + (event as u32 % 8), "z1"));
+                next.push(candidate(1_000_003 + u64::from(event), 1 + event % 8, "z1"));
             }
             let after = place(&next, &workloads, &Running::from(&base), config());
             prop_assert_eq!(&place(&next, &workloads, &Running::from(&after), config()), &after);
@@ -1122,15 +1129,15 @@ mod tests {
         #[test]
         fn a_view_with_some_moves_done_gives_the_same_placement(
             (candidates, workloads) in large_view(),
-            event in 0usize..80,
+            event in 0u32..80,
             done in prop::collection::vec(any::<bool>(), 64),
         ) {
             let base = place(&candidates, &workloads, &Running::new(), config());
             let mut next = candidates.clone();
             if event % 2 == 0 {
-                next.remove(event / 2 % next.len());
+                next.remove(event as usize / 2 % next.len());
             } else {
-                next.push(candidate(1_000_003 + event as u64, 1 + (event as u32 % 8), "a"));
+                next.push(candidate(1_000_003 + u64::from(event), 1 + event % 8, "a"));
             }
             // The property holds where each node takes part in one step
             // only: no node is pushed over its cap (a node that sheds and
@@ -1232,9 +1239,7 @@ mod tests {
 
     #[test]
     fn a_dead_nodes_replicas_go_to_nodes_under_their_cap_and_nothing_else_moves() {
-        let candidates: Vec<Candidate> = (1..=4).map(|i| candidate(i, 1, "a")).collect();
-        let workloads = singles(8);
-        let before = place(&candidates, &workloads, &Running::new(), config());
+        let (candidates, workloads, before) = four_nodes_with(8);
         assert_eq!(loads(&before).values().copied().collect::<Vec<_>>(), [2, 2, 2, 2]);
         let after = place(&candidates[..3], &workloads, &Running::from(&before), config());
         let moved = changed(&before, &after);
@@ -1247,9 +1252,7 @@ mod tests {
 
     #[test]
     fn a_joiner_takes_its_fair_share_from_nodes_above_theirs_and_no_more() {
-        let candidates: Vec<Candidate> = (1..=4).map(|i| candidate(i, 1, "a")).collect();
-        let workloads = singles(12);
-        let before = place(&candidates, &workloads, &Running::new(), config());
+        let (candidates, workloads, before) = four_nodes_with(12);
         assert_eq!(loads(&before).values().copied().collect::<Vec<_>>(), [3, 3, 3, 3]);
         let mut grown = candidates.clone();
         grown.push(candidate(5, 1, "a"));
@@ -1285,22 +1288,19 @@ mod tests {
         // (the first added) decides which copy stays.
         let candidates: Vec<Candidate> = (1..=3).map(|i| candidate(i, 1, "a")).collect();
         let workloads = singles(3);
-        let mut running = Running::new();
-        running.add("w0", 0, id(2));
-        running.add("w0", 0, id(1));
-        running.add("w1", 0, id(3));
-        running.add("w2", 0, id(3));
-        let placement = place(&candidates, &workloads, &running, config());
+        let copies = |runs: &[(&str, u64)]| {
+            let mut running = Running::new();
+            for (workload, node) in runs {
+                running.add(workload, 0, id(*node));
+            }
+            let placement = place(&candidates, &workloads, &running, config());
+            assert_eq!(loads(&placement), BTreeMap::from([(id(1), 1), (id(2), 1), (id(3), 1)]));
+            placement
+        };
+        let placement = copies(&[("w0", 2), ("w0", 1), ("w1", 3), ("w2", 3)]);
         assert_eq!(placement.owner("w0", 0), Some(id(2)));
-        assert_eq!(loads(&placement), BTreeMap::from([(id(1), 1), (id(2), 1), (id(3), 1)]));
         // Node 2 is full (cap 1) with another replica: the other copy stays.
-        let mut running = Running::new();
-        running.add("w1", 0, id(2));
-        running.add("w0", 0, id(2));
-        running.add("w0", 0, id(1));
-        running.add("w2", 0, id(3));
-        let placement = place(&candidates, &workloads, &running, config());
-        assert_eq!(loads(&placement), BTreeMap::from([(id(1), 1), (id(2), 1), (id(3), 1)]));
+        let placement = copies(&[("w1", 2), ("w0", 2), ("w0", 1), ("w2", 3)]);
         assert!(placement.owner("w0", 0).is_some_and(|n| n == id(1) || n == id(2)));
     }
 

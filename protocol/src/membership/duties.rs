@@ -325,7 +325,9 @@ impl Membership {
     /// broken by a hash of replica and node, so every node that holds the
     /// same statuses orders them the same.
     fn running(&self) -> Running {
-        let mut copies: BTreeMap<(&str, u16), Vec<(u8, u64, NodeId)>> = BTreeMap::new();
+        // Per replica: (rank, tie-break, node) of each copy.
+        type Copies = Vec<(u8, u64, NodeId)>;
+        let mut copies: BTreeMap<(&str, u16), Copies> = BTreeMap::new();
         for entry in self.statuses.live() {
             let rank = match entry.status.state {
                 ReplicaState::Running => 0,
