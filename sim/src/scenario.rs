@@ -476,10 +476,10 @@ impl Scenario {
                 // 390 replicas: a share of 3.9 per node, so the load caps
                 // (4 each) leave room, as a cluster should be run.
                 workloads: Some(WorkloadLoad::new(130, 3)),
-                checks: CheckSpec { max_move_ratio: Some(2.0), ..CheckSpec::default() },
+                checks: CheckSpec { max_move_ratio: Some(1.2), ..CheckSpec::default() },
                 ..Scenario::new(
                     name,
-                    "one node (1% at N=100) is down 20 s of every 30 s for an hour: work moves at most twice what it held",
+                    "one node (1% at N=100) is down 20 s of every 30 s for an hour: work moves at most 1.2 times what it held",
                     at(3_720),
                 )
             },

@@ -1,10 +1,14 @@
 //! What this node should run: the placement its own view gives, who counts
 //! as settled, and make-before-break handover.
 //!
-//! Every node computes the same placement from the same view, so no node
-//! tells another what to run. Three rules keep work from moving more than
-//! it must (ALGORITHM.md section 14):
+//! Every node computes the same placement from the same view (the live
+//! members, the catalog, and where the status table says replicas run), so
+//! no node tells another what to run. Four rules keep work from moving more
+//! than it must (ALGORITHM.md sections 13 and 14):
 //!
+//! - A replica stays on the live member that runs it while that member is
+//!   within its cap: placement reads the statuses, so only the replicas of a
+//!   member that went Dead or Left, and a joiner's fair share, move.
 //! - Suspect members keep their work; only Dead or Left moves it.
 //! - A member that becomes Alive takes work only once it has been live for
 //!   its settle time, which doubles with each time it went down in the last
@@ -21,7 +25,7 @@ use std::time::Duration;
 use super::Membership;
 use crate::hash::mix64;
 use crate::member::Member;
-use crate::placement::{self, Candidate, Placement, PlacementConfig, Unplaced};
+use crate::placement::{self, Candidate, Placement, PlacementConfig, Running, Unplaced};
 use crate::status::{ReplicaKey, ReplicaState, ReplicaStatus, StatusEntry};
 use crate::table::KeyRange;
 use crate::timer::Timer;
@@ -94,8 +98,14 @@ pub(super) struct WorkState {
     downs: BTreeMap<NodeId, VecDeque<Instant>>,
     /// Replicas this node runs but no longer owns, and since when.
     losing: BTreeMap<ReplicaKey, Instant>,
-    /// The last placement and the fingerprint of the view it came from.
+    /// The last placement and the fingerprint of the view it came from
+    /// (members, catalog and where replicas run).
     cached: Option<(u64, Arc<Placement>)>,
+    /// The fingerprint of the members and catalog alone, as of the last
+    /// computation (see [`Membership::placement_view`]).
+    view: u64,
+    /// The placement's content changed since the last refresh announced it.
+    placement_changed: bool,
     /// The plan as of the last input.
     plan: Plan,
     /// Something the plan depends on changed since it was computed.
@@ -229,7 +239,6 @@ impl Membership {
         if idle {
             return;
         }
-        let before = self.work.cached.as_ref().map(|(fingerprint, _)| *fingerprint);
         let losing_before: BTreeSet<ReplicaKey> = self.work.losing.keys().cloned().collect();
         let plan = self.compute_plan(now);
         // A replica this node starts handing over says so at once (its new
@@ -247,7 +256,7 @@ impl Membership {
         for status in released {
             self.publish_own_status(now, status);
         }
-        if self.work.cached.as_ref().map(|(fingerprint, _)| *fingerprint) != before {
+        if std::mem::take(&mut self.work.placement_changed) {
             self.emit_work(WorkloadEvent::PlacementChanged);
         }
         let old = std::mem::take(&mut self.work.plan);
@@ -293,30 +302,104 @@ impl Membership {
         }
     }
 
-    /// The placement for the view at `now`, recomputed only when the view
-    /// (the settled live members, the catalog) changed.
-    fn compute_placement(&mut self, now: Instant) -> Arc<Placement> {
-        let candidates: Vec<Candidate> = self
-            .members
+    /// The members placement reads: live (Alive or Suspect: suspicion
+    /// never moves work), this node unless it is leaving, each marked
+    /// settled or not (only settled members are given new work).
+    fn candidates(&self, now: Instant) -> Vec<Candidate> {
+        self.members
             .iter()
-            .filter(|m| m.state.is_live() && self.settled(m, now) && !(m.id == self.id && self.leaving))
-            .map(|m| Candidate { id: m.id, capacity: m.meta.capacity, labels: m.meta.labels.clone() })
-            .collect();
+            .filter(|m| m.state.is_live() && !(m.id == self.id && self.leaving))
+            .map(|m| Candidate {
+                id: m.id,
+                capacity: m.meta.capacity,
+                labels: m.meta.labels.clone(),
+                settled: self.settled(m, now),
+            })
+            .collect()
+    }
+
+    /// Where replicas run, as the status table says: for each replica, the
+    /// live members (in the generation they report from) that run a copy,
+    /// Running first, then Starting, Failed and Releasing (a copy being
+    /// handed over counts only while its new owner has not reported), ties
+    /// broken by a hash of replica and node, so every node that holds the
+    /// same statuses orders them the same.
+    fn running(&self) -> Running {
+        // Per replica: (rank, tie-break, node) of each copy.
+        type Copies = Vec<(u8, u64, NodeId)>;
+        let mut copies: BTreeMap<(&str, u16), Copies> = BTreeMap::new();
+        for entry in self.statuses.live() {
+            let rank = match entry.status.state {
+                ReplicaState::Running => 0,
+                ReplicaState::Starting => 1,
+                ReplicaState::Failed => 2,
+                ReplicaState::Releasing => 3,
+                ReplicaState::Stopped => continue,
+            };
+            let live = if entry.node == self.id {
+                !self.leaving && entry.generation == self.generation
+            } else {
+                self.members.get(entry.node).is_some_and(|m| m.state.is_live() && m.generation == entry.generation)
+            };
+            if !live {
+                continue;
+            }
+            let status = &entry.status;
+            let tie = mix64(entry.node.key() ^ crate::stable_hash64(status.workload.as_bytes()))
+                ^ mix64(u64::from(status.replica));
+            copies.entry((status.workload.as_str(), status.replica)).or_default().push((rank, tie, entry.node));
+        }
+        let mut running = Running::new();
+        for ((workload, replica), mut nodes) in copies {
+            nodes.sort_unstable();
+            for (_, _, node) in nodes {
+                running.add(workload, usize::from(replica), node);
+            }
+        }
+        running
+    }
+
+    /// A fingerprint of what placement reads besides the statuses: the
+    /// live members, which of them have settled, their capacities and
+    /// labels, and the catalog. Every node that sees the same members and
+    /// catalog has the same one; the simulator compares them to tell when
+    /// views have settled.
+    pub fn placement_view(&self) -> u64 {
+        self.work.view
+    }
+
+    /// The placement for the view at `now`, recomputed only when the view
+    /// (the live members, the catalog, where replicas run) changed.
+    /// Whether it differs from the last one is recorded for the events.
+    fn compute_placement(&mut self, now: Instant) -> Arc<Placement> {
+        let candidates = self.candidates(now);
+        let running = self.running();
         let catalog = self.catalog.table().digest(KeyRange::ROOT);
-        let fingerprint = candidates.iter().fold(mix64(catalog.hash ^ u64::from(catalog.count)), |acc, c| {
+        let view = candidates.iter().fold(mix64(catalog.hash ^ u64::from(catalog.count)), |acc, c| {
             let labels = c.labels.iter().fold(0, |h, (k, v)| {
                 mix64(h ^ crate::stable_hash64(k.as_bytes())) ^ crate::stable_hash64(v.as_bytes())
             });
-            mix64(acc ^ c.id.key())
+            mix64(acc ^ c.id.key() ^ u64::from(c.settled))
                 ^ mix64(u64::from(c.capacity.cpu_millis) ^ c.capacity.memory_bytes.rotate_left(17) ^ labels)
         });
+        self.work.view = view;
+        let fingerprint = mix64(view ^ running.fingerprint());
         if let Some((cached, placement)) = &self.work.cached {
             if *cached == fingerprint {
                 return Arc::clone(placement);
             }
         }
         let specs: Vec<WorkloadSpec> = self.workloads().cloned().collect();
-        let placement = Arc::new(placement::place(&candidates, &specs, self.placement_config()));
+        let fresh = placement::place(&candidates, &specs, &running, self.placement_config());
+        // The same answer from a new view (a status arrived) keeps the old
+        // one, and announces nothing.
+        let placement = match self.work.cached.take() {
+            Some((_, old)) if *old == fresh => old,
+            _ => {
+                self.work.placement_changed = true;
+                Arc::new(fresh)
+            }
+        };
         self.work.cached = Some((fingerprint, Arc::clone(&placement)));
         placement
     }

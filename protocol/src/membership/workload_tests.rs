@@ -110,6 +110,7 @@ fn a_new_node_takes_work_only_after_settling_and_the_old_owner_stops_after_the_h
     }
     cluster.run_until_true(STEP, secs(30), |c| all_once(c, 12) && c.serving() == 12).expect("placed");
     cluster.run_for(secs(15));
+    let before = cluster.copies();
     cluster.restart(5, 1, 0);
     cluster.run_until_true(STEP, secs(10), Cluster::converged).expect("the newcomer joins");
     let joined_at = cluster.now;
@@ -131,6 +132,13 @@ fn a_new_node_takes_work_only_after_settling_and_the_old_owner_stops_after_the_h
         .expect("the newcomer gets work and handovers finish");
     assert!(never_down.get(), "a replica stopped before its new owner ran it");
     eprintln!("newcomer runs {} of 12 replicas; handovers done {took:?} after settling", cluster.running[5].len());
+    // Its fair share (12 over 6 equal nodes: 2), no more, and nothing else
+    // moved: placement keeps every other replica where it runs.
+    assert_eq!(cluster.running[5].len(), 2);
+    let after = cluster.copies();
+    let moved: Vec<&crate::ReplicaKey> = before.keys().filter(|key| after.get(*key) != before.get(*key)).collect();
+    assert_eq!(moved.len(), 2, "only the newcomer's share moved: before {before:?}, after {after:?}");
+    assert!(moved.iter().all(|key| after[*key] == [5]));
 }
 
 #[test]

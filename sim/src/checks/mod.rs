@@ -13,12 +13,14 @@
 //! | [`mtu`]           | safety   | no datagram exceeds the MTU (anti-entropy streams excepted) |
 //! | [`workloads`]     | liveness | with workloads: once quiet, every replica runs exactly once; moves bounded; no catalog entry lost |
 //! | [`workloads`] (sides) | service | every node sees every replica Running on a member it believes live (each side of a split runs everything) |
+//! | [`fixed_point`]   | stability | with workloads: once every node's view (members, settled, catalog) has agreed for a bound, no replica starts on a new node |
 
 // Durations computed in f64 microseconds are small and non-negative.
 #![allow(clippy::cast_possible_truncation)]
 
 pub mod convergence;
 pub mod detection;
+pub mod fixed_point;
 pub mod mtu;
 pub mod no_false_dead;
 pub mod workloads;
@@ -56,6 +58,7 @@ pub fn standard(scenario: &Scenario, world: &World) -> Vec<Box<dyn Check>> {
     if let Some(load) = &scenario.workloads {
         checks.push(Box::new(workloads::Replicas::new(scenario, world, load)));
         checks.push(Box::new(workloads::Sides::new(world, load)));
+        checks.push(Box::new(fixed_point::FixedPoint::new(load)));
     }
     checks
 }

@@ -34,7 +34,7 @@ fn expected(load: &WorkloadLoad) -> Vec<ReplicaKey> {
 }
 
 /// Where each replica runs: key → [(node, state)].
-fn copies(world: &World) -> BTreeMap<ReplicaKey, Vec<(usize, ReplicaState)>> {
+pub(crate) fn copies(world: &World) -> BTreeMap<ReplicaKey, Vec<(usize, ReplicaState)>> {
     let mut copies: BTreeMap<ReplicaKey, Vec<(usize, ReplicaState)>> = BTreeMap::new();
     for (i, slot) in world.nodes.iter().enumerate() {
         let Some(replicas) = slot.node.as_ref().and_then(|n| n.replicas()) else { continue };
@@ -200,7 +200,9 @@ impl Check for Replicas {
         } else if self.times.is_empty() {
             let why = match self.episode {
                 Some(start) => {
-                    format!("run ended {:.1}s into a quiet stretch, before placing", (world.now - start) as f64 / 1e6)
+                    // The stretch may start in the future: at the submission.
+                    let into = world.now.saturating_sub(start) as f64 / 1e6;
+                    format!("run ended {into:.1}s into a quiet stretch, before placing")
                 }
                 None => "no quiet stretch to judge".to_owned(),
             };

@@ -104,6 +104,11 @@ pub trait SimNode: fmt::Debug {
     fn known_running(&self) -> Vec<shoal_protocol::ReplicaKey> {
         Vec::new()
     }
+    /// A fingerprint of what its placement reads besides the statuses
+    /// (members, which have settled, the catalog), when it places work.
+    fn placement_view(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A membership implementation: makes nodes, reads its own wire format.

@@ -284,4 +284,8 @@ impl SimNode for ShoalNode {
         known.dedup();
         known
     }
+
+    fn placement_view(&self) -> Option<u64> {
+        Some(self.membership.placement_view())
+    }
 }
