@@ -249,12 +249,7 @@ impl Agent {
                 () = sleep_until_some(self.saver.due()), if self.saver.due().is_some() => {
                     self.saver.save(&self.membership);
                 }
-                () = tokio::time::sleep_until(wake) => {
-                    self.membership.handle_timeout(self.clock.now());
-                    // A workload deadline (settling) can change the plan
-                    // without an event: let the reconciler compare.
-                    self.reconciler.poke();
-                }
+                () = tokio::time::sleep_until(wake) => self.membership.handle_timeout(self.clock.now()),
                 () = sleep_until_some(self.reconciler.due()), if self.reconciler.due().is_some() => {
                     self.reconciler.step(&mut self.membership, self.clock.now());
                 }

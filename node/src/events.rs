@@ -113,7 +113,7 @@ impl WorkloadEvents {
                 }
                 noted.push((replica.workload.clone(), what));
             }
-            WorkloadEvent::ReplicaStart { .. } | WorkloadEvent::ReplicaStop { .. } => {}
+            WorkloadEvent::ReplicaStart { .. } | WorkloadEvent::ReplicaStop { .. } | WorkloadEvent::PlanSettled => {}
         }
         self.events_done(noted, wall);
     }

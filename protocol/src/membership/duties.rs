@@ -52,6 +52,9 @@ pub enum WorkloadEvent {
     ReplicaStop { replica: ReplicaKey },
     /// `node` reported a new state for `replica`.
     ReplicaStateChanged { node: NodeId, replica: ReplicaKey },
+    /// The plan became settled (this node's view has stopped moving), so a
+    /// driver may act on what the plan leaves out (leftover replicas).
+    PlanSettled,
 }
 
 /// Workload events kept for a driver that does not drain them; older ones
@@ -265,6 +268,9 @@ impl Membership {
         }
         for key in plan.stop.iter().filter(|key| !old.stop.contains(key)) {
             self.emit_work(WorkloadEvent::ReplicaStop { replica: key.clone() });
+        }
+        if plan.settled && !old.settled {
+            self.emit_work(WorkloadEvent::PlanSettled);
         }
         self.work.plan = plan;
         if let Some(at) = self.next_work_deadline(now) {
