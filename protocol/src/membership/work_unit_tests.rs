@@ -55,7 +55,10 @@ fn a_submit_before_settling_waits_for_the_settle_timer_then_starts_the_replica()
         assert_eq!(events(&mut node), [], "nothing changes before {settles} ({now})");
     }
     node.handle_timeout(settles);
-    assert_eq!(events(&mut node), [WorkloadEvent::PlacementChanged, WorkloadEvent::ReplicaStart { replica: key(0) }]);
+    assert_eq!(
+        events(&mut node),
+        [WorkloadEvent::PlacementChanged, WorkloadEvent::ReplicaStart { replica: key(0) }, WorkloadEvent::PlanSettled]
+    );
     assert_eq!(run(&node), [key(0)]);
     assert_eq!(node.placement().owner("web", 0), Some(id(0)));
 }
@@ -71,6 +74,7 @@ fn reports_shrinks_and_deletes_produce_exact_events_and_plans() {
             WorkloadEvent::WorkloadWritten { name: "web".into() },
             WorkloadEvent::PlacementChanged,
             WorkloadEvent::ReplicaStart { replica: key(0) },
+            WorkloadEvent::PlanSettled,
         ]
     );
     assert_eq!(run(&node), [key(0)]);
