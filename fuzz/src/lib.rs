@@ -18,7 +18,7 @@ pub mod transport;
 use std::time::Duration;
 
 use shoal_protocol::wire::{self, Body};
-use shoal_protocol::{Address, Counters, Instant, Membership, NodeId, Peer};
+use shoal_protocol::{Address, Counters, Instant, Node, NodeId, Peer, WorkloadConfig};
 
 /// One fuzz target: the name of its corpus and regression directories, and
 /// the function that takes one input and panics if a property breaks.
@@ -97,9 +97,9 @@ fn sender_addr() -> Address {
 /// Node 1 of the seed capture ([`seeds::identity`]), knowing peers 2 to 4 as
 /// Alive, with its timers run up to [`FIXTURE_NOW`]. Built afresh for every
 /// input, so inputs do not depend on each other.
-pub fn fixture() -> Membership {
+pub fn fixture() -> Node {
     let config = seeds::config();
-    let mut node = Membership::new(config, seeds::identity(1), seeds::node_seed(1), Instant::ZERO)
+    let mut node = Node::new(config, WorkloadConfig::lan(), seeds::identity(1), seeds::node_seed(1), Instant::ZERO)
         .unwrap_or_else(|error| panic!("the fixture's config and identity are valid: {error}"));
     let peers: Vec<Peer> = (2..=seeds::NODES)
         .map(|index| {
@@ -119,7 +119,7 @@ fn refused(counters: &Counters) -> u64 {
     counters.decode_failures + counters.wrong_cluster + counters.wrong_version
 }
 
-/// `Membership::handle_message` on arbitrary bytes, through a fixture node
+/// `Node::handle_message` on arbitrary bytes, through a fixture node
 /// that knows a few peers: this exercises the lazy incoming decoder, metadata
 /// validation, the merges of member, catalog and status facts, probes, relays
 /// and anti-entropy. Checks that the node refuses exactly what `wire::decode`
@@ -128,21 +128,21 @@ fn refused(counters: &Counters) -> u64 {
 pub fn handle_message(bytes: &[u8]) {
     let mut node = fixture();
     let accepted = wire::decode(bytes, CLUSTER_ID).is_ok();
-    let refused_before = refused(node.counters());
+    let refused_before = refused(node.membership().counters());
     node.handle_message(FIXTURE_NOW, &sender_addr(), bytes);
-    let was_refused = refused(node.counters()) > refused_before;
+    let was_refused = refused(node.membership().counters()) > refused_before;
     assert_eq!(!was_refused, accepted, "handle_message and wire::decode disagree on the input");
     drain(&mut node);
     // The probe and relay timeouts, so an Ack, PingReq or Nack is followed
     // through to the indirect probe, the nack and the suspicion.
-    node.handle_timeout(FIXTURE_NOW + node.config().probe_timeout + Duration::from_millis(1));
+    node.handle_timeout(FIXTURE_NOW + node.membership().config().probe_timeout + Duration::from_millis(1));
     drain(&mut node);
 }
 
 /// Takes every transmit and event, checking that each transmit decodes and
 /// that everything but an anti-entropy message fits one datagram.
-fn drain(node: &mut Membership) {
-    let datagram_budget = node.config().datagram_budget;
+fn drain(node: &mut Node) {
+    let datagram_budget = node.membership().config().datagram_budget;
     while let Some(transmit) = node.poll_transmit() {
         let message = wire::decode(&transmit.payload, CLUSTER_ID)
             .unwrap_or_else(|error| panic!("the node sent a message it would refuse: {error}"));

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use shoal_protocol::wire::{self, Body, KeyRange, Message, RangeDigest, Sync, Update};
 use shoal_protocol::{
-    Address, CatalogEntry, Config, Driver, Identity, Instant, Membership, Metadata, NodeId, ReplicaState,
-    ReplicaStatus, Resources, RestartPolicy, Stamp, StatusEntry, WorkloadSpec,
+    Address, CatalogEntry, Config, Driver, Identity, Instant, Metadata, Node, NodeId, ReplicaState, ReplicaStatus,
+    Resources, RestartPolicy, Stamp, StatusEntry, WorkloadConfig, WorkloadSpec,
 };
 
 use crate::CLUSTER_ID;
@@ -186,9 +186,9 @@ fn capture() -> Vec<Sent> {
     const END_MILLIS: u64 = 60_000;
     const CRASH_AT_MILLIS: u64 = 20_000;
     const CRASHED: u64 = 4;
-    let mut nodes: Vec<Membership> = (1..=NODES)
+    let mut nodes: Vec<Node> = (1..=NODES)
         .map(|index| {
-            Membership::new(config(), identity(index), node_seed(index), Instant::ZERO)
+            Node::new(config(), WorkloadConfig::lan(), identity(index), node_seed(index), Instant::ZERO)
                 .unwrap_or_else(|error| panic!("the capture nodes are valid: {error}"))
         })
         .collect();

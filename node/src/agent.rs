@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_protocol::{Address, Event, Identity, Instant, Membership, Metadata, State};
+use shoal_protocol::{Address, Event, Identity, Instant, Metadata, Node, State};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -88,11 +88,12 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
     };
     let identity = Identity { id: loaded.id, generation: loaded.generation, meta };
     let clock = Clock { origin: tokio::time::Instant::now() };
-    let mut membership = Membership::new(config, identity, rand::random(), clock.now())?;
+    let workload_config = settings.profile.workload_config();
+    let mut protocol = Node::new(config, workload_config, identity, rand::random(), clock.now())?;
     // Before joining: what this node knew survives even a restart of every node.
     let restored = catalog.len();
-    membership.restore_catalog(clock.now(), catalog);
-    let saver = CatalogSaver::start(data_dir.clone(), &membership);
+    protocol.restore_catalog(clock.now(), catalog);
+    let saver = CatalogSaver::start(data_dir.clone(), &protocol);
     // Kills what a crashed agent on this data dir left running; the plan
     // starts this node's replicas again once it has settled.
     let supervisor = Supervisor::new(SupervisorConfig::new(data_dir.path(), node_id_hex(loaded.id)));
@@ -117,7 +118,7 @@ async fn run_inner(settings: Settings, shutdown: impl Future<Output = ()>) -> Re
         keys = ?keys.ids().iter().map(ToString::to_string).collect::<Vec<_>>(), "agent started"
     );
     let agent = Agent {
-        membership,
+        protocol,
         saver,
         reconciler,
         events: WorkloadEvents::default(),
@@ -199,7 +200,7 @@ impl Clock {
 }
 
 struct Agent {
-    membership: Membership,
+    protocol: Node,
     saver: CatalogSaver,
     reconciler: Reconciler,
     events: WorkloadEvents,
@@ -236,7 +237,7 @@ impl Agent {
         let mut statuses = self.reconciler.subscribe();
         loop {
             let far = tokio::time::Instant::now() + Duration::from_secs(3600);
-            let wake = self.membership.poll_timeout().map_or(far, |at| self.clock.deadline(at));
+            let wake = self.protocol.poll_timeout().map_or(far, |at| self.clock.deadline(at));
             tokio::select! {
                 Some(event) = events.recv() => self.on_transport(event),
                 Some(request) = api.recv() => self.on_api(request),
@@ -247,11 +248,11 @@ impl Agent {
                 }
                 () = sleep_until_some(self.next_join), if self.next_join.is_some() => self.join_seeds(),
                 () = sleep_until_some(self.saver.due()), if self.saver.due().is_some() => {
-                    self.saver.save(&self.membership);
+                    self.saver.save(&self.protocol);
                 }
-                () = tokio::time::sleep_until(wake) => self.membership.handle_timeout(self.clock.now()),
+                () = tokio::time::sleep_until(wake) => self.protocol.handle_timeout(self.clock.now()),
                 () = sleep_until_some(self.reconciler.due()), if self.reconciler.due().is_some() => {
-                    self.reconciler.step(&mut self.membership, self.clock.now());
+                    self.reconciler.step(&mut self.protocol, self.clock.now());
                 }
                 Ok(()) = statuses.changed() => self.reconciler.poke(),
                 () = &mut shutdown, if !shutdown_done => {
@@ -263,7 +264,7 @@ impl Agent {
             self.drain();
             // A catalog change (here or learnt from a peer) may change the plan.
             let unsaved = self.saver.due().is_some();
-            self.saver.note(&self.membership);
+            self.saver.note(&self.protocol);
             if !unsaved && self.saver.due().is_some() {
                 self.reconciler.poke();
             }
@@ -274,7 +275,7 @@ impl Agent {
         info!("left; stopping");
         // Peers already know this node left and take its replicas over.
         let stop_within = LEAVE_TIMEOUT.saturating_sub(self.leaving_since.map_or(Duration::ZERO, |at| at.elapsed()));
-        tokio::join!(self.reconciler.finish(stop_within), self.saver.finish(&self.membership, Duration::from_secs(5)));
+        tokio::join!(self.reconciler.finish(stop_within), self.saver.finish(&self.protocol, Duration::from_secs(5)));
         self.transport.shutdown(Duration::from_secs(1)).await;
     }
 
@@ -282,21 +283,21 @@ impl Agent {
     /// member has answered (the protocol itself retries only every
     /// `reconnect_interval`).
     fn join_seeds(&mut self) {
-        if self.leaving_since.is_some() || self.seeds.is_empty() || self.membership.live_members() > 1 {
+        if self.leaving_since.is_some() || self.seeds.is_empty() || self.protocol.membership().live_members() > 1 {
             self.next_join = None;
             return;
         }
         if self.next_join.is_some() {
             debug!("no member answered yet; joining again");
         }
-        self.membership.join(self.clock.now(), self.seeds.clone());
+        self.protocol.join(self.clock.now(), self.seeds.clone());
         self.next_join = Some(tokio::time::Instant::now() + self.join_backoff.next_delay());
     }
 
     fn leave(&mut self) {
         if self.leaving_since.is_none() {
             self.leaving_since = Some(tokio::time::Instant::now());
-            self.membership.leave(self.clock.now());
+            self.protocol.leave(self.clock.now());
             self.reconciler.leave();
         }
     }
@@ -305,20 +306,20 @@ impl Agent {
     /// tell, or the time bound has passed.
     fn done_leaving(&self) -> bool {
         let Some(since) = self.leaving_since else { return false };
-        self.membership.pending_broadcasts() == 0
-            || self.membership.live_members() == 0
+        self.protocol.membership().pending_broadcasts() == 0
+            || self.protocol.membership().live_members() == 0
             || since.elapsed() > LEAVE_TIMEOUT
     }
 
     fn on_transport(&mut self, event: TransportEvent) {
         match event {
-            TransportEvent::Message { from, bytes } => self.membership.handle_message(self.clock.now(), &from, &bytes),
-            TransportEvent::Unreachable { addr } => self.membership.handle_unreachable(self.clock.now(), &addr),
+            TransportEvent::Message { from, bytes } => self.protocol.handle_message(self.clock.now(), &from, &bytes),
+            TransportEvent::Unreachable { addr } => self.protocol.handle_unreachable(self.clock.now(), &addr),
             TransportEvent::Discovered { addr } => {
                 let loopback = addr.as_str().parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
                 if !loopback && !self.is_live_peer(&addr) && self.leaving_since.is_none() {
                     info!(%addr, "mDNS found an agent; joining it");
-                    self.membership.join(self.clock.now(), [addr]);
+                    self.protocol.join(self.clock.now(), [addr]);
                 }
             }
         }
@@ -326,26 +327,27 @@ impl Agent {
 
     /// Whether a live member advertises `addr`.
     fn is_live_peer(&self, addr: &Address) -> bool {
-        self.membership.members().any(|m| m.state.is_live() && m.meta.primary_addr() == Some(addr))
+        self.protocol.membership().members().any(|m| m.state.is_live() && m.meta.primary_addr() == Some(addr))
     }
 
     fn drain(&mut self) {
-        while let Some(transmit) = self.membership.poll_transmit() {
+        while let Some(transmit) = self.protocol.poll_transmit() {
             self.transport.send(&transmit.addr, &transmit.payload);
         }
-        while let Some(event) = self.membership.poll_event() {
+        while let Some(event) = self.protocol.poll_event() {
             self.reconciler.poke();
             self.log_event(event);
         }
-        while let Some(event) = self.membership.poll_workload_event() {
+        while let Some(event) = self.protocol.poll_workload_event() {
             self.reconciler.poke();
             debug!(?event, "workload event");
-            self.events.note(&self.membership, &event);
+            self.events.note(&self.protocol, &event);
         }
     }
 
     fn log_event(&self, event: Event) {
-        let describe = |id| self.membership.member(id).map(|m| (m.meta.name.clone(), m.generation)).unwrap_or_default();
+        let describe =
+            |id| self.protocol.membership().member(id).map(|m| (m.meta.name.clone(), m.generation)).unwrap_or_default();
         match event {
             Event::MemberUp { id } => {
                 let (name, generation) = describe(id);
@@ -356,14 +358,14 @@ impl Agent {
             Event::MemberDown { id } => warn!(member = %describe(id).0, %id, "member dead"),
             Event::MemberLeft { id } => info!(member = %describe(id).0, %id, "member left"),
             Event::MetadataChanged { id } => debug!(member = %describe(id).0, %id, "member metadata changed"),
-            Event::SelfRefuted { incarnation } => warn!(incarnation, "this node was suspected and refuted it"),
+            Event::SelfRefuted { incarnation, .. } => warn!(incarnation, "this node was suspected and refuted it"),
         }
     }
 
     fn on_api(&mut self, request: ApiRequest) {
         match request {
             ApiRequest::Members(reply) => {
-                let _ = reply.send(self.membership.members().map(MemberView::of).collect());
+                let _ = reply.send(self.protocol.membership().members().map(MemberView::of).collect());
             }
             ApiRequest::SelfInfo(reply) => {
                 let _ = reply.send(self.self_view());
@@ -372,24 +374,24 @@ impl Agent {
                 let status = if self.leaving_since.is_some() { "leaving" } else { "ok" };
                 let _ = reply.send(HealthView {
                     status: status.into(),
-                    live_members: self.membership.live_members(),
-                    local_health: self.membership.local_health(),
+                    live_members: self.protocol.membership().live_members(),
+                    local_health: self.protocol.membership().local_health(),
                     datagrams_dropped: self.transport.counters().datagrams_rejected.total(),
                 });
             }
             ApiRequest::Metrics(reply) => {
-                let _ = reply.send(metrics::render(&self.membership, &self.transport.counters()));
+                let _ = reply.send(metrics::render(&self.protocol, &self.transport.counters()));
             }
             ApiRequest::Workloads(reply) => {
-                let _ = reply.send(workloads::list(&self.membership));
+                let _ = reply.send(workloads::list(&self.protocol));
             }
             ApiRequest::Workload(name, reply) => {
-                let detail = workloads::detail(&self.membership, &name);
+                let detail = workloads::detail(&self.protocol, &name);
                 let _ = reply.send(detail.map(|d| WorkloadDetail { events: self.events.recent(&name), ..d }));
             }
             ApiRequest::Submit(spec, reply) => {
                 let name = spec.name.clone();
-                let outcome = workloads::submit(&mut self.membership, self.clock.now(), *spec);
+                let outcome = workloads::submit(&mut self.protocol, self.clock.now(), *spec);
                 if outcome.is_ok() {
                     self.reconciler.poke();
                     info!(workload = %name, "workload submitted");
@@ -397,7 +399,7 @@ impl Agent {
                 let _ = reply.send(outcome);
             }
             ApiRequest::Delete(name, reply) => {
-                let deleted = self.membership.delete_workload(self.clock.now(), &name).is_some();
+                let deleted = self.protocol.delete_workload(self.clock.now(), &name).is_some();
                 if deleted {
                     self.reconciler.poke();
                     info!(workload = %name, "workload deleted");
@@ -405,12 +407,12 @@ impl Agent {
                 let _ = reply.send(deleted);
             }
             ApiRequest::Peers(reply) => {
-                let me = self.membership.id();
-                let peers = self.membership.members().filter(|m| m.state.is_live() && m.id != me);
+                let me = self.protocol.membership().id();
+                let peers = self.protocol.membership().members().filter(|m| m.state.is_live() && m.id != me);
                 let _ = reply.send(peers.map(PeerView::of).collect());
             }
             ApiRequest::Mesh(crate::ui::MeshQuery { since: last, reply }) => {
-                let _ = reply.send(crate::ui::mesh::snapshot_if_changed(&self.membership, self.clock.now(), last));
+                let _ = reply.send(crate::ui::mesh::snapshot_if_changed(&self.protocol, self.clock.now(), last));
             }
             ApiRequest::Leave(reply) => {
                 info!("leave requested through the API");
@@ -421,19 +423,19 @@ impl Agent {
     }
 
     fn self_view(&self) -> SelfView {
-        let id = self.membership.id();
-        let member = self.membership.member(id).map(MemberView::of).unwrap_or_else(|| MemberView {
+        let id = self.protocol.membership().id();
+        let member = self.protocol.membership().member(id).map(MemberView::of).unwrap_or_else(|| MemberView {
             id: String::new(),
             name: self.settings.name.clone(),
             state: State::Alive,
             addr: String::new(),
             capacity: self.settings.capacity,
             labels: BTreeMap::new(),
-            generation: self.membership.generation(),
-            incarnation: self.membership.incarnation(),
+            generation: self.protocol.membership().generation(),
+            incarnation: self.protocol.membership().incarnation(),
         });
         let mut members = BTreeMap::new();
-        for m in self.membership.members() {
+        for m in self.protocol.membership().members() {
             *members.entry(metrics::state_name(m.state).to_string()).or_insert(0) += 1;
         }
         SelfView {
@@ -441,7 +443,7 @@ impl Agent {
             keys: self.transport.keys().ids().iter().map(ToString::to_string).collect(),
             profile: self.settings.profile.name().into(),
             members,
-            local_health: self.membership.local_health(),
+            local_health: self.protocol.membership().local_health(),
             uptime_secs: self.started.elapsed().as_secs(),
             data_dir: self.data_dir.clone(),
             version: env!("CARGO_PKG_VERSION").into(),

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use shoal_protocol::{Capacity, Config};
+use shoal_protocol::{Capacity, Config, WorkloadConfig};
 
 use crate::auth::{TokenFileError, Tokens};
 use crate::crypto::{ClusterKey, KeyError};
@@ -42,6 +42,15 @@ impl Profile {
             Profile::Wan => Config::wan(),
             Profile::Local => Config::local(),
             Profile::Fast => Config::fast(),
+        }
+    }
+
+    /// The workload layer's preset.
+    pub fn workload_config(self) -> WorkloadConfig {
+        match self {
+            Profile::Lan | Profile::Fast => WorkloadConfig::lan(),
+            Profile::Wan => WorkloadConfig::wan(),
+            Profile::Local => WorkloadConfig::local(),
         }
     }
 

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
-use shoal_protocol::{Membership, NodeId, ReplicaKey, ReplicaState, WorkloadEvent};
+use shoal_protocol::{Node, NodeId, ReplicaKey, ReplicaState, WorkloadEvent};
 
 use crate::view::{ReplicaPhase, node_id_hex};
 
@@ -37,16 +37,17 @@ pub struct WorkloadEvents {
 
 impl WorkloadEvents {
     /// Words `event` (reading the details from `membership`) and keeps it.
-    pub fn note(&mut self, membership: &Membership, event: &WorkloadEvent) {
-        self.note_at(membership, event, std::time::Instant::now());
+    pub fn note(&mut self, protocol: &Node, event: &WorkloadEvent) {
+        self.note_at(protocol, event, std::time::Instant::now());
     }
 
-    fn note_at(&mut self, membership: &Membership, event: &WorkloadEvent, wall: std::time::Instant) {
-        let name = |id: NodeId| membership.member(id).map_or_else(|| node_id_hex(id), |m| m.meta.name.clone());
+    fn note_at(&mut self, protocol: &Node, event: &WorkloadEvent, wall: std::time::Instant) {
+        let name =
+            |id: NodeId| protocol.membership().member(id).map_or_else(|| node_id_hex(id), |m| m.meta.name.clone());
         let mut noted: Vec<(String, String)> = Vec::new();
         match event {
             WorkloadEvent::WorkloadWritten { name: workload } | WorkloadEvent::WorkloadDeleted { name: workload } => {
-                let Some(entry) = membership.catalog_entries().find(|e| &e.name == workload) else { return };
+                let Some(entry) = protocol.workloads().catalog_entries().find(|e| &e.name == workload) else { return };
                 let (clock, writer) = (entry.stamp.clock, name(entry.stamp.node));
                 let was_live = self.live.insert(workload.clone(), entry.spec.is_some()).unwrap_or(false);
                 let what = match (was_live, entry.spec.is_some()) {
@@ -56,12 +57,12 @@ impl WorkloadEvents {
                 };
                 noted.push((workload.clone(), what));
                 // Logs of workloads the catalog forgot go with them.
-                let known: Vec<&str> = membership.catalog_entries().map(|e| e.name.as_str()).collect();
+                let known: Vec<&str> = protocol.workloads().catalog_entries().map(|e| e.name.as_str()).collect();
                 self.log.retain(|w, _| known.contains(&w.as_str()) || w == workload);
                 self.live.retain(|w, _| known.contains(&w.as_str()));
             }
             WorkloadEvent::PlacementChanged => {
-                let placement = membership.placement();
+                let placement = protocol.workloads().placement();
                 let mut owners: BTreeMap<ReplicaKey, Option<NodeId>> = BTreeMap::new();
                 for (workload, replicas) in &placement.assignments {
                     for (replica, owner) in replicas.iter().enumerate() {
@@ -94,7 +95,8 @@ impl WorkloadEvents {
             }
             WorkloadEvent::ReplicaStateChanged { node, replica } => {
                 let slot = (*node, replica.clone());
-                let status = membership.replica_statuses().find(|e| e.node == *node && e.status.key() == *replica);
+                let status =
+                    protocol.workloads().replica_statuses().find(|e| e.node == *node && e.status.key() == *replica);
                 let on = name(*node);
                 let Some(status) = status.map(|e| &e.status) else {
                     if self.reports.remove(&slot).is_some() {
@@ -143,7 +145,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use shoal_protocol::{
-        Address, Config, Driver, Identity, Instant, Metadata, ReplicaStatus, Resources, RestartPolicy, WorkloadSpec,
+        Address, Config, Driver, Identity, Instant, Metadata, ReplicaStatus, Resources, RestartPolicy, WorkloadConfig,
+        WorkloadSpec,
     };
 
     use super::*;
@@ -162,10 +165,10 @@ mod tests {
     #[test]
     fn protocol_workload_events_are_worded_and_kept() -> Result<(), Box<dyn std::error::Error>> {
         let me = Identity { id: NodeId([1; 16]), generation: 1, meta: Metadata::new("me", Address::new("/p2p/me")?) };
-        let mut m = Membership::new(Config::local(), me, 1, Instant::ZERO)?;
+        let mut m = Node::new(Config::local(), WorkloadConfig::local(), me, 1, Instant::ZERO)?;
         let mut events = WorkloadEvents::default();
         let wall = std::time::Instant::now();
-        let note = |m: &mut Membership, events: &mut WorkloadEvents| {
+        let note = |m: &mut Node, events: &mut WorkloadEvents| {
             while let Some(event) = m.poll_workload_event() {
                 events.note_at(m, &event, wall);
             }

@@ -5,16 +5,16 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use shoal_protocol::{Membership, ReplicaState, RttHistogram, State};
+use shoal_protocol::{Node, ReplicaState, RttHistogram, State};
 
 use crate::crypto::OpenError;
 use crate::transport::{ByOpenError, TransportCounters};
 
 /// Renders every metric. Counter names follow the protocol's field names, so a
 /// counter the protocol adds shows up here without a change.
-pub fn render(membership: &Membership, transport: &TransportCounters) -> String {
+pub fn render(protocol: &Node, transport: &TransportCounters) -> String {
     let mut out = String::new();
-    let counters = serde_json::to_value(membership.counters()).unwrap_or_default();
+    let counters = serde_json::to_value(protocol.membership().counters()).unwrap_or_default();
     if let Some(fields) = counters.as_object() {
         for (name, value) in fields {
             if let Some(n) = value.as_u64() {
@@ -28,30 +28,32 @@ pub fn render(membership: &Membership, transport: &TransportCounters) -> String 
             }
         }
     }
-    rtt_histogram(&mut out, &membership.counters().probe_rtt);
+    rtt_histogram(&mut out, &protocol.membership().counters().probe_rtt);
 
     let _ = writeln!(out, "# TYPE shoal_members gauge");
     for state in [State::Alive, State::Suspect, State::Dead, State::Left] {
-        let n = membership.members().filter(|m| m.state == state).count();
+        let n = protocol.membership().members().filter(|m| m.state == state).count();
         let _ = writeln!(out, "shoal_members{{state=\"{}\"}} {n}", state_name(state));
     }
     // Every node's reports as this node knows them, and this node's own.
-    let here = membership.id();
+    let here = protocol.membership().id();
     for (metric, only_here) in [("shoal_replicas", false), ("shoal_local_replicas", true)] {
         let _ = writeln!(out, "# TYPE {metric} gauge");
         for state in [ReplicaState::Starting, ReplicaState::Running, ReplicaState::Failed] {
-            let n = membership
+            let n = protocol
+                .workloads()
                 .replica_statuses()
                 .filter(|e| e.status.state == state && (!only_here || e.node == here))
                 .count();
             let _ = writeln!(out, "{metric}{{state=\"{}\"}} {n}", crate::view::ReplicaPhase::from(state));
         }
     }
-    let _ = writeln!(out, "# TYPE shoal_local_health gauge\nshoal_local_health {}", membership.local_health());
+    let _ =
+        writeln!(out, "# TYPE shoal_local_health gauge\nshoal_local_health {}", protocol.membership().local_health());
     let _ = writeln!(
         out,
         "# TYPE shoal_pending_broadcasts gauge\nshoal_pending_broadcasts {}",
-        membership.pending_broadcasts()
+        protocol.membership().pending_broadcasts()
     );
 
     let t = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use shoal_protocol::Membership;
+use shoal_protocol::Node;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
@@ -31,16 +31,16 @@ pub struct CatalogSaver {
 
 impl CatalogSaver {
     /// Starts the writer; `membership`'s catalog is what is on disk now.
-    pub fn start(dir: DataDir, membership: &Membership) -> CatalogSaver {
+    pub fn start(dir: DataDir, protocol: &Node) -> CatalogSaver {
         let (latest, updates) = watch::channel(Vec::new());
         let writer = tokio::spawn(write_loop(dir, updates));
-        let saved = fingerprint(membership.catalog_entries());
+        let saved = fingerprint(protocol.workloads().catalog_entries());
         CatalogSaver { latest, writer, saved, changed_at: None, checked_at: None }
     }
 
     /// Notes whether the catalog changed since it was last saved. Call after
     /// anything that may have changed it.
-    pub fn note(&mut self, membership: &Membership) {
+    pub fn note(&mut self, protocol: &Node) {
         // The fingerprint reads the whole catalog: under a flood of messages,
         // look at most every CHECK_EVERY (a save is ~200 ms away anyway).
         let now = tokio::time::Instant::now();
@@ -48,7 +48,7 @@ impl CatalogSaver {
             return;
         }
         self.checked_at = Some(now);
-        if fingerprint(membership.catalog_entries()) != self.saved {
+        if fingerprint(protocol.workloads().catalog_entries()) != self.saved {
             self.changed_at = Some(now);
         }
     }
@@ -59,18 +59,18 @@ impl CatalogSaver {
     }
 
     /// Hands the catalog to the writer.
-    pub fn save(&mut self, membership: &Membership) {
+    pub fn save(&mut self, protocol: &Node) {
         self.changed_at = None;
-        let print = fingerprint(membership.catalog_entries());
+        let print = fingerprint(protocol.workloads().catalog_entries());
         if print != self.saved {
             self.saved = print;
-            self.latest.send_replace(encode(membership.catalog_entries()));
+            self.latest.send_replace(encode(protocol.workloads().catalog_entries()));
         }
     }
 
     /// Saves what changed, and waits (up to `within`) until it is on disk.
-    pub async fn finish(mut self, membership: &Membership, within: Duration) {
-        self.save(membership);
+    pub async fn finish(mut self, protocol: &Node, within: Duration) {
+        self.save(protocol);
         let CatalogSaver { latest, writer, .. } = self;
         drop(latest);
         if tokio::time::timeout(within, writer).await.is_err() {

@@ -3,7 +3,7 @@
 //!
 //! Two halves, so that no driver call can stall the protocol:
 //!
-//! - The agent task (which owns the `Membership`) calls [`Reconciler::step`]
+//! - The agent task (which owns the `Node`) calls [`Reconciler::step`]
 //!   within [`MIN_GAP`] of a workload event from the protocol (its plan
 //!   changed), a member event, an API request or a replica status change,
 //!   and never otherwise: the protocol's own timers (settle, handover
@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_protocol::{Duty, Instant, Membership, Plan};
+use shoal_protocol::{Duty, Instant, Node, Plan};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{Instrument, debug, info, warn};
@@ -78,11 +78,11 @@ impl Reconciler {
     /// Computes the plan, hands it to the worker if it changed, and reports
     /// every replica the supervisor runs (those it no longer lists are
     /// gossiped Stopped).
-    pub fn step(&mut self, membership: &mut Membership, now: Instant) {
+    pub fn step(&mut self, protocol: &mut Node, now: Instant) {
         self.last_step = tokio::time::Instant::now();
         self.changed = false;
         if let Some(plans) = &self.plans {
-            let plan = membership.plan();
+            let plan = protocol.workloads().plan();
             plans.send_if_modified(|current| {
                 let changed = current != plan;
                 if changed {
@@ -91,7 +91,7 @@ impl Reconciler {
                 changed
             });
         }
-        membership.report_replicas(now, self.supervisor.statuses());
+        protocol.report_replicas(now, self.supervisor.statuses());
     }
 
     /// Stops applying plans and stops every replica (call after

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use shoal_protocol::placement::{Placement, UnplacedReason};
-use shoal_protocol::{Instant, Membership, NodeId, ReplicaKey, SpecError, StatusEntry, WorkloadSpec};
+use shoal_protocol::{Instant, Node, NodeId, ReplicaKey, SpecError, StatusEntry, WorkloadSpec};
 
 use crate::events::EventView;
 use crate::spec::SpecFile;
@@ -76,18 +76,18 @@ pub struct ErrorView {
 }
 
 /// Every workload, by name.
-pub fn list(membership: &Membership) -> Vec<WorkloadView> {
-    let placement = membership.placement();
-    let known = Known::of(membership);
-    membership.workloads().map(|spec| known.view(&placement, spec)).collect()
+pub fn list(protocol: &Node) -> Vec<WorkloadView> {
+    let placement = protocol.workloads().placement();
+    let known = Known::of(protocol);
+    protocol.workloads().specs().map(|spec| known.view(&placement, spec)).collect()
 }
 
 /// One workload, if it exists.
-pub fn detail(membership: &Membership, name: &str) -> Option<WorkloadDetail> {
-    let placement = membership.placement();
-    let entry = membership.catalog_entries().find(|e| e.name == name)?;
+pub fn detail(protocol: &Node, name: &str) -> Option<WorkloadDetail> {
+    let placement = protocol.workloads().placement();
+    let entry = protocol.workloads().catalog_entries().find(|e| e.name == name)?;
     let spec = entry.spec.as_deref()?;
-    let known = Known::of(membership);
+    let known = Known::of(protocol);
     Some(WorkloadDetail {
         workload: known.view(&placement, spec),
         spec: SpecFile::from_spec(spec),
@@ -98,15 +98,11 @@ pub fn detail(membership: &Membership, name: &str) -> Option<WorkloadDetail> {
 }
 
 /// Submits (or replaces) a workload. Returns its detail and whether it is new.
-pub fn submit(
-    membership: &mut Membership,
-    now: Instant,
-    spec: WorkloadSpec,
-) -> Result<(WorkloadDetail, bool), SpecError> {
+pub fn submit(protocol: &mut Node, now: Instant, spec: WorkloadSpec) -> Result<(WorkloadDetail, bool), SpecError> {
     let name = spec.name.clone();
-    let new = !membership.workloads().any(|w| w.name == name);
-    membership.submit(now, spec)?;
-    let detail = detail(membership, &name).ok_or_else(|| SpecError {
+    let new = !protocol.workloads().specs().any(|w| w.name == name);
+    protocol.submit(now, spec)?;
+    let detail = detail(protocol, &name).ok_or_else(|| SpecError {
         field: "name".into(),
         reason: "the workload vanished as it was written; submit it again".into(),
     })?;
@@ -121,10 +117,10 @@ struct Known {
 }
 
 impl Known {
-    fn of(membership: &Membership) -> Known {
-        let names = membership.members().map(|m| (m.id, m.meta.name.clone())).collect();
+    fn of(protocol: &Node) -> Known {
+        let names = protocol.membership().members().map(|m| (m.id, m.meta.name.clone())).collect();
         let mut reports: BTreeMap<ReplicaKey, Vec<StatusEntry>> = BTreeMap::new();
-        for entry in membership.replica_statuses() {
+        for entry in protocol.workloads().replica_statuses() {
             reports.entry(entry.status.key()).or_default().push(entry.clone());
         }
         Known { names, reports }

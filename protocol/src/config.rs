@@ -60,29 +60,6 @@ pub struct Config {
     pub reconnect_interval: Duration,
     /// Dead and Left members are forgotten (and no longer retried) after this.
     pub dead_retention: Duration,
-    /// Deleted workloads' tombstones are forgotten after this. A node cut off
-    /// for longer may bring a deleted workload back when it returns.
-    pub tombstone_retention: Duration,
-    /// A member that becomes Alive (first seen, or back from Dead or Left)
-    /// receives work only after this long, doubled for each time it went down
-    /// in the last `flap_window`: a flapping member does not drag work back
-    /// and forth. Suspect members keep their work.
-    pub settle_time: Duration,
-    /// Downs within this long count towards a member's settle time.
-    pub flap_window: Duration,
-    /// A node keeps running a replica it no longer owns until the new owner
-    /// reports it running (make-before-break), or for at most this long.
-    pub handover_grace: Duration,
-    /// Stopped replicas' status tombstones are forgotten after this.
-    pub status_retention: Duration,
-    /// Placement's load slack ε, in thousandths: no node gets more than
-    /// `(1 + ε)` times its capacity-weighted share of replicas (100 is
-    /// ε = 0.10; ALGORITHM.md section 13). At least 1. Every node must use
-    /// the same value, or their placements differ.
-    pub placement_slack_permille: u32,
-    /// Placement's ring tokens per core of CPU capacity: more smooths the
-    /// arcs and costs memory (10; at least 1). Every node must use the same.
-    pub placement_tokens_per_core: u32,
     /// Ceiling of the local health multiplier: timeouts stretch to at most
     /// `(max_local_health + 1)` times their base.
     pub max_local_health: u32,
@@ -135,13 +112,6 @@ impl Config {
             push_pull_interval: Duration::from_secs(30),
             reconnect_interval: Duration::from_secs(10),
             dead_retention: Duration::from_secs(24 * 3600),
-            tombstone_retention: Duration::from_secs(7 * 24 * 3600),
-            settle_time: Duration::from_secs(10),
-            flap_window: Duration::from_secs(3600),
-            handover_grace: Duration::from_secs(30),
-            status_retention: Duration::from_secs(300),
-            placement_slack_permille: 100,
-            placement_tokens_per_core: 10,
             max_local_health: 8,
             datagram_budget: 1_400,
             sync_budget: 32 * 1_024,
@@ -161,8 +131,6 @@ impl Config {
             gossip_to_the_dead: Duration::from_secs(60),
             push_pull_interval: Duration::from_secs(60),
             reconnect_interval: Duration::from_secs(30),
-            settle_time: Duration::from_secs(30),
-            handover_grace: Duration::from_secs(60),
             ..Config::lan()
         }
     }
@@ -201,8 +169,6 @@ impl Config {
             gossip_to_the_dead: Duration::from_secs(15),
             push_pull_interval: Duration::from_secs(15),
             reconnect_interval: Duration::from_secs(5),
-            settle_time: Duration::from_secs(2),
-            handover_grace: Duration::from_secs(10),
             ..Config::lan()
         }
     }
@@ -237,9 +203,6 @@ impl Config {
             ("push_pull_interval", self.push_pull_interval),
             ("reconnect_interval", self.reconnect_interval),
             ("dead_retention", self.dead_retention),
-            ("tombstone_retention", self.tombstone_retention),
-            ("handover_grace", self.handover_grace),
-            ("status_retention", self.status_retention),
         ];
         for (field, value) in positive_durations {
             if value.is_zero() {
@@ -251,8 +214,6 @@ impl Config {
             ("suspicion_mult", self.suspicion_mult),
             ("suspicion_max_timeout_mult", self.suspicion_max_timeout_mult),
             ("sync_max_rounds", u32::from(self.sync_max_rounds)),
-            ("placement_slack_permille", self.placement_slack_permille),
-            ("placement_tokens_per_core", self.placement_tokens_per_core),
         ];
         for (field, value) in positive_counts {
             if value == 0 {
@@ -309,7 +270,5 @@ mod tests {
 
         let config = Config { datagram_budget: 100, ..Config::lan() };
         assert!(matches!(config.validate(), Err(ConfigError::Budget { field: "datagram_budget", .. })));
-        let config = Config { placement_slack_permille: 0, ..Config::lan() };
-        assert_eq!(config.validate(), Err(ConfigError::Zero { field: "placement_slack_permille" }));
     }
 }

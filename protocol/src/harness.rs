@@ -1,5 +1,4 @@
-//! A small deterministic cluster for tests: a handful of [`Membership`]
-//! instances, a virtual clock, and a network that delays, drops and
+//! A small deterministic cluster for tests: a handful of [`Node`]s, a virtual clock, and a network that delays, drops and
 //! partitions by rule. (The full simulator, with fault schedules and checks,
 //! is `shoal-sim`; this is the in-crate harness its rules are proven on.)
 
@@ -12,8 +11,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::{
-    Address, Capacity, Config, Event, Identity, Instant, Membership, Metadata, NodeId, ReplicaKey, ReplicaState,
-    ReplicaStatus, State, WorkloadEvent,
+    Address, Capacity, Config, Event, Identity, Instant, Membership, Metadata, Node, NodeId, ReplicaKey, ReplicaState,
+    ReplicaStatus, State, WorkloadConfig, WorkloadEvent, Workloads,
 };
 
 pub(crate) fn addr(index: usize) -> Address {
@@ -49,8 +48,9 @@ struct Datagram {
 pub(crate) struct Cluster {
     pub(crate) now: Instant,
     config: Config,
+    workload_config: WorkloadConfig,
     /// `None` while crashed.
-    pub(crate) nodes: Vec<Option<Membership>>,
+    pub(crate) nodes: Vec<Option<Node>>,
     in_flight: BinaryHeap<Reverse<(Instant, u64, Datagram)>>,
     sent: u64,
     latency: Duration,
@@ -79,10 +79,20 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub(crate) fn new(n: usize, config: Config, seed: u64) -> Cluster {
+        Cluster::with_workload_config(n, config, WorkloadConfig::lan(), seed)
+    }
+
+    pub(crate) fn with_workload_config(
+        n: usize,
+        config: Config,
+        workload_config: WorkloadConfig,
+        seed: u64,
+    ) -> Cluster {
         let nodes = (0..n)
             .map(|i| {
+                let seed = seed ^ (i as u64) << 32;
                 Some(
-                    Membership::new(config.clone(), identity(i, 1), seed ^ (i as u64) << 32, Instant::ZERO)
+                    Node::new(config.clone(), workload_config.clone(), identity(i, 1), seed, Instant::ZERO)
                         .expect("valid"),
                 )
             })
@@ -90,6 +100,7 @@ impl Cluster {
         Cluster {
             now: Instant::ZERO,
             config,
+            workload_config,
             nodes,
             in_flight: BinaryHeap::new(),
             sent: 0,
@@ -119,8 +130,14 @@ impl Cluster {
         }
     }
 
+    /// Node `i`'s membership layer.
     pub(crate) fn node(&self, i: usize) -> &Membership {
-        self.nodes[i].as_ref().expect("node is running")
+        self.nodes[i].as_ref().expect("node is running").membership()
+    }
+
+    /// Node `i`'s workload layer.
+    pub(crate) fn workloads(&self, i: usize) -> &Workloads {
+        self.nodes[i].as_ref().expect("node is running").workloads()
     }
 
     /// Every node but `seed` joins through `seed`.
@@ -167,8 +184,10 @@ impl Cluster {
     /// The node starts again with empty state and a new generation, and
     /// rejoins through `seed`.
     pub(crate) fn restart(&mut self, i: usize, generation: u64, seed: usize) {
-        let node = Membership::new(self.config.clone(), identity(i, generation), self.seed ^ generation, self.now)
-            .expect("valid");
+        let identity = identity(i, generation);
+        let node =
+            Node::new(self.config.clone(), self.workload_config.clone(), identity, self.seed ^ generation, self.now)
+                .expect("valid");
         self.nodes[i] = Some(node);
         if let Some(node) = self.nodes[i].as_mut() {
             node.join(self.now, [addr(seed)]);
@@ -280,7 +299,7 @@ impl Cluster {
 
     /// What node `viewer` believes about node `subject`.
     pub(crate) fn view(&self, viewer: usize, subject: usize) -> Option<State> {
-        Some(self.nodes[viewer].as_ref()?.member(id(subject))?.state)
+        Some(self.nodes[viewer].as_ref()?.membership().member(id(subject))?.state)
     }
 
     /// Whether every running node sees every running node Alive.
@@ -312,7 +331,7 @@ impl Cluster {
     fn drive_node(&mut self, i: usize) {
         {
             let Some(node) = self.nodes[i].as_mut() else { return };
-            let plan = node.plan().clone();
+            let plan = node.workloads().plan().clone();
             self.reported_at[i] = self.now;
             let (running, now) = (&mut self.running[i], self.now);
             for duty in plan.run {

@@ -1,9 +1,11 @@
-//! Shoal's membership protocol, as a pure state machine.
+//! Shoal's protocol, as a pure state machine in two layers: membership
+//! ([`Membership`]) and the workloads it carries ([`Workloads`]), joined
+//! by [`Node`].
 //!
 //! This crate contains no networking code and never reads a clock: time comes
 //! in as an [`Instant`] argument, randomness from a seed its caller chooses,
-//! bytes in through [`Membership::handle_message`] and out through
-//! [`Membership::poll_transmit`]. The real node (`shoal-node`) and the
+//! bytes in through [`Node::handle_message`] and out through
+//! [`Node::poll_transmit`]. The real node (`shoal-node`) and the
 //! simulator (`shoal-sim`) drive the very same code, so what the simulator
 //! shows is what ships.
 //!
@@ -14,11 +16,11 @@
 //! digests. ALGORITHM.md states the rules and the numbers they promise.
 //!
 //! ```
-//! use shoal_protocol::{Address, Config, Identity, Instant, Membership, Metadata, NodeId};
+//! use shoal_protocol::{Address, Config, Identity, Instant, Metadata, Node, NodeId, WorkloadConfig};
 //!
 //! let addr = Address::new("sim:1")?;
 //! let me = Identity { id: NodeId::from_index(1), generation: 1, meta: Metadata::new("n1", addr) };
-//! let mut node = Membership::new(Config::lan(), me, 42, Instant::ZERO)?;
+//! let mut node = Node::new(Config::lan(), WorkloadConfig::lan(), me, 42, Instant::ZERO)?;
 //! node.join(Instant::ZERO, [Address::new("sim:0")?]);
 //! while let Some(transmit) = node.poll_transmit() {
 //!     // hand transmit.payload to the network, addressed to transmit.addr
@@ -39,6 +41,7 @@ mod id;
 mod member;
 mod membership;
 mod metadata;
+mod node;
 pub mod placement;
 mod status;
 mod suspicion;
@@ -47,6 +50,7 @@ mod time;
 mod timer;
 pub mod wire;
 mod workload;
+mod workloads;
 
 #[cfg(test)]
 mod harness;
@@ -57,8 +61,10 @@ pub use counters::{ByKind, Counters, RttHistogram};
 pub use hash::stable_hash64;
 pub use id::{Address, NodeId};
 pub use member::{Member, Peer, State};
-pub use membership::{Bug, Duty, Error, Event, Identity, Membership, Plan, Transmit, WorkloadEvent};
+pub use membership::{Bug, Error, Event, Identity, Membership, Transmit};
 pub use metadata::{Capacity, Metadata, MetadataCache, MetadataError};
+pub use node::Node;
 pub use status::{ReplicaKey, ReplicaState, ReplicaStatus, StatusEntry};
 pub use time::Instant;
 pub use workload::{Driver, Resources, RestartMode, RestartPolicy, SpecError, WorkloadSpec};
+pub use workloads::{Duty, Plan, WorkloadConfig, WorkloadEvent, Workloads};

@@ -31,11 +31,6 @@ pub(crate) enum Timer {
         at: Instant,
     },
     ReconnectTick,
-    /// The plan may change by itself at `at` (a member settles, a handover
-    /// grace runs out); a later deadline supersedes it.
-    Workloads {
-        at: Instant,
-    },
 }
 
 /// Pending timers, earliest first; ties fire in the order they were set.

@@ -1,6 +1,6 @@
 //! `shoal-sim`: the deterministic simulator.
 //!
-//! It runs many real [`shoal_protocol::Membership`] instances in one process,
+//! It runs many real [`shoal_protocol::Node`] instances in one process,
 //! in virtual time, over a simulated network with faults, and checks as it
 //! goes that the mesh behaves. A run is a pure function of (seed, scenario,
 //! build): one ChaCha8 rng seeded from the seed drives the topology, every

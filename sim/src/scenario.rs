@@ -22,7 +22,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use shoal_protocol::Config;
+use shoal_protocol::{Config, WorkloadConfig};
 
 use crate::fault::{FaultKind, Select};
 use crate::net::{Latency, NetworkSpec};
@@ -54,6 +54,15 @@ impl Preset {
             Preset::Fast => Config::fast(),
         }
     }
+
+    /// The workload layer's config.
+    pub fn workload_config(self) -> WorkloadConfig {
+        match self {
+            Preset::Lan | Preset::Fast => WorkloadConfig::lan(),
+            Preset::Wan => WorkloadConfig::wan(),
+            Preset::Local => WorkloadConfig::local(),
+        }
+    }
 }
 
 /// How the nodes come up.
@@ -75,7 +84,7 @@ pub enum Bootstrap {
     /// Every node starts at time zero already knowing every other as Alive,
     /// as after a completed join and quiet dissemination: nothing pending to
     /// gossip, anti-entropy digests agreeing (Shoal's
-    /// `Membership::preload`). The run begins in the steady state; formation
+    /// `Node::preload`). The run begins in the steady state; formation
     /// is what `OneSeed` and `Staggered` measure. The nodes have no seed
     /// addresses (they never joined), so a partition outlasting the Dead
     /// timeout heals only by gossip to the dead. Shoal only (foca refuses).

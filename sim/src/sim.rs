@@ -1,5 +1,5 @@
 //! The event loop: a heap of (time, sequence)-ordered actions, jumping from
-//! one to the next. Each node is a [`SimNode`](crate::impls::SimNode) (a real Shoal `Membership`, or
+//! one to the next. Each node is a [`SimNode`](crate::impls::SimNode) (a real Shoal `Node`, or
 //! a peer implementation being compared with it); after every input the
 //! loop drains its transmits (into the network model) and its events (into
 //! the checks), then asks for its next deadline and, if that moved earlier,

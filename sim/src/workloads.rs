@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shoal_protocol::{Instant, Membership, ReplicaKey, ReplicaState, ReplicaStatus, WorkloadEvent, WorkloadSpec};
+use shoal_protocol::{Instant, Node, ReplicaKey, ReplicaState, ReplicaStatus, WorkloadEvent, WorkloadSpec};
 
 use crate::scenario::WorkloadLoad;
 
@@ -64,17 +64,17 @@ impl WorkloadDriver {
     /// After every input to the node: submits when due, and follows the
     /// plan when the protocol announced a change or a replica finished
     /// starting, reporting what runs.
-    pub fn step(&mut self, membership: &mut Membership, now: Instant) {
+    pub fn step(&mut self, node: &mut Node, now: Instant) {
         let mut changed = false;
         if !self.to_submit.is_empty() && now >= self.submit_at {
             for spec in self.to_submit.drain(..) {
                 // Specs are generated valid; a refusal would show up as a
                 // missing workload in the checks.
-                let _ = membership.submit(now, spec);
+                let _ = node.submit(now, spec);
             }
         }
         for _ in 0..MAX_ROUNDS {
-            while let Some(event) = membership.poll_workload_event() {
+            while let Some(event) = node.poll_workload_event() {
                 changed |= matches!(event, WorkloadEvent::ReplicaStart { .. } | WorkloadEvent::ReplicaStop { .. });
             }
             let up = self.next_tick().is_some_and(|at| at <= now);
@@ -82,12 +82,12 @@ impl WorkloadDriver {
                 return;
             }
             changed = false;
-            self.follow(membership, now);
+            self.follow(node, now);
         }
     }
 
-    fn follow(&mut self, membership: &mut Membership, now: Instant) {
-        let plan = membership.plan();
+    fn follow(&mut self, node: &mut Node, now: Instant) {
+        let plan = node.workloads().plan();
         for duty in &plan.run {
             self.started.entry(duty.key()).or_insert(now);
         }
@@ -105,6 +105,6 @@ impl WorkloadDriver {
             .collect();
         let report =
             self.replicas.iter().map(|(key, state)| ReplicaStatus::new(key.workload.clone(), key.replica, *state));
-        membership.report_replicas(now, report.collect::<Vec<_>>());
+        node.report_replicas(now, report.collect::<Vec<_>>());
     }
 }

@@ -10,7 +10,7 @@ use shoal_node::crypto::{ClusterKey, Keyring};
 use shoal_node::keys::KeyStore;
 use shoal_node::store::DataDir;
 use shoal_node::transport::{Transport, TransportConfig};
-use shoal_protocol::{Address, Config, Identity, Instant, Membership, Metadata, NodeId, State};
+use shoal_protocol::{Address, Config, Identity, Instant, Metadata, Node, NodeId, State, WorkloadConfig};
 use shoal_tests::{Agent, count_in, new_key, state_of, test_dir, wait_until};
 
 /// Random bytes of random length up to `max`.
@@ -26,7 +26,7 @@ fn genuine_message(to: &Address) -> anyhow::Result<Vec<u8>> {
     let config = Config { cluster_id: shoal_node::agent::CLUSTER_ID, ..Config::local() };
     let me =
         Identity { id: NodeId([7; 16]), generation: 1, meta: Metadata::new("forger", Address::new("127.0.0.1:9")?) };
-    let mut node = Membership::new(config, me, 1, Instant::ZERO)?;
+    let mut node = Node::new(config, WorkloadConfig::local(), me, 1, Instant::ZERO)?;
     node.join(Instant::ZERO, [to.clone()]);
     Ok(node.poll_transmit().map(|t| t.payload).unwrap_or_default())
 }

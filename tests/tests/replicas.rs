@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use shoal_protocol::{Config, State};
+use shoal_protocol::{Config, State, WorkloadConfig};
 use shoal_tests::{Agent, count_in, kill_replicas, new_key, replica_processes, shoal_bin};
 use shoal_tests::{test_dir, wait_until};
 
@@ -127,7 +127,7 @@ fn replicas_run_once_move_on_a_crash_survive_a_restart_and_stop_on_delete() -> a
         .map_err(|e| e.context(agents[0].log_tail()))?;
     // Every agent has settled (takes work) `settle_time` after it saw the
     // others alive: submitting earlier would move replicas as they settle.
-    std::thread::sleep(Config::local().settle_time + Duration::from_secs(1));
+    std::thread::sleep(WorkloadConfig::local().settle_time + Duration::from_secs(1));
 
     // (a) Submitted to one agent: runs on exactly two, each replica once,
     // and every agent's API counts 2 running.

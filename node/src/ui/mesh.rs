@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
-use shoal_protocol::{Capacity, Instant, Membership, NodeId, Resources, State};
+use shoal_protocol::{Capacity, Instant, Node, NodeId, Resources, State};
 
 use crate::view::node_id_hex;
 use crate::workloads::{self, WorkloadView};
@@ -58,35 +58,36 @@ pub struct MeshSnapshot {
 /// `Arc`: the protocol makes a new one only when the view changed). About
 /// 0.1 ms for 1,000 members and 1,000 workloads, against several for the
 /// snapshot, so a quiet mesh costs an open page almost nothing.
-pub fn fingerprint(membership: &Membership) -> u64 {
+pub fn fingerprint(protocol: &Node) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for m in membership.members() {
+    for m in protocol.membership().members() {
         (m.id, m.generation, m.incarnation, m.state, m.state_since.as_micros()).hash(&mut hasher);
         std::sync::Arc::as_ptr(&m.meta).hash(&mut hasher);
     }
-    for e in membership.catalog_entries() {
+    for e in protocol.workloads().catalog_entries() {
         (e.stamp.clock, e.stamp.node, e.spec.is_some()).hash(&mut hasher);
     }
-    for e in membership.replica_statuses() {
+    for e in protocol.workloads().replica_statuses() {
         (e.node, e.generation, e.version).hash(&mut hasher);
     }
-    std::sync::Arc::as_ptr(&membership.placement()).hash(&mut hasher);
+    std::sync::Arc::as_ptr(&protocol.workloads().placement()).hash(&mut hasher);
     hasher.finish()
 }
 
 /// A snapshot and its fingerprint, unless the fingerprint is still `last`.
-pub fn snapshot_if_changed(membership: &Membership, now: Instant, last: u64) -> (u64, Option<MeshSnapshot>) {
-    let print = fingerprint(membership);
+pub fn snapshot_if_changed(protocol: &Node, now: Instant, last: u64) -> (u64, Option<MeshSnapshot>) {
+    let print = fingerprint(protocol);
     if print == last {
         return (print, None);
     }
-    (print, Some(snapshot(membership, now)))
+    (print, Some(snapshot(protocol, now)))
 }
 
 /// Takes a snapshot (in the agent's task: the one owner of the protocol).
-pub fn snapshot(membership: &Membership, now: Instant) -> MeshSnapshot {
-    let mut members: Vec<MemberSnap> = membership
+pub fn snapshot(protocol: &Node, now: Instant) -> MeshSnapshot {
+    let mut members: Vec<MemberSnap> = protocol
+        .membership()
         .members()
         .map(|m| MemberSnap {
             id: m.id,
@@ -101,13 +102,14 @@ pub fn snapshot(membership: &Membership, now: Instant) -> MeshSnapshot {
         })
         .collect();
     members.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
-    let entries: BTreeMap<&str, (Resources, u64, NodeId)> = membership
+    let entries: BTreeMap<&str, (Resources, u64, NodeId)> = protocol
+        .workloads()
         .catalog_entries()
         .filter_map(|e| Some((e.name.as_str(), (e.spec.as_ref()?.resources, e.stamp.clock, e.stamp.node))))
         .collect();
     let entries: BTreeMap<String, (Resources, u64, NodeId)> =
         entries.into_iter().map(|(name, entry)| (name.to_string(), entry)).collect();
-    let mut workloads: Vec<WorkloadSnap> = workloads::list(membership)
+    let mut workloads: Vec<WorkloadSnap> = workloads::list(protocol)
         .into_iter()
         .map(|view| {
             let (resources, clock, writer) =
@@ -116,7 +118,7 @@ pub fn snapshot(membership: &Membership, now: Instant) -> MeshSnapshot {
         })
         .collect();
     workloads.sort_by(|a, b| a.view.name.cmp(&b.view.name));
-    MeshSnapshot { now, me: membership.id(), members, workloads }
+    MeshSnapshot { now, me: protocol.membership().id(), members, workloads }
 }
 
 /// `GET /v1/mesh`.

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use tracing::{debug, warn};
 
-use super::{Bug, Event, Membership, WorkloadEvent};
+use super::{Bug, Event, Membership, Replicated};
 use crate::broadcast::SIGHTINGS_QUEUE_LIMIT;
 use crate::member::{Member, State, Version};
 use crate::suspicion::Suspicion;
 use crate::table::Applied;
 use crate::timer::Timer;
 use crate::wire::{RawUpdate, Update};
-use crate::{CatalogEntry, Instant, MetadataCache, NodeId, StatusEntry};
+use crate::{Instant, MetadataCache, NodeId};
 
 /// Where a fact came from, which decides whether it is passed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,15 +28,27 @@ enum Source {
 }
 
 impl Membership {
-    /// Applies one fact received in a message.
-    pub(super) fn apply(&mut self, now: Instant, update: &Update, from_sync: bool) {
-        let source = if from_sync { Source::Sync } else { Source::Gossip };
-        self.apply_from(now, update, source);
+    /// Applies one fact received in a message: a membership fact here, a
+    /// fact of the layer above there.
+    fn apply(&mut self, now: Instant, update: &Update, from_sync: bool, upper: &mut dyn Replicated) {
+        if update.member().is_some() {
+            let source = if from_sync { Source::Sync } else { Source::Gossip };
+            self.apply_from(now, update, source);
+            return;
+        }
+        match upper.handle_update(now, update, from_sync, &self.members) {
+            Applied::New | Applied::Changed => self.counters.updates_applied += 1,
+            Applied::Ignored => self.counters.updates_ignored += 1,
+            Applied::Invalid => match update {
+                Update::Workload(_) => self.counters.invalid_specs += 1,
+                _ => self.counters.invalid_statuses += 1,
+            },
+        }
     }
 
     /// Applies one fact received in a message, decoding it in full only if
     /// it may change something (most received facts are repeats).
-    pub(super) fn apply_raw(&mut self, now: Instant, raw: &RawUpdate<'_>, from_sync: bool) {
+    pub(super) fn apply_raw(&mut self, now: Instant, raw: &RawUpdate<'_>, from_sync: bool, upper: &mut dyn Replicated) {
         if let Some((id, generation, incarnation, state)) = raw.fact().filter(|(id, ..)| *id != self.id) {
             let version = Version::new(generation, incarnation, state);
             // The cases in which `apply_from` would only count the fact as
@@ -61,7 +73,7 @@ impl Membership {
             }
         }
         match raw.decode(self.meta_cache.as_ref()) {
-            Ok(update) => self.apply(now, &update, from_sync),
+            Ok(update) => self.apply(now, &update, from_sync, upper),
             Err(error) => {
                 // The message as a whole decoded, so this cannot happen.
                 self.counters.decode_failures += 1;
@@ -72,7 +84,7 @@ impl Membership {
 
     /// Shares decoded metadata with other instances in this process (see
     /// [`MetadataCache`]); it changes nothing this node does.
-    pub fn share_metadata(&mut self, cache: MetadataCache) {
+    pub(crate) fn share_metadata(&mut self, cache: MetadataCache) {
         self.meta_cache = Some(cache);
     }
 
@@ -84,11 +96,7 @@ impl Membership {
 
     fn apply_from(&mut self, now: Instant, update: &Update, source: Source) {
         let Some(id) = update.member() else {
-            match update {
-                Update::Workload(entry) => self.apply_workload(now, entry, source),
-                Update::Status(entry) => self.apply_status(now, entry, source),
-                _ => {}
-            }
+            debug_assert!(false, "the layer above applies its own facts: {update:?}");
             return;
         };
         if id == self.id {
@@ -155,50 +163,6 @@ impl Membership {
         })
     }
 
-    /// A catalog entry: the later stamp wins. Changes spread on, except first
-    /// sightings learned by anti-entropy (a joiner's whole catalog).
-    fn apply_workload(&mut self, now: Instant, entry: &CatalogEntry, source: Source) {
-        match self.catalog.apply(entry, now) {
-            applied @ (Applied::New | Applied::Changed) => {
-                self.counters.updates_applied += 1;
-                debug!(workload = %entry.name, deleted = entry.spec.is_none(), "catalog entry changed");
-                self.note_catalog_change(entry);
-                if source == Source::Gossip || applied == Applied::Changed {
-                    self.broadcast(now, &Update::Workload(entry.clone()));
-                }
-            }
-            Applied::Ignored => self.counters.updates_ignored += 1,
-            Applied::Invalid => self.counters.invalid_specs += 1,
-        }
-    }
-
-    /// A replica status from a peer: the greater version wins. Like catalog
-    /// entries, first sightings learned by anti-entropy do not spread on.
-    fn apply_status(&mut self, now: Instant, entry: &StatusEntry, source: Source) {
-        if !self.accept_status(entry) {
-            self.counters.updates_ignored += 1;
-            return;
-        }
-        let held = self.statuses.get(entry.node, &entry.status.key()).map(|e| e.status.state);
-        match self.statuses.apply(entry, now) {
-            Applied::New | Applied::Changed => {
-                self.counters.updates_applied += 1;
-                self.work_changed();
-                if held != Some(entry.status.state) {
-                    self.emit_work(WorkloadEvent::ReplicaStateChanged {
-                        node: entry.node,
-                        replica: entry.status.key(),
-                    });
-                }
-                if source == Source::Gossip {
-                    self.broadcast(now, &Update::Status(entry.clone()));
-                }
-            }
-            Applied::Ignored => self.counters.updates_ignored += 1,
-            Applied::Invalid => self.counters.invalid_statuses += 1,
-        }
-    }
-
     /// First sighting of a member.
     fn learn(&mut self, now: Instant, update: &Update, source: Source) {
         let Update::Alive { id, generation, incarnation, meta } = update else {
@@ -255,12 +219,6 @@ impl Membership {
         }
         let (state, generation, incarnation) = (member.state, member.generation, member.incarnation);
         self.members.upsert(member);
-        if generation > before.generation {
-            self.statuses.forget_node(id, generation);
-        }
-        if before.state.is_live() && !state.is_live() {
-            self.note_member_down(id, now);
-        }
         // (A member back from the dead may still be in the rest of this pass.)
         if !before.state.is_live() && state.is_live() && !self.probe_order[self.probe_next..].contains(&id) {
             self.add_to_probe_order(id);
@@ -427,11 +385,8 @@ impl Membership {
         // Lifeguard: being accused is a hint that we are the slow one.
         self.health.worsen(1);
         debug!(incarnation = self.incarnation, "refuting suspicion of this node");
-        self.emit(Event::SelfRefuted { incarnation: self.incarnation });
+        let declared_gone = matches!(update, Update::Dead { .. } | Update::Left { .. });
+        self.emit(Event::SelfRefuted { incarnation: self.incarnation, declared_gone });
         self.publish_self(now);
-        if matches!(update, Update::Dead { .. } | Update::Left { .. }) {
-            // Whoever believed this forgot what we run: tell them again.
-            self.republish_statuses(now);
-        }
     }
 }

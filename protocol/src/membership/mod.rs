@@ -1,14 +1,15 @@
-//! The membership state machine: SWIM with Lifeguard, dissemination and
+//! The membership layer: SWIM with Lifeguard, dissemination and
 //! anti-entropy, driven from outside.
 //!
 //! Like quinn-proto's `Connection`, [`Membership`] has four kinds of method:
 //! getters; `handle_*` for inputs (a message arrived, time passed); commands
-//! ([`Membership::join`], [`Membership::leave`], [`Membership::set_metadata`]);
-//! and `poll_*` for outputs. After every input or command the driver drains
-//! [`Membership::poll_transmit`] and [`Membership::poll_event`], then sleeps
-//! until [`Membership::poll_timeout`] and calls [`Membership::handle_timeout`].
+//! (`join`, `leave`, `set_metadata`); and `poll_*` for outputs. It also
+//! carries the layer above it (the [`Replicated`] tables of the workload
+//! layer): their facts ride its gossip, and its anti-entropy reconciles
+//! them with the members, in one exchange. Drivers use [`crate::Node`],
+//! which joins the two layers; the inputs and commands here take the layer
+//! above as an argument.
 
-mod duties;
 mod merge;
 mod probe;
 mod sync;
@@ -22,20 +23,16 @@ use rand_chacha::ChaCha8Rng;
 use tracing::{debug, trace};
 
 use crate::broadcast::{BroadcastQueue, retransmit_limit};
-use crate::catalog::{Catalog, CatalogEntry};
 use crate::counters::Counters;
 use crate::health::LocalHealth;
 use crate::member::{Member, MemberTable, Peer, State};
-use crate::status::StatusTable;
 use crate::suspicion::Suspicion;
 use crate::table::Applied;
 use crate::timer::{Timer, Timers};
 use crate::wire::{self, Body, DecodeError, MessageBuilder, Update};
-pub use duties::{Duty, Plan, WorkloadEvent};
+pub(crate) use sync::Synced;
 
-use crate::{
-    Address, Config, ConfigError, Instant, Metadata, MetadataCache, MetadataError, NodeId, SpecError, WorkloadSpec,
-};
+use crate::{Address, Config, ConfigError, Instant, Metadata, MetadataCache, MetadataError, NodeId};
 
 /// Who this node is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,7 +64,9 @@ pub enum Event {
     /// A live member published new metadata.
     MetadataChanged { id: NodeId },
     /// This node was suspected or declared dead, and refuted it.
-    SelfRefuted { incarnation: u32 },
+    /// `declared_gone`: it was declared Dead or Left, so whoever believed
+    /// that forgot what it runs.
+    SelfRefuted { incarnation: u32, declared_gone: bool },
 }
 
 /// Bytes to send.
@@ -128,6 +127,38 @@ pub enum Bug {
     NoAntiEntropy,
 }
 
+/// What the membership layer carries for the layer above it: tables whose
+/// facts ride its gossip and which its anti-entropy reconciles along with
+/// the members, in one exchange. ([`crate::Workloads`] is the one layer
+/// there is; a new table is one more entry in `synced` and the wire's
+/// `Sync::TABLES`.)
+pub(crate) trait Replicated {
+    /// The tables, in [`wire::Sync::TABLES`] order after the members.
+    fn synced(&self) -> [&dyn Synced; wire::Sync::TABLES - 1];
+    /// A fact about one of these tables from a peer (`from_sync`: sent by
+    /// anti-entropy, not gossip). The layer queues what should spread on.
+    fn handle_update(&mut self, now: Instant, update: &Update, from_sync: bool, members: &MemberTable) -> Applied;
+}
+
+/// No layer above: the membership layer alone, for its unit tests.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct NoWorkloads {
+    catalog: crate::table::Table<crate::CatalogEntry>,
+    statuses: crate::table::Table<crate::StatusEntry>,
+}
+
+#[cfg(test)]
+impl Replicated for NoWorkloads {
+    fn synced(&self) -> [&dyn Synced; wire::Sync::TABLES - 1] {
+        [&self.catalog, &self.statuses]
+    }
+
+    fn handle_update(&mut self, _: Instant, _: &Update, _: bool, _: &MemberTable) -> Applied {
+        Applied::Ignored
+    }
+}
+
 /// Push-pull rounds kept about one period apart after the last exchange
 /// that found a difference.
 const SYNC_HURRY_ROUNDS: u8 = 3;
@@ -148,10 +179,6 @@ pub struct Membership {
     meta: Arc<Metadata>,
     leaving: bool,
     members: MemberTable,
-    catalog: Catalog,
-    /// Every node's reported replica statuses, this node's included.
-    statuses: StatusTable,
-    work: duties::WorkState,
     rng: ChaCha8Rng,
     timers: Timers,
     broadcasts: BroadcastQueue,
@@ -192,7 +219,7 @@ pub struct Membership {
 impl Membership {
     /// A node that knows only itself, with its timers starting at `now`.
     /// Every random choice it makes comes from `seed`.
-    pub fn new(config: Config, identity: Identity, seed: u64, now: Instant) -> Result<Membership, Error> {
+    pub(crate) fn new(config: Config, identity: Identity, seed: u64, now: Instant) -> Result<Membership, Error> {
         let config = config.validate()?;
         identity.meta.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -213,9 +240,6 @@ impl Membership {
             meta: Arc::new(identity.meta),
             leaving: false,
             members: MemberTable::default(),
-            catalog: Catalog::default(),
-            statuses: StatusTable::default(),
-            work: duties::WorkState::default(),
             rng,
             timers,
             broadcasts: BroadcastQueue::default(),
@@ -302,7 +326,7 @@ impl Membership {
     /// Contacts `seeds` with a push-pull exchange, and remembers them: they are
     /// retried whenever no live member has their address, so a node that was
     /// cut off finds its way back.
-    pub fn join(&mut self, now: Instant, seeds: impl IntoIterator<Item = Address>) {
+    pub(crate) fn join(&mut self, now: Instant, seeds: impl IntoIterator<Item = Address>, upper: &dyn Replicated) {
         if self.leaving {
             self.leaving = false;
             self.incarnation += 1;
@@ -315,14 +339,13 @@ impl Membership {
         }
         self.members.watch(&self.seeds);
         for seed in self.seeds.clone() {
-            self.start_sync(None, seed, true);
+            self.start_sync(None, seed, true, upper);
         }
-        self.refresh_work(now);
     }
 
     /// Leaves gracefully: peers will see this node as Left, not Dead. The node
     /// stops probing; it keeps gossiping until its leave has been sent.
-    pub fn leave(&mut self, now: Instant) {
+    pub(crate) fn leave(&mut self, now: Instant) {
         if self.leaving {
             return;
         }
@@ -342,62 +365,25 @@ impl Membership {
             self.queue_transmit(Some(target), addr, &Body::Gossip, builder.finish());
         }
         self.broadcast(now, &left);
-        self.work_changed();
-        self.refresh_work(now);
     }
 
     /// Publishes new metadata (it spreads like any update).
-    pub fn set_metadata(&mut self, now: Instant, meta: Metadata) -> Result<(), MetadataError> {
+    pub(crate) fn set_metadata(&mut self, now: Instant, meta: Metadata) -> Result<(), MetadataError> {
         meta.validate()?;
         self.meta = Arc::new(meta);
         self.incarnation += 1;
         self.publish_self(now);
-        self.work_changed();
-        self.refresh_work(now);
         Ok(())
     }
 
     /// Breaks this node on purpose (see [`Bug`]). Test builds only.
     #[cfg(feature = "bug-injection")]
-    pub fn inject_bug(&mut self, bug: Bug) {
+    pub(crate) fn inject_bug(&mut self, bug: Bug) {
         self.bug = Some(bug);
     }
 
     fn has_bug(&self, bug: Bug) -> bool {
         self.bug == Some(bug)
-    }
-
-    /// Adds or replaces a workload in the replicated catalog. Refused, with
-    /// the field and the reason, if the spec is invalid; nothing changes then.
-    pub fn submit(&mut self, now: Instant, spec: WorkloadSpec) -> Result<CatalogEntry, SpecError> {
-        spec.validate()?;
-        let entry = self.catalog.write(spec.name.clone(), Some(Arc::new(spec)), self.id, now);
-        self.broadcast(now, &Update::Workload(entry.clone()));
-        self.note_catalog_change(&entry);
-        self.refresh_work(now);
-        Ok(entry)
-    }
-
-    /// Deletes a workload (a tombstone that spreads like any write). Returns
-    /// the tombstone, or `None` if no such workload is live here.
-    pub fn delete_workload(&mut self, now: Instant, name: &str) -> Option<CatalogEntry> {
-        self.catalog.get(name).filter(|e| e.spec.is_some())?;
-        let entry = self.catalog.write(name.to_string(), None, self.id, now);
-        self.broadcast(now, &Update::Workload(entry.clone()));
-        self.note_catalog_change(&entry);
-        self.refresh_work(now);
-        Some(entry)
-    }
-
-    /// Loads catalog entries persisted by an earlier run (the node calls this
-    /// at start, before joining). Later entries from peers still win.
-    pub fn restore_catalog(&mut self, now: Instant, entries: impl IntoIterator<Item = CatalogEntry>) {
-        for entry in entries {
-            if matches!(self.catalog.apply(&entry, now), Applied::New | Applied::Changed) {
-                self.note_catalog_change(&entry);
-            }
-        }
-        self.refresh_work(now);
     }
 
     /// Starts from a known membership: every peer not already known becomes
@@ -415,12 +401,10 @@ impl Membership {
     /// Deterministic: the table is built in key order whatever the order of
     /// `peers`, and the only random draw is the probe-order shuffle. Built
     /// in one pass, so preloading N peers costs O(N) for sorted input.
-    pub fn preload(&mut self, now: Instant, peers: &[Peer]) -> usize {
+    pub(crate) fn preload(&mut self, now: Instant, peers: &[Peer]) -> usize {
         let added = self.members.preload(now, peers);
         if added > 0 {
             self.reshuffle_probe_order();
-            self.work_changed();
-            self.refresh_work(now);
         }
         added
     }
@@ -431,25 +415,15 @@ impl Membership {
     /// [`Membership::preload`]ed with all the others), as the simulator's
     /// `formed` bootstrap does. A node restoring a snapshot must not call it:
     /// its peers have to hear of its new run.
-    pub fn assume_announced(&mut self) {
+    pub(crate) fn assume_announced(&mut self) {
         self.broadcasts.remove(&wire::Subject::Member(self.id));
-    }
-
-    /// The live workloads, in a stable order.
-    pub fn workloads(&self) -> impl Iterator<Item = &WorkloadSpec> {
-        self.catalog.table().live().filter_map(|e| e.spec.as_deref())
-    }
-
-    /// Every catalog entry, tombstones included: what the node persists.
-    pub fn catalog_entries(&self) -> impl Iterator<Item = &CatalogEntry> {
-        self.catalog.table().iter()
     }
 
     // ---- inputs ----
 
     /// Handles one message that arrived from transport address `from`.
     /// Undecodable messages are dropped and counted; nothing else changes.
-    pub fn handle_message(&mut self, now: Instant, from: &Address, bytes: &[u8]) {
+    pub(crate) fn handle_message(&mut self, now: Instant, from: &Address, bytes: &[u8], upper: &mut dyn Replicated) {
         let message = match wire::decode_incoming(bytes, self.config.cluster_id) {
             Ok(message) => message,
             Err(error) => {
@@ -479,7 +453,7 @@ impl Membership {
             // A member introducing itself (a join) is news to spread, even
             // when it arrives in an anti-entropy message.
             let from_sync = from_sync && update.member() != Some(message.from);
-            self.apply_raw(now, update, from_sync);
+            self.apply_raw(now, update, from_sync, upper);
         }
         if from_sync && self.counters.updates_applied > applied_before {
             // A peer knew something we did not; others may not know it either.
@@ -503,9 +477,8 @@ impl Membership {
             }
             Body::Nack { seq } => self.on_nack(message.from, seq),
             Body::Gossip => {}
-            Body::Sync(sync) => self.on_sync(now, message.from, from, &sync),
+            Body::Sync(sync) => self.on_sync(now, message.from, from, &sync, upper),
         }
-        self.refresh_work(now);
     }
 
     /// The transport learned that nothing listens at `addr` (an ICMP "port
@@ -513,13 +486,12 @@ impl Membership {
     /// process is not). An unanswered probe of the member at `addr` ends at
     /// once, as failed; the suspicion that follows runs its usual course.
     /// Harmless for any other address.
-    pub fn handle_unreachable(&mut self, now: Instant, addr: &Address) {
+    pub(crate) fn handle_unreachable(&mut self, now: Instant, addr: &Address) {
         self.on_unreachable(now, addr);
-        self.refresh_work(now);
     }
 
     /// Acts on every timer due at `now`. Calling it early or twice is harmless.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant, upper: &dyn Replicated) {
         let mut stalled = false;
         while let Some((deadline, timer)) = self.timers.pop_due(now) {
             // A timer far past its deadline means this node was not running
@@ -540,38 +512,44 @@ impl Membership {
                 Timer::GossipTick => self.on_gossip_tick(now),
                 Timer::PushPullTick { at } => {
                     if at == self.next_push_pull {
-                        self.on_push_pull_tick(now);
+                        self.on_push_pull_tick(now, upper);
                     }
                 }
-                Timer::ReconnectTick => self.on_reconnect_tick(now),
-                Timer::Workloads { at } => self.on_work_timer(now, at),
+                Timer::ReconnectTick => self.on_reconnect_tick(now, upper),
             }
         }
-        self.refresh_work(now);
     }
 
     // ---- outputs ----
 
     /// The next message to send, if any.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
-    /// The next membership event, if any. Workload events come from
-    /// [`Membership::poll_workload_event`].
-    pub fn poll_event(&mut self) -> Option<Event> {
+    /// The next membership event, if any.
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
-    /// Queues a membership event; the plan may depend on it.
     fn emit(&mut self, event: Event) {
         self.events.push_back(event);
-        self.work_changed();
     }
 
     /// When [`Membership::handle_timeout`] should next be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next_deadline()
+    }
+
+    /// Gossips a fact of the layer above (it was written or learned there).
+    pub(crate) fn disseminate(&mut self, now: Instant, update: &Update) {
+        debug_assert!(update.member().is_none(), "only this layer states membership facts");
+        self.broadcast(now, update);
+    }
+
+    /// The member table, for the layer above to read.
+    pub(crate) fn member_table(&self) -> &MemberTable {
+        &self.members
     }
 
     // ---- shared helpers ----
@@ -670,7 +648,3 @@ impl Membership {
 mod scenario_tests;
 #[cfg(test)]
 mod unit_tests;
-#[cfg(test)]
-mod work_unit_tests;
-#[cfg(test)]
-mod workload_tests;

@@ -8,7 +8,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use tracing::debug;
 
-use super::{MAX_RELAYS, Membership, Probe, Relay, SYNC_HURRY_ROUNDS};
+use super::{MAX_RELAYS, Membership, Probe, Relay, Replicated, SYNC_HURRY_ROUNDS};
 use crate::member::State;
 use crate::timer::Timer;
 use crate::wire::{Body, MessageBuilder, Update, encode_value};
@@ -371,7 +371,7 @@ impl Membership {
     /// finding differences, the full `push_pull_interval` once they stop.
     /// (Unlike memberlist's, the interval does not grow with N: an exchange
     /// between agreeing views costs one small message, whatever N.)
-    pub(super) fn on_push_pull_tick(&mut self, now: Instant) {
+    pub(super) fn on_push_pull_tick(&mut self, now: Instant, upper: &dyn Replicated) {
         if std::mem::take(&mut self.sync_differed) {
             self.sync_hurry_rounds = SYNC_HURRY_ROUNDS;
         }
@@ -387,7 +387,7 @@ impl Membership {
         }
         if let Some(peer) = self.random_members(1, |m| m.state == State::Alive).pop() {
             if let Some(addr) = self.addr_of(peer) {
-                self.start_sync(Some(peer), addr, false);
+                self.start_sync(Some(peer), addr, false, upper);
             }
         }
     }
@@ -417,7 +417,7 @@ impl Membership {
     /// Forgets long-dead members, then tries to reach one random Dead member
     /// and one bootstrap address that no live member has: the way back
     /// together after a partition heals.
-    pub(super) fn on_reconnect_tick(&mut self, now: Instant) {
+    pub(super) fn on_reconnect_tick(&mut self, now: Instant, upper: &dyn Replicated) {
         self.timers.set(now + self.config.reconnect_interval, Timer::ReconnectTick);
         self.reap(now);
         if self.leaving {
@@ -431,21 +431,18 @@ impl Membership {
         if !dead.is_empty() {
             let id = dead[self.rng.random_range(0..dead.len())];
             if let Some(addr) = self.addr_of(id) {
-                self.start_sync(Some(id), addr, true);
+                self.start_sync(Some(id), addr, true, upper);
             }
         }
         let unreached: Vec<Address> =
             self.seeds.iter().filter(|seed| !self.members.is_live_address(seed)).cloned().collect();
         if !unreached.is_empty() {
             let seed = unreached[self.rng.random_range(0..unreached.len())].clone();
-            self.start_sync(None, seed, true);
+            self.start_sync(None, seed, true, upper);
         }
     }
 
     fn reap(&mut self, now: Instant) {
-        self.catalog.reap(now, self.config.tombstone_retention);
-        self.statuses.reap(now, self.config.status_retention);
-        self.reap_downs(now);
         // Contact matters only within this window (see doubt_remote_death).
         let recent = self.config.probe_interval.saturating_mul(self.config.suspicion_mult);
         self.members.forget_heard_before(now, recent);

@@ -234,7 +234,7 @@ fn web(replicas: u32) -> crate::WorkloadSpec {
 
 fn catalog_everywhere(cluster: &Cluster, replicas: Option<u32>) -> bool {
     (0..cluster.nodes.len()).filter(|&i| cluster.nodes[i].is_some()).all(|i| {
-        let held = cluster.node(i).workloads().find(|w| w.name == "web").map(|w| w.replicas);
+        let held = cluster.workloads(i).specs().find(|w| w.name == "web").map(|w| w.replicas);
         held == replicas
     })
 }
@@ -280,18 +280,18 @@ fn concurrent_writes_on_both_sides_of_a_split_converge_to_one_after_the_heal() {
     // Gossip may spend a write's transmissions on the far side, which cannot
     // hear them; anti-entropy (every 30 s) brings it to the near side.
     cluster.run_for(secs(45));
-    assert_eq!(cluster.node(0).workloads().next().map(|w| w.replicas), Some(1), "each side keeps its own write");
-    assert_eq!(cluster.node(5).workloads().next().map(|w| w.replicas), Some(4));
+    assert_eq!(cluster.workloads(0).specs().next().map(|w| w.replicas), Some(1), "each side keeps its own write");
+    assert_eq!(cluster.workloads(5).specs().next().map(|w| w.replicas), Some(4));
     // The later stamp wins: the higher Lamport clock, then the higher writer id.
-    let stamp = |i: usize| cluster.node(i).catalog_entries().next().map(|e| (e.stamp.clock, e.stamp.node));
+    let stamp = |i: usize| cluster.workloads(i).catalog_entries().next().map(|e| (e.stamp.clock, e.stamp.node));
     let winner = if stamp(4) > stamp(1) { 4 } else { 1 };
     cluster.heal();
     let one_answer = |c: &Cluster| {
-        let first = c.node(0).catalog_entries().cloned().collect::<Vec<_>>();
-        (1..6).all(|i| c.node(i).catalog_entries().cloned().collect::<Vec<_>>() == first)
+        let first = c.workloads(0).catalog_entries().cloned().collect::<Vec<_>>();
+        (1..6).all(|i| c.workloads(i).catalog_entries().cloned().collect::<Vec<_>>() == first)
     };
     cluster.run_until_true(Duration::from_millis(250), secs(60), one_answer).expect("one catalog after the heal");
-    assert_eq!(cluster.node(0).workloads().next().map(|w| w.replicas), Some(winner));
+    assert_eq!(cluster.workloads(0).specs().next().map(|w| w.replicas), Some(winner));
 }
 
 #[test]

@@ -10,7 +10,7 @@
 //! is stateless: each message carries its round number and stops at
 //! `sync_max_rounds`.
 
-use super::{Bug, Membership};
+use super::{Bug, Membership, Replicated};
 use crate::member::MemberTable;
 use crate::table::Table;
 use crate::wire::{
@@ -30,7 +30,7 @@ const DIGEST_LEN: usize = 1 + 10 + 10 + 5;
 /// members by hashed id, workloads by hashed name, replica statuses by
 /// hashed (node, workload, replica). An exchange covers every table
 /// [`Membership::synced`] lists, in [`Sync::TABLES`] order.
-pub(super) trait Synced {
+pub(crate) trait Synced {
     /// Our summary of `range`.
     fn digest(&self, range: KeyRange) -> RangeDigest;
     /// Appends the facts that bring a peer up to date on `range` (`by` is
@@ -88,20 +88,22 @@ struct RangePlan {
 }
 
 impl Membership {
-    /// The tables an exchange reconciles, in [`Sync::TABLES`] order.
-    fn synced(&self) -> [&dyn Synced; Sync::TABLES] {
-        [&self.members, self.catalog.table(), self.statuses.table()]
+    /// The tables an exchange reconciles, in [`Sync::TABLES`] order: the
+    /// members, then the layer above's.
+    fn synced<'a>(&'a self, upper: &'a dyn Replicated) -> [&'a dyn Synced; Sync::TABLES] {
+        let [catalog, statuses] = upper.synced();
+        [&self.members, catalog, statuses]
     }
 
     /// Opens an exchange with the root summaries and, if `introduce`, this
     /// node's own entry (so a seed learns of a joiner at once).
-    pub(super) fn start_sync(&mut self, to: Option<NodeId>, addr: Address, introduce: bool) {
+    pub(super) fn start_sync(&mut self, to: Option<NodeId>, addr: Address, introduce: bool, upper: &dyn Replicated) {
         if self.has_bug(Bug::NoAntiEntropy) {
             return;
         }
         self.counters.syncs_started += 1;
         let body =
-            Body::Sync(Sync::new(0, self.synced().map(|table| (vec![table.digest(KeyRange::ROOT)], Vec::new()))));
+            Body::Sync(Sync::new(0, self.synced(upper).map(|table| (vec![table.digest(KeyRange::ROOT)], Vec::new()))));
         let mut builder = MessageBuilder::new(self.config.cluster_id, self.id, &body, self.config.sync_budget);
         if introduce {
             if let Some(me) = self.members.get(self.id) {
@@ -147,7 +149,14 @@ impl Membership {
     }
 
     /// One step of an exchange (the peer's entries are already applied).
-    pub(super) fn on_sync(&mut self, now: Instant, from: NodeId, from_addr: &Address, sync: &Sync) {
+    pub(super) fn on_sync(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        from_addr: &Address,
+        sync: &Sync,
+        upper: &dyn Replicated,
+    ) {
         if self.has_bug(Bug::NoAntiEntropy) {
             return;
         }
@@ -157,7 +166,7 @@ impl Membership {
         // entries); what is cut now is found again in a later round.
         let max_ranges = (self.config.sync_budget / 2 / DIGEST_LEN).min(MAX_SYNC_RANGES);
         let max_compare = if last_round { 0 } else { max_ranges / 4 };
-        let tables = self.synced();
+        let tables = self.synced(upper);
         let mut plans: [RangePlan; Sync::TABLES] = std::array::from_fn(|index| {
             let (theirs, they_want) = sync.table(index);
             Self::compare_ranges(tables[index], theirs, they_want, max_compare)

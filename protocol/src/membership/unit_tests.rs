@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Event, Membership};
+use super::{Event, Membership, NoWorkloads};
 use crate::harness::{addr, id, identity};
 use crate::wire::{self, Body, Message, Update};
 use crate::{Config, Instant, State};
@@ -55,7 +55,7 @@ fn alive(node: &Membership) -> Update {
 
 fn deliver_updates(to: &mut Membership, from: usize, updates: Vec<Update>) {
     let message = Message { from: id(from), body: Body::Gossip, updates };
-    to.handle_message(Instant::ZERO, &addr(from), &wire::encode(0, &message));
+    to.handle_message(Instant::ZERO, &addr(from), &wire::encode(0, &message), &mut NoWorkloads::default());
 }
 
 /// Every queued transmit, decoded, as (destination index, message).
@@ -80,7 +80,7 @@ fn drain_events(node: &mut Membership) -> Vec<Event> {
 /// Fires `node`'s timers up to its next probe, returning when it probed.
 fn run_to_probe(node: &mut Membership) -> Instant {
     let at = node.poll_timeout().expect("a probe tick is always pending");
-    node.handle_timeout(at);
+    node.handle_timeout(at, &NoWorkloads::default());
     at
 }
 
@@ -95,13 +95,13 @@ fn probe_is_acked_and_no_indirect_probe_follows() {
     let timeout = config().probe_timeout;
     assert_eq!(nodes[0].poll_timeout(), Some(t + timeout), "ack timer armed");
 
-    nodes[1].handle_message(t + MS, &addr(0), payload);
+    nodes[1].handle_message(t + MS, &addr(0), payload, &mut NoWorkloads::default());
     let reply = sent(&mut nodes[1]);
     assert_eq!(reply.len(), 1);
     assert_eq!((reply[0].0, &reply[0].1.body), (0, &Body::Ack { seq: 1 }));
 
-    nodes[0].handle_message(t + MS * 2, &addr(1), &reply[0].2);
-    nodes[0].handle_timeout(t + timeout);
+    nodes[0].handle_message(t + MS * 2, &addr(1), &reply[0].2, &mut NoWorkloads::default());
+    nodes[0].handle_timeout(t + timeout, &NoWorkloads::default());
     assert_eq!(bodies(&mut nodes[0]), vec![], "acked: nothing more to send");
     assert_eq!(nodes[0].poll_timeout(), Some(t + config().probe_interval), "next probe one period later");
     let counters = nodes[0].counters();
@@ -119,7 +119,7 @@ fn indirect_probe_through_a_relay_when_the_direct_path_drops() {
     let relay_index = 3 - target_index; // the other one of {1, 2}
     // The direct ping is lost. At the ack timeout, node 0 asks the relay.
     let timeout = config().probe_timeout;
-    nodes[0].handle_timeout(t + timeout);
+    nodes[0].handle_timeout(t + timeout, &NoWorkloads::default());
     let asks = sent(&mut nodes[0]);
     assert_eq!(asks.len(), 1);
     assert_eq!(
@@ -128,7 +128,7 @@ fn indirect_probe_through_a_relay_when_the_direct_path_drops() {
     );
 
     // The relay pings the target with a sequence number of its own...
-    nodes[relay_index].handle_message(t + timeout + MS, &addr(0), &asks[0].2);
+    nodes[relay_index].handle_message(t + timeout + MS, &addr(0), &asks[0].2, &mut NoWorkloads::default());
     let relayed = sent(&mut nodes[relay_index]);
     assert_eq!(relayed.len(), 1);
     assert_eq!(relayed[0].0, target_index);
@@ -137,16 +137,26 @@ fn indirect_probe_through_a_relay_when_the_direct_path_drops() {
     };
     assert_eq!(relay_target, target);
     // ...the target acks the relay, and the relay acks node 0 with node 0's seq.
-    nodes[target_index].handle_message(t + timeout + MS * 2, &addr(relay_index), &relayed[0].2);
+    nodes[target_index].handle_message(
+        t + timeout + MS * 2,
+        &addr(relay_index),
+        &relayed[0].2,
+        &mut NoWorkloads::default(),
+    );
     let ack = sent(&mut nodes[target_index]);
     assert_eq!((ack[0].0, &ack[0].1.body), (relay_index, &Body::Ack { seq: relay_seq }));
-    nodes[relay_index].handle_message(t + timeout + MS * 3, &addr(target_index), &ack[0].2);
+    nodes[relay_index].handle_message(
+        t + timeout + MS * 3,
+        &addr(target_index),
+        &ack[0].2,
+        &mut NoWorkloads::default(),
+    );
     let forwarded = sent(&mut nodes[relay_index]);
     assert_eq!((forwarded[0].0, &forwarded[0].1.body), (0, &Body::Ack { seq }));
-    nodes[0].handle_message(t + timeout + MS * 4, &addr(relay_index), &forwarded[0].2);
+    nodes[0].handle_message(t + timeout + MS * 4, &addr(relay_index), &forwarded[0].2, &mut NoWorkloads::default());
 
     // The period ends with the target still Alive.
-    nodes[0].handle_timeout(t + config().probe_interval);
+    nodes[0].handle_timeout(t + config().probe_interval, &NoWorkloads::default());
     assert_eq!(nodes[0].member(target).map(|m| m.state), Some(State::Alive));
     assert_eq!(drain_events(&mut nodes[0]), vec![]);
     assert_eq!(nodes[0].counters().indirect_probes, 1);
@@ -158,21 +168,21 @@ fn indirect_probe_through_a_relay_when_the_direct_path_drops() {
 fn fail_one_probe(nodes: &mut [Membership]) -> (usize, Instant) {
     let t = run_to_probe(&mut nodes[0]);
     let target_index = sent(&mut nodes[0])[0].0;
-    nodes[0].handle_timeout(t + config().probe_timeout);
+    nodes[0].handle_timeout(t + config().probe_timeout, &NoWorkloads::default());
     for (relay, message, payload) in sent(&mut nodes[0]) {
         assert!(matches!(message.body, Body::PingReq { .. }));
-        nodes[relay].handle_message(t + config().probe_timeout, &addr(0), &payload);
+        nodes[relay].handle_message(t + config().probe_timeout, &addr(0), &payload, &mut NoWorkloads::default());
         let _ping_to_dead_target = sent(&mut nodes[relay]);
-        nodes[relay].handle_timeout(t + config().probe_timeout * 2);
+        nodes[relay].handle_timeout(t + config().probe_timeout * 2, &NoWorkloads::default());
         // (The relay's own probe may also fall in this window.)
         let nacks: Vec<_> =
             sent(&mut nodes[relay]).into_iter().filter(|(_, m, _)| matches!(m.body, Body::Nack { .. })).collect();
         assert_eq!(nacks.len(), 1, "the relay nacks");
         assert_eq!(nacks[0].0, 0);
-        nodes[0].handle_message(t + config().probe_timeout * 2, &addr(relay), &nacks[0].2);
+        nodes[0].handle_message(t + config().probe_timeout * 2, &addr(relay), &nacks[0].2, &mut NoWorkloads::default());
     }
     let end = t + config().probe_interval;
-    nodes[0].handle_timeout(end);
+    nodes[0].handle_timeout(end, &NoWorkloads::default());
     (target_index, end)
 }
 
@@ -192,11 +202,11 @@ fn an_unanswered_probe_makes_the_target_suspect_then_dead() {
     let mut t = start;
     while let Some(next) = nodes[0].poll_timeout().filter(|&next| next < deadline) {
         t = next;
-        nodes[0].handle_timeout(t);
+        nodes[0].handle_timeout(t, &NoWorkloads::default());
     }
     assert!(t < deadline);
     assert_eq!(nodes[0].member(target).map(|m| m.state), Some(State::Suspect));
-    nodes[0].handle_timeout(deadline);
+    nodes[0].handle_timeout(deadline, &NoWorkloads::default());
     assert_eq!(nodes[0].member(target).map(|m| m.state), Some(State::Dead));
     assert!(drain_events(&mut nodes[0]).contains(&Event::MemberDown { id: target }));
     assert_eq!(nodes[0].counters().declared_dead, 1);
@@ -223,18 +233,18 @@ fn a_suspect_refutes_with_a_higher_incarnation() {
         }
     }
     let payload = ping_payload.unwrap_or_default();
-    nodes[target_index].handle_message(t, &addr(0), &payload);
+    nodes[target_index].handle_message(t, &addr(0), &payload, &mut NoWorkloads::default());
     // (Node 0 may meanwhile suspect the other node too: its probes here go
     // nowhere; that news rides along.)
     let events = drain_events(&mut nodes[target_index]);
-    assert_eq!(events.first(), Some(&Event::SelfRefuted { incarnation: 1 }));
+    assert_eq!(events.first(), Some(&Event::SelfRefuted { incarnation: 1, declared_gone: false }));
     assert_eq!(nodes[target_index].local_health(), 1, "being accused worsens local health");
     let ack = sent(&mut nodes[target_index]);
     let refutation =
         Update::Alive { id: target, generation: 1, incarnation: 1, meta: Arc::clone(&nodes[target_index].meta) };
     assert!(ack[0].1.updates.contains(&refutation));
     drain_events(&mut nodes[0]);
-    nodes[0].handle_message(t, &addr(target_index), &ack[0].2);
+    nodes[0].handle_message(t, &addr(target_index), &ack[0].2, &mut NoWorkloads::default());
     assert_eq!(drain_events(&mut nodes[0]), vec![Event::MemberAlive { id: target }]);
     assert_eq!(nodes[0].member(target).map(|m| (m.state, m.incarnation)), Some((State::Alive, 1)));
     assert!(!nodes[0].suspicions.contains_key(&target), "suspicion cancelled");
@@ -250,7 +260,7 @@ fn leave_is_seen_as_left_not_dead_and_stops_probing() {
     assert_eq!(out.len(), 2, "the leave goes straight to both peers");
     for (to, message, payload) in out {
         assert_eq!((message.body.clone(), message.updates.clone()), (Body::Gossip, vec![left.clone()]));
-        nodes[to].handle_message(Instant::ZERO, &addr(1), &payload);
+        nodes[to].handle_message(Instant::ZERO, &addr(1), &payload, &mut NoWorkloads::default());
         assert_eq!(drain_events(&mut nodes[to]), vec![Event::MemberLeft { id: id(1) }]);
         assert_eq!(nodes[to].member(id(1)).map(|m| m.state), Some(State::Left));
     }
@@ -302,7 +312,7 @@ fn a_port_unreachable_ends_the_probe_at_once_as_failed() {
 
     // The probe is over: its timeout asks no relay, and a repeat changes
     // nothing.
-    nodes[0].handle_timeout(start + Duration::from_millis(500));
+    nodes[0].handle_timeout(start + Duration::from_millis(500), &NoWorkloads::default());
     assert!(bodies(&mut nodes[0]).iter().all(|(_, b)| !matches!(b, Body::PingReq { .. })));
     nodes[0].handle_unreachable(start + 2 * MS, &addr(target_index));
     assert_eq!(nodes[0].counters().probes_unreachable, 1);
@@ -335,7 +345,7 @@ fn an_answered_probe_ignores_a_late_port_unreachable() {
     let (_, ping, _) = sent(&mut nodes[0]).remove(0);
     let Body::Ping { seq, .. } = ping.body else { panic!("a ping, got {ping:?}") };
     let ack = Message { from: id(1), body: Body::Ack { seq }, updates: vec![] };
-    nodes[0].handle_message(start + MS, &addr(1), &wire::encode(0, &ack));
+    nodes[0].handle_message(start + MS, &addr(1), &wire::encode(0, &ack), &mut NoWorkloads::default());
     nodes[0].handle_unreachable(start + 2 * MS, &addr(1));
     assert_eq!(nodes[0].member(id(1)).map(|m| m.state), Some(State::Alive));
     assert_eq!(nodes[0].counters().probes_unreachable, 0);
@@ -346,11 +356,11 @@ fn a_join_handshake_is_gossiped_at_once_at_both_ends() {
     // Nodes 0..4 know each other; node 4 is new and joins through node 0.
     let mut nodes = mesh(4);
     let mut joiner = Membership::new(config(), identity(4, 1), 104, Instant::ZERO).expect("valid");
-    joiner.join(Instant::ZERO, [addr(0)]);
+    joiner.join(Instant::ZERO, [addr(0)], &NoWorkloads::default());
     let out = sent(&mut joiner);
     assert_eq!(out.len(), 1);
     assert!(matches!(out[0].1.body, Body::Sync(_)), "the join is one sync to the seed");
-    nodes[0].handle_message(Instant::ZERO, &addr(4), &out[0].2);
+    nodes[0].handle_message(Instant::ZERO, &addr(4), &out[0].2, &mut NoWorkloads::default());
 
     // The seed answers the sync, and gossips the newcomer to every other
     // member (fanout 3) at the same instant, not an interval later.
@@ -367,7 +377,7 @@ fn a_join_handshake_is_gossiped_at_once_at_both_ends() {
 
     // The joiner, told of the mesh by the answer, announces itself to
     // members other than the seed at once as well.
-    joiner.handle_message(Instant::ZERO, &addr(0), &answer.2);
+    joiner.handle_message(Instant::ZERO, &addr(0), &answer.2, &mut NoWorkloads::default());
     let mut announced: Vec<usize> = sent(&mut joiner)
         .into_iter()
         .filter(|(_, m, _)| m.body == Body::Gossip && m.updates.contains(&joiner_alive))
@@ -377,7 +387,7 @@ fn a_join_handshake_is_gossiped_at_once_at_both_ends() {
     assert_eq!(announced, vec![1, 2, 3]);
 
     // A sync from a member already known is anti-entropy, not news.
-    joiner.handle_message(Instant::ZERO, &addr(0), &answer.2);
+    joiner.handle_message(Instant::ZERO, &addr(0), &answer.2, &mut NoWorkloads::default());
     assert!(sent(&mut joiner).iter().all(|(_, m, _)| m.body != Body::Gossip));
 }
 
@@ -389,11 +399,11 @@ fn a_restarted_node_is_known_by_its_new_generation_and_old_suspicions_lapse() {
     let target = id(target_index);
     // The target restarts with empty state and generation 2, and rejoins.
     let mut restarted = Membership::new(config(), identity(target_index, 2), 7, start).expect("valid");
-    restarted.join(start, [addr(0)]);
+    restarted.join(start, [addr(0)], &NoWorkloads::default());
     let hello = sent(&mut restarted);
     assert_eq!(hello.len(), 1);
     assert!(matches!(hello[0].1.body, Body::Sync(_)));
-    nodes[0].handle_message(start, &addr(target_index), &hello[0].2);
+    nodes[0].handle_message(start, &addr(target_index), &hello[0].2, &mut NoWorkloads::default());
     assert_eq!(drain_events(&mut nodes[0]), vec![Event::MemberUp { id: target }]);
     let member = nodes[0].member(target).cloned();
     assert_eq!(member.map(|m| (m.state, m.generation, m.incarnation)), Some((State::Alive, 2, 0)));
@@ -401,11 +411,11 @@ fn a_restarted_node_is_known_by_its_new_generation_and_old_suspicions_lapse() {
     let reply: Vec<_> = sent(&mut nodes[0]).into_iter().filter(|(_, m, _)| matches!(m.body, Body::Sync(_))).collect();
     assert_eq!(reply.len(), 1);
     assert_eq!(reply[0].0, target_index);
-    restarted.handle_message(start, &addr(0), &reply[0].2);
+    restarted.handle_message(start, &addr(0), &reply[0].2, &mut NoWorkloads::default());
     assert_eq!(restarted.live_members(), 3);
     drain_events(&mut restarted);
     // The old suspicion (generation 1) expires harmlessly.
-    nodes[0].handle_timeout(start + Duration::from_secs(30));
+    nodes[0].handle_timeout(start + Duration::from_secs(30), &NoWorkloads::default());
     assert_eq!(nodes[0].member(target).map(|m| m.state), Some(State::Alive));
     assert!(!drain_events(&mut nodes[0]).contains(&Event::MemberDown { id: target }));
     // Facts about the old run are ignored by the new one.
@@ -423,15 +433,15 @@ fn local_health_stretches_probe_interval_and_timeout() {
     let t = run_to_probe(&mut nodes[0]);
     sent(&mut nodes[0]);
     let base = config();
-    nodes[0].handle_timeout(t + base.probe_timeout);
+    nodes[0].handle_timeout(t + base.probe_timeout, &NoWorkloads::default());
     assert_eq!(sent(&mut nodes[0]).len(), 1, "one relay asked");
     let end = t + base.probe_interval;
-    nodes[0].handle_timeout(end);
+    nodes[0].handle_timeout(end, &NoWorkloads::default());
     assert_eq!(nodes[0].local_health(), 1);
     sent(&mut nodes[0]);
     // Score 1: the next probe's ack timeout and the period both double.
     assert_eq!(nodes[0].poll_timeout(), Some(end + base.probe_timeout * 2));
-    nodes[0].handle_timeout(end + base.probe_timeout * 2);
+    nodes[0].handle_timeout(end + base.probe_timeout * 2, &NoWorkloads::default());
     sent(&mut nodes[0]);
     assert_eq!(nodes[0].poll_timeout(), Some(end + base.probe_interval * 2));
     // Bounded by max_local_health.
@@ -445,7 +455,7 @@ fn a_late_timer_worsens_health_and_makes_the_probe_inconclusive() {
     let t = run_to_probe(&mut nodes[0]);
     sent(&mut nodes[0]);
     // The node stalls for 3 s: its timers fire long after their deadlines.
-    nodes[0].handle_timeout(t + Duration::from_secs(3));
+    nodes[0].handle_timeout(t + Duration::from_secs(3), &NoWorkloads::default());
     assert_eq!(nodes[0].counters().late_timers, 1);
     assert_eq!(nodes[0].local_health(), 1);
     assert_eq!(nodes[0].member(id(1)).map(|m| m.state), Some(State::Alive), "no accusation from a stalled node");
@@ -473,7 +483,7 @@ fn suspicion_timeout_shrinks_as_independent_confirmations_arrive() {
     assert_eq!(nodes[0].suspicions[&target].deadline, start + Duration::from_secs(4));
     // Each new confirmation is passed on.
     assert_eq!(nodes[0].pending_broadcasts(), 1);
-    nodes[0].handle_timeout(start + Duration::from_secs(4));
+    nodes[0].handle_timeout(start + Duration::from_secs(4), &NoWorkloads::default());
     assert_eq!(nodes[0].member(target).map(|m| m.state), Some(State::Dead));
 }
 
@@ -486,13 +496,13 @@ fn messages_from_another_cluster_or_garbage_are_dropped_and_counted() {
         body: Body::Gossip,
         updates: vec![Update::Dead { id: id(1), generation: 1, incarnation: 9, by: id(1) }],
     };
-    nodes[0].handle_message(Instant::ZERO, &addr(1), &wire::encode(0xbad, &message));
+    nodes[0].handle_message(Instant::ZERO, &addr(1), &wire::encode(0xbad, &message), &mut NoWorkloads::default());
     let mut bad_version = wire::encode(0, &message);
     bad_version[4] = 99;
-    nodes[0].handle_message(Instant::ZERO, &addr(1), &bad_version);
-    nodes[0].handle_message(Instant::ZERO, &addr(1), b"GET / HTTP/1.1\r\n");
+    nodes[0].handle_message(Instant::ZERO, &addr(1), &bad_version, &mut NoWorkloads::default());
+    nodes[0].handle_message(Instant::ZERO, &addr(1), b"GET / HTTP/1.1\r\n", &mut NoWorkloads::default());
     let good = wire::encode(0, &message);
-    nodes[0].handle_message(Instant::ZERO, &addr(1), &good[..good.len() - 3]);
+    nodes[0].handle_message(Instant::ZERO, &addr(1), &good[..good.len() - 3], &mut NoWorkloads::default());
     let counters = nodes[0].counters();
     assert_eq!((counters.wrong_cluster, counters.wrong_version, counters.decode_failures), (1, 1, 2));
     assert_eq!(nodes[0].member(id(1)).cloned(), before, "nothing changed");
@@ -504,7 +514,7 @@ fn messages_from_another_cluster_or_garbage_are_dropped_and_counted() {
 fn probe_into_silence(nodes: &mut [Membership]) -> (usize, Vec<usize>, Instant) {
     let t = run_to_probe(&mut nodes[0]);
     let target_index = sent(&mut nodes[0])[0].0;
-    nodes[0].handle_timeout(t + config().probe_timeout);
+    nodes[0].handle_timeout(t + config().probe_timeout, &NoWorkloads::default());
     let relays: Vec<usize> = sent(&mut nodes[0])
         .into_iter()
         .map(|(relay, message, _)| {
@@ -513,7 +523,7 @@ fn probe_into_silence(nodes: &mut [Membership]) -> (usize, Vec<usize>, Instant) 
         })
         .collect();
     let end = t + config().probe_interval;
-    nodes[0].handle_timeout(end);
+    nodes[0].handle_timeout(end, &NoWorkloads::default());
     (target_index, relays, end)
 }
 
@@ -540,21 +550,21 @@ fn one_nack_is_enough_to_suspect() {
     let mut nodes = mesh(4);
     let t = run_to_probe(&mut nodes[0]);
     let target_index = sent(&mut nodes[0])[0].0;
-    nodes[0].handle_timeout(t + config().probe_timeout);
+    nodes[0].handle_timeout(t + config().probe_timeout, &NoWorkloads::default());
     let asks = sent(&mut nodes[0]);
     assert_eq!(asks.len(), 2);
     // The first relay gets the request and nacks; the second never does.
     let (relay, _, request) = &asks[0];
-    nodes[*relay].handle_message(t + config().probe_timeout, &addr(0), request);
+    nodes[*relay].handle_message(t + config().probe_timeout, &addr(0), request, &mut NoWorkloads::default());
     sent(&mut nodes[*relay]);
-    nodes[*relay].handle_timeout(t + config().probe_timeout * 2);
+    nodes[*relay].handle_timeout(t + config().probe_timeout * 2, &NoWorkloads::default());
     let nack = sent(&mut nodes[*relay]).into_iter().find(|(_, m, _)| matches!(m.body, Body::Nack { .. }));
     let (_, _, nack) = nack.expect("the relay nacks");
     // The network delivers the nack twice: the copy must not stand in for
     // the relay that stayed silent.
-    nodes[0].handle_message(t + config().probe_timeout * 2, &addr(*relay), &nack);
-    nodes[0].handle_message(t + config().probe_timeout * 2, &addr(*relay), &nack);
-    nodes[0].handle_timeout(t + config().probe_interval);
+    nodes[0].handle_message(t + config().probe_timeout * 2, &addr(*relay), &nack, &mut NoWorkloads::default());
+    nodes[0].handle_message(t + config().probe_timeout * 2, &addr(*relay), &nack, &mut NoWorkloads::default());
+    nodes[0].handle_timeout(t + config().probe_interval, &NoWorkloads::default());
     // Node 0's messages do get out (a relay answered), so the target's
     // silence counts against the target.
     assert_eq!(drain_events(&mut nodes[0]), vec![Event::MemberSuspect { id: id(target_index) }]);
@@ -576,10 +586,10 @@ fn anti_entropy_names_the_suspecter_not_the_sender() {
     // Node 0 opens an exchange with node 1. Their views differ, so node 1
     // sends its entries: node 3's Suspect names node 2, who suspected it,
     // not node 1, who only heard of it.
-    nodes[0].start_sync(Some(id(1)), addr(1), false);
+    nodes[0].start_sync(Some(id(1)), addr(1), false, &NoWorkloads::default());
     let open = sent(&mut nodes[0]);
     assert_eq!(open.len(), 1);
-    nodes[1].handle_message(Instant::ZERO, &addr(0), &open[0].2);
+    nodes[1].handle_message(Instant::ZERO, &addr(0), &open[0].2, &mut NoWorkloads::default());
     let reply = sent(&mut nodes[1]);
     assert_eq!(reply.len(), 1);
     assert!(matches!(reply[0].1.body, Body::Sync(_)));
@@ -589,14 +599,14 @@ fn anti_entropy_names_the_suspecter_not_the_sender() {
     // Node 0 now suspects node 3 too, on node 2's word, and when its entries
     // go back to node 1 they name node 2 again: no confirmation, node 1's
     // deadline stays where it was.
-    nodes[0].handle_message(Instant::ZERO, &addr(1), &reply[0].2);
+    nodes[0].handle_message(Instant::ZERO, &addr(1), &reply[0].2, &mut NoWorkloads::default());
     assert_eq!(drain_events(&mut nodes[0]), vec![Event::MemberSuspect { id: id(3) }]);
     assert_eq!(nodes[0].suspicions[&id(3)].raised_by, id(2));
     let back = sent(&mut nodes[0]);
     let back: Vec<_> = back.into_iter().filter(|(to, m, _)| *to == 1 && matches!(m.body, Body::Sync(_))).collect();
     assert_eq!(back.len(), 1, "node 1 asked for node 0's entries");
     assert!(back[0].1.updates.contains(&suspicion));
-    nodes[1].handle_message(Instant::ZERO, &addr(0), &back[0].2);
+    nodes[1].handle_message(Instant::ZERO, &addr(0), &back[0].2, &mut NoWorkloads::default());
     assert_eq!(nodes[1].suspicions[&id(3)].confirmations(), 0);
     assert_eq!(nodes[1].suspicions[&id(3)].deadline, deadline);
 }

@@ -1,7 +1,7 @@
 //! [`FixedPoint`] (stability, with workloads): placement reaches a fixed
 //! point after each change. Once every running node's view of what
 //! placement reads besides the statuses (the live members, which of them
-//! have settled, the catalog: `Membership::placement_view`) has been the
+//! have settled, the catalog: `Workloads::placement_view`) has been the
 //! same, unchanged, for a bound, no replica starts on a node that did not
 //! run it. The statuses that keep arriving meanwhile (a replica Starting,
 //! then Running, the old copy Releasing, then Stopped) must not move

@@ -72,7 +72,7 @@ pub struct Replicas {
 impl Replicas {
     /// The check for `scenario` (which has workloads).
     pub fn new(scenario: &Scenario, world: &World, load: &WorkloadLoad) -> Replicas {
-        let config = &world.config;
+        let config = scenario.preset.workload_config();
         let bound = convergence_bound_micros(scenario, world)
             + config.settle_time.as_micros() as u64 * 4
             + config.handover_grace.as_micros() as u64

@@ -1,11 +1,11 @@
-//! Shoal's own protocol: a real [`Membership`] per node.
+//! Shoal's own protocol: a real [`Node`] per node.
 
 use std::cell::OnceCell;
 use std::sync::Arc;
 
 use shoal_protocol::{
-    Address, Capacity, Config, Event, Identity, Instant, Member, Membership, Metadata, MetadataCache, NodeId, Peer,
-    ReplicaKey, Transmit, wire,
+    Address, Capacity, Config, Event, Identity, Instant, Member, Metadata, MetadataCache, Node, NodeId, Peer,
+    ReplicaKey, Transmit, WorkloadConfig, wire,
 };
 
 use super::{Boot, FormedMember, Implementation, MemberView, SimNode};
@@ -17,10 +17,11 @@ use crate::scenario::BugKind;
 use crate::scenario::{Scenario, WorkloadLoad};
 use crate::workloads::{Replicas, WorkloadDriver};
 
-/// Makes [`Membership`] nodes with one config.
+/// Makes [`Node`]s with one config.
 #[derive(Debug)]
 pub struct ShoalImpl {
     config: Config,
+    workload_config: WorkloadConfig,
     workloads: Option<WorkloadLoad>,
     /// Decoded metadata shared by every node: N copies instead of N².
     meta_cache: MetadataCache,
@@ -47,6 +48,7 @@ impl ShoalImpl {
         let config = config.validate().map_err(shoal_protocol::Error::from)?;
         Ok(ShoalImpl {
             config,
+            workload_config: scenario.preset.workload_config(),
             workloads: scenario.workloads.clone(),
             meta_cache: MetadataCache::default(),
             formed: OnceCell::new(),
@@ -95,8 +97,9 @@ impl Implementation for ShoalImpl {
     }
 
     fn boot(&self, boot: Boot<'_>) -> Result<Box<dyn SimNode>, SimError> {
-        let mut node = Membership::new(
+        let mut node = Node::new(
             self.config.clone(),
+            self.workload_config.clone(),
             identity(boot.index, boot.generation, boot.addr, self.capacity()),
             boot.seed,
             boot.now,
@@ -129,7 +132,7 @@ impl Implementation for ShoalImpl {
         // The first node's first run submits the workloads.
         let submits = boot.index == 0 && boot.generation == 1;
         let driver = WorkloadDriver::new(load, submits);
-        Ok(Box::new(ShoalNode { membership: node, driver }))
+        Ok(Box::new(ShoalNode { node, driver }))
     }
 
     fn starts_formed(&self) -> bool {
@@ -164,41 +167,41 @@ fn view(member: &Member) -> MemberView {
     }
 }
 
-impl SimNode for Membership {
+impl SimNode for Node {
     fn handle_message(&mut self, now: Instant, from: &Address, payload: &[u8]) {
-        Membership::handle_message(self, now, from, payload);
+        Node::handle_message(self, now, from, payload);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        Membership::handle_timeout(self, now);
+        Node::handle_timeout(self, now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        Membership::poll_transmit(self)
+        Node::poll_transmit(self)
     }
 
     fn poll_event(&mut self) -> Option<Event> {
-        Membership::poll_event(self)
+        Node::poll_event(self)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        Membership::poll_timeout(self)
+        Node::poll_timeout(self)
     }
 
     fn live_members(&self) -> usize {
-        Membership::live_members(self)
+        self.membership().live_members()
     }
 
     fn member(&self, id: NodeId) -> Option<MemberView> {
-        Membership::member(self, id).map(view)
+        self.membership().member(id).map(view)
     }
 
     fn members(&self) -> Box<dyn Iterator<Item = MemberView> + '_> {
-        Box::new(Membership::members(self).map(view))
+        Box::new(self.membership().members().map(view))
     }
 
     fn totals(&self) -> ProtocolTotals {
-        let c = self.counters();
+        let c = self.membership().counters();
         ProtocolTotals {
             suspicions_raised: c.suspicions_raised,
             declared_dead: c.declared_dead,
@@ -213,50 +216,50 @@ impl SimNode for Membership {
 /// A Shoal node whose (simulated) driver runs what its plan says.
 #[derive(Debug)]
 struct ShoalNode {
-    membership: Membership,
+    node: Node,
     driver: WorkloadDriver,
 }
 
 impl SimNode for ShoalNode {
     fn handle_message(&mut self, now: Instant, from: &Address, payload: &[u8]) {
-        self.membership.handle_message(now, from, payload);
-        self.driver.step(&mut self.membership, now);
+        self.node.handle_message(now, from, payload);
+        self.driver.step(&mut self.node, now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        if self.membership.poll_timeout().is_some_and(|at| at <= now) {
-            self.membership.handle_timeout(now);
+        if self.node.poll_timeout().is_some_and(|at| at <= now) {
+            self.node.handle_timeout(now);
         }
-        self.driver.step(&mut self.membership, now);
+        self.driver.step(&mut self.node, now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.membership.poll_transmit()
+        self.node.poll_transmit()
     }
 
     fn poll_event(&mut self) -> Option<Event> {
-        self.membership.poll_event()
+        self.node.poll_event()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let protocol = self.membership.poll_timeout();
+        let protocol = self.node.poll_timeout();
         protocol.into_iter().chain(self.driver.next_tick()).min()
     }
 
     fn live_members(&self) -> usize {
-        self.membership.live_members()
+        self.node.membership().live_members()
     }
 
     fn member(&self, id: NodeId) -> Option<MemberView> {
-        self.membership.member(id).map(view)
+        self.node.membership().member(id).map(view)
     }
 
     fn members(&self) -> Box<dyn Iterator<Item = MemberView> + '_> {
-        Box::new(self.membership.members().map(view))
+        Box::new(self.node.membership().members().map(view))
     }
 
     fn totals(&self) -> ProtocolTotals {
-        SimNode::totals(&self.membership)
+        SimNode::totals(&self.node)
     }
 
     fn replicas(&self) -> Option<&Replicas> {
@@ -264,13 +267,14 @@ impl SimNode for ShoalNode {
     }
 
     fn catalog_len(&self) -> usize {
-        self.membership.workloads().count()
+        self.node.workloads().specs().count()
     }
 
     fn known_running(&self) -> Vec<ReplicaKey> {
-        let live = |id| self.membership.member(id).is_some_and(|m| m.state.is_live());
+        let live = |id| self.node.membership().member(id).is_some_and(|m| m.state.is_live());
         let mut known: Vec<ReplicaKey> = self
-            .membership
+            .node
+            .workloads()
             .replica_statuses()
             .filter(|e| {
                 matches!(
@@ -286,6 +290,6 @@ impl SimNode for ShoalNode {
     }
 
     fn placement_view(&self) -> Option<u64> {
-        Some(self.membership.placement_view())
+        Some(self.node.workloads().placement_view())
     }
 }

@@ -1,6 +1,6 @@
 //! `shoal-ui-bench`: what the web view costs with a large mesh.
 //!
-//! Builds a real `Membership` holding N members (zones, capacities spread
+//! Builds a real protocol `Node` holding N members (zones, capacities spread
 //! 8x) and W workloads, takes the web view's snapshot and renders it as the
 //! agent does (`ui::mesh`), timing both: that is the agent's cost per
 //! refresh. Then serves the page's files and that JSON on loopback, opens it
@@ -25,8 +25,8 @@ use clap::Parser;
 use shoal_node::ui::mesh::{MeshSnapshot, MeshState, snapshot};
 use shoal_node::view::{ReplicaPhase, WorkloadState};
 use shoal_protocol::{
-    Address, Capacity, Config, Driver, Identity, Instant, Membership, Metadata, NodeId, Peer, Resources, RestartPolicy,
-    State, WorkloadSpec,
+    Address, Capacity, Config, Driver, Identity, Instant, Metadata, Node, NodeId, Peer, Resources, RestartPolicy,
+    State, WorkloadConfig, WorkloadSpec,
 };
 use shoal_tests::browser::Browser;
 
@@ -64,11 +64,11 @@ fn meta(i: usize) -> anyhow::Result<Metadata> {
     })
 }
 
-/// A Membership with `members` members and `workloads` workloads, placed.
-fn build(members: usize, workloads: usize) -> anyhow::Result<(Membership, Instant)> {
+/// A protocol node with `members` members and `workloads` workloads, placed.
+fn build(members: usize, workloads: usize) -> anyhow::Result<(Node, Instant)> {
     let start = Instant::from_micros(1_000_000);
     let me = Identity { id: id(0), generation: 1, meta: meta(0)? };
-    let mut membership = Membership::new(Config::lan(), me, 7, start)?;
+    let mut membership = Node::new(Config::lan(), WorkloadConfig::lan(), me, 7, start)?;
     let peers =
         (1..members).map(|i| Ok(Peer::new(id(i), 1, 0, Arc::new(meta(i)?))?)).collect::<anyhow::Result<Vec<_>>>()?;
     membership.preload(start, &peers);
@@ -198,7 +198,7 @@ fn main() -> anyhow::Result<()> {
     println!("built {} members, {} workloads in {:?}", args.members, args.workloads, built.elapsed());
 
     // The agent's side: a snapshot in its task, then the watcher's compare and render.
-    let _ = membership.placement();
+    let _ = membership.workloads().placement();
     let mut times = Vec::new();
     let mut snap = None;
     for _ in 0..5 {
@@ -207,7 +207,7 @@ fn main() -> anyhow::Result<()> {
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let t = WallInstant::now();
-    let _ = membership.placement();
+    let _ = membership.workloads().placement();
     let placement_ms = t.elapsed().as_secs_f64() * 1000.0;
     let t = WallInstant::now();
     let _ = shoal_node::workloads::list(&membership);

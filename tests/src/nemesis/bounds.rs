@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use shoal_protocol::Config;
+use shoal_protocol::{Config, WorkloadConfig};
 
 /// The agent retries a join with backoff doubling up to this
 /// (`node/src/agent.rs`, `JOIN_BACKOFF_MAX`): a restarted agent whose seed was
@@ -38,10 +38,16 @@ pub struct Bounds {
 }
 
 impl Bounds {
-    /// The bounds for `agents` agents running `config`, whose replicas get
+    /// The bounds for `agents` agents running `config` and `workloads`, whose replicas get
     /// `stop_grace` between SIGTERM and SIGKILL and whose leave is gossiped
     /// for at most `leave_timeout`.
-    pub fn new(config: &Config, agents: usize, stop_grace: Duration, leave_timeout: Duration) -> Bounds {
+    pub fn new(
+        config: &Config,
+        workloads: &WorkloadConfig,
+        agents: usize,
+        stop_grace: Duration,
+        leave_timeout: Duration,
+    ) -> Bounds {
         let (_, suspicion_max) = config.suspicion_bounds(agents);
         // The two sides find each other through the reconnect tick (a random
         // Dead member each interval: two intervals make it likely for the
@@ -56,12 +62,12 @@ impl Bounds {
             // Catalog entries written on one side reach the other by
             // anti-entropy: one more push-pull after the mesh is whole.
             catalog: membership + config.push_pull_interval,
-            settle: config.settle_time,
+            settle: workloads.settle_time,
             // Make-before-break waits for the new owner's Running or the
             // handover grace; the old copy then gets the stop grace.
-            handover_and_stop: config.handover_grace + stop_grace + SLACK,
+            handover_and_stop: workloads.handover_grace + stop_grace + SLACK,
             leave: leave_timeout + stop_grace + Duration::from_secs(2) + SLACK,
-            flap_window: config.flap_window,
+            flap_window: workloads.flap_window,
         }
     }
 
@@ -107,7 +113,8 @@ mod tests {
 
     #[test]
     fn local_bounds_at_seven_agents() {
-        let b = Bounds::new(&Config::local(), 7, Duration::from_secs(10), Duration::from_secs(3));
+        let b =
+            Bounds::new(&Config::local(), &WorkloadConfig::local(), 7, Duration::from_secs(10), Duration::from_secs(3));
         assert_eq!(b.suspicion_max, Duration::from_secs(18));
         assert_eq!(b.membership, Duration::from_secs(18 + 10 + 15 + 10 + 10));
         assert_eq!(b.settle_after(0), Duration::from_secs(2));

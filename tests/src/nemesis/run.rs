@@ -47,6 +47,7 @@ pub fn run(options: &Options) -> Result<Summary> {
     let lab = Lab::new(system, options.agents, &options.tag, options.octet, &options.dir)?;
     let bounds = Bounds::new(
         &shoal_protocol::Config::local(),
+        &shoal_protocol::WorkloadConfig::local(),
         options.agents,
         shoal_node::driver::SupervisorConfig::new("", "").stop_grace,
         shoal_node::agent::LEAVE_TIMEOUT,

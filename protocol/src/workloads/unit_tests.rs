@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use super::{Membership, WorkloadEvent};
+use super::{WorkloadConfig, WorkloadEvent};
 use crate::harness::{id, identity};
-use crate::{Config, Instant, ReplicaKey, ReplicaState, ReplicaStatus};
+use crate::{Config, Instant, Node, ReplicaKey, ReplicaState, ReplicaStatus};
 
 const SEED: u64 = 0x0b5e55ed;
 
@@ -23,16 +23,16 @@ fn key(replica: u16) -> ReplicaKey {
 }
 
 /// A lone node, with `lan` timing (10 s settle, 30 s handover grace).
-fn node() -> Membership {
-    Membership::new(Config::lan(), identity(0, 1), SEED, Instant::ZERO).expect("valid")
+fn node() -> Node {
+    Node::new(Config::lan(), WorkloadConfig::lan(), identity(0, 1), SEED, Instant::ZERO).expect("valid")
 }
 
-fn events(node: &mut Membership) -> Vec<WorkloadEvent> {
+fn events(node: &mut Node) -> Vec<WorkloadEvent> {
     std::iter::from_fn(|| node.poll_workload_event()).collect()
 }
 
-fn run(node: &Membership) -> Vec<ReplicaKey> {
-    node.plan().run.iter().map(crate::Duty::key).collect()
+fn run(node: &Node) -> Vec<ReplicaKey> {
+    node.workloads().plan().run.iter().map(crate::Duty::key).collect()
 }
 
 #[test]
@@ -46,7 +46,7 @@ fn a_submit_before_settling_waits_for_the_settle_timer_then_starts_the_replica()
         "placed nowhere yet: this node has not settled"
     );
     assert!(run(&node).is_empty());
-    assert!(node.placement().unplaced.contains_key("web"));
+    assert!(node.workloads().placement().unplaced.contains_key("web"));
     // The workload timer is armed for the moment this node settles.
     let settles = at(10);
     assert!(node.poll_timeout().is_some_and(|t| t <= settles));
@@ -60,7 +60,7 @@ fn a_submit_before_settling_waits_for_the_settle_timer_then_starts_the_replica()
         [WorkloadEvent::PlacementChanged, WorkloadEvent::ReplicaStart { replica: key(0) }, WorkloadEvent::PlanSettled]
     );
     assert_eq!(run(&node), [key(0)]);
-    assert_eq!(node.placement().owner("web", 0), Some(id(0)));
+    assert_eq!(node.workloads().placement().owner("web", 0), Some(id(0)));
 }
 
 #[test]
@@ -96,15 +96,15 @@ fn reports_shrinks_and_deletes_produce_exact_events_and_plans() {
         ]
     );
     assert!(run(&node).is_empty());
-    assert_eq!(node.plan().stop, [key(0)]);
+    assert_eq!(node.workloads().plan().stop, [key(0)]);
     node.report_replicas(at(15), []);
     assert_eq!(events(&mut node), [WorkloadEvent::ReplicaStateChanged { node: id(0), replica: key(0) }]);
-    assert!(node.plan().stop.is_empty(), "stopped, so nothing left to stop");
+    assert!(node.workloads().plan().stop.is_empty(), "stopped, so nothing left to stop");
 
     node.delete_workload(at(16), "web");
     assert_eq!(
         events(&mut node),
         [WorkloadEvent::WorkloadDeleted { name: "web".into() }, WorkloadEvent::PlacementChanged]
     );
-    assert_eq!(*node.plan(), crate::Plan { settled: true, ..crate::Plan::default() });
+    assert_eq!(*node.workloads().plan(), crate::Plan { settled: true, ..crate::Plan::default() });
 }

@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 
+use super::Workloads;
 use crate::harness::{Cluster, id};
-use crate::{Config, ReplicaState};
+use crate::{Config, ReplicaState, WorkloadConfig};
 
 const SEED: u64 = 0x5ca1ab1e;
 const STEP: Duration = Duration::from_millis(100);
@@ -43,13 +44,14 @@ fn each_replica_runs_on_exactly_one_node_and_every_node_agrees_where() {
     cluster.submit(2, web(3));
     let took = cluster.run_until_true(STEP, secs(30), |c| exactly_once(c, 3)).expect("placed");
     eprintln!("3 replicas running once each after {took:?}");
-    let mut placements = (0..6).map(|i| cluster.nodes[i].as_mut().map(|n| n.placement()));
+    let mut placements = (0..6).map(|i| cluster.nodes[i].as_mut().map(|n| n.workloads().placement()));
     let first = placements.next().flatten().expect("node 0 runs");
     assert!(placements.all(|p| p.as_deref() == Some(&*first)), "every node computes the same placement");
     // Every node knows where each replica runs, from the gossiped statuses.
     cluster.run_until_true(STEP, secs(3), |_| false);
     for i in 0..6 {
-        let running = cluster.node(i).replica_statuses().filter(|e| e.status.state == ReplicaState::Running).count();
+        let running =
+            cluster.workloads(i).replica_statuses().filter(|e| e.status.state == ReplicaState::Running).count();
         assert_eq!(running, 3, "node {i} sees all three replicas running");
     }
 }
@@ -115,7 +117,7 @@ fn a_new_node_takes_work_only_after_settling_and_the_old_owner_stops_after_the_h
     cluster.run_until_true(STEP, secs(10), Cluster::converged).expect("the newcomer joins");
     let joined_at = cluster.now;
     // While it settles, it runs nothing, and every replica keeps running.
-    let settle = Config::lan().settle_time;
+    let settle = WorkloadConfig::lan().settle_time;
     let never_down = std::cell::Cell::new(true);
     while cluster.now.saturating_since(joined_at) < settle.saturating_sub(secs(2)) {
         cluster.run_until_true(STEP, STEP, |_| false);
@@ -152,12 +154,13 @@ fn deleting_a_workload_stops_every_copy() {
 
 #[test]
 fn a_flapping_member_waits_longer_each_time() {
-    let mut cluster = settled_cluster(4);
-    let node = cluster.nodes[0].as_mut().expect("running");
+    let cluster = settled_cluster(4);
+    let members = cluster.node(0).member_table();
+    let mut node = Workloads::new(WorkloadConfig::lan(), id(0), 1).expect("valid");
     let base = node.config.settle_time;
     assert_eq!(node.settle_time_of(id(3), cluster.now), base);
-    node.note_member_down(id(3), cluster.now);
-    node.note_member_down(id(3), cluster.now);
+    node.note_member_down(id(3), cluster.now, members);
+    node.note_member_down(id(3), cluster.now, members);
     assert_eq!(node.settle_time_of(id(3), cluster.now), base * 4, "two recent downs: four times as long");
     let later = cluster.now + node.config.flap_window;
     assert_eq!(node.settle_time_of(id(3), later), base, "downs outside the window are forgiven");
@@ -175,7 +178,7 @@ fn a_late_joiner_learns_where_every_replica_runs_by_anti_entropy() {
     cluster.run_until_true(STEP, secs(60), |_| false);
     cluster.restart(5, 1, 0);
     let running = |c: &Cluster| {
-        c.node(5).replica_statuses().filter(|e| e.status.state == ReplicaState::Running && e.node != id(5)).count()
+        c.workloads(5).replica_statuses().filter(|e| e.status.state == ReplicaState::Running && e.node != id(5)).count()
     };
     let took = cluster.run_until_true(STEP, secs(10), |c| running(c) == 4).expect("the newcomer learns the statuses");
     eprintln!("newcomer knows where all 4 replicas run after {took:?}");
