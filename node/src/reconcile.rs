@@ -1,4 +1,4 @@
-//! The reconcile loop: makes the [`Supervisor`] run what `Membership::plan`
+//! The reconcile loop: makes the [`Supervisor`] run what `Workloads::plan`
 //! says this node owns, stops what it lost, and reports what runs.
 //!
 //! Two halves, so that no driver call can stall the protocol:
@@ -95,7 +95,7 @@ impl Reconciler {
     }
 
     /// Stops applying plans and stops every replica (call after
-    /// `Membership::leave`, so peers take the work over).
+    /// `Node::leave`, so peers take the work over).
     pub fn leave(&mut self) {
         if self.plans.take().is_some() {
             info!(replicas = self.supervisor.statuses().len(), "stopping every replica");

@@ -1,7 +1,7 @@
 //! The workload API's answers: each workload with where its replicas are
-//! placed (`Membership::placement`: every node computes the same placement
+//! placed (`Workloads::placement`: every node computes the same placement
 //! from the same view) and how each is doing, as the nodes running them
-//! report (`Membership::replica_statuses`).
+//! report (`Workloads::replica_statuses`).
 
 use std::collections::BTreeMap;
 

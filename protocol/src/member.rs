@@ -97,12 +97,12 @@ impl Member {
     }
 }
 
-/// A member known from outside the protocol, for [`Membership::preload`]:
+/// A member known from outside the protocol, for [`Node::preload`]:
 /// what its Alive fact says (id, generation, incarnation, metadata). The
 /// metadata is validated once, here, so one list can preload many nodes;
 /// nodes preloaded from the same `Peer` share its metadata.
 ///
-/// [`Membership::preload`]: crate::Membership::preload
+/// [`Node::preload`]: crate::Node::preload
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
     id: NodeId,

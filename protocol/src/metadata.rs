@@ -106,7 +106,7 @@ impl Metadata {
 ///
 /// Every member holds every other member's metadata, so a process running N
 /// instances (the simulator) would otherwise hold N² decoded copies. Give
-/// each instance a clone of one cache ([`crate::Membership::share_metadata`])
+/// each instance a clone of one cache ([`crate::Node::share_metadata`])
 /// and each distinct metadata is decoded once and held once. The cache
 /// changes nothing an instance does: it hands out a value equal to what
 /// decoding would have produced. Instances on their own need none.

@@ -116,7 +116,7 @@ struct Relay {
 }
 
 /// A deliberate defect, for proving that the simulator's checks can fail.
-/// Only [`Membership::inject_bug`] (feature `bug-injection`) sets one.
+/// Only `Node::inject_bug` (feature `bug-injection`) sets one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bug {
     /// The node never refutes suspicion of itself, so healthy members that
@@ -309,7 +309,7 @@ impl Membership {
         self.health.score()
     }
 
-    /// Updates still waiting to be gossiped. After [`Membership::leave`], the
+    /// Updates still waiting to be gossiped. After `leave`, the
     /// driver may wait for this to reach zero (with a time bound) before
     /// exiting, so peers hear of the leave rather than detect a failure.
     pub fn pending_broadcasts(&self) -> usize {
@@ -412,7 +412,7 @@ impl Membership {
     /// Drops the pending gossip of this node's own Alive fact. The caller
     /// asserts that every peer already knows this node at its current
     /// generation and incarnation: true of a mesh built formed (every node
-    /// [`Membership::preload`]ed with all the others), as the simulator's
+    /// `preload`ed with all the others), as the simulator's
     /// `formed` bootstrap does. A node restoring a snapshot must not call it:
     /// its peers have to hear of its new run.
     pub(crate) fn assume_announced(&mut self) {
@@ -536,7 +536,7 @@ impl Membership {
         self.events.push_back(event);
     }
 
-    /// When [`Membership::handle_timeout`] should next be called.
+    /// When `handle_timeout` should next be called.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next_deadline()
     }

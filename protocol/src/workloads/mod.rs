@@ -198,7 +198,7 @@ impl Workloads {
     /// What this node should run and stop, as of the last input. It is
     /// recomputed after any input that may change it (a member, the
     /// catalog, a replica's status) and when a settle time or a handover
-    /// grace runs out ([`Workloads::poll_timeout`]), and each change is
+    /// grace runs out (its deadline, in [`crate::Node::poll_timeout`]), and each change is
     /// announced by [`WorkloadEvent`]s: nobody needs to poll it.
     pub fn plan(&self) -> &Plan {
         &self.plan
