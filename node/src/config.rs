@@ -7,7 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use shoal_protocol::{Capacity, Config, WorkloadConfig};
+use shoal_protocol::{Capacity, Config, DRIVERS_LABEL, Driver, WorkloadConfig};
 
 use crate::auth::{TokenFileError, Tokens};
 use crate::crypto::{ClusterKey, KeyError};
@@ -127,6 +127,11 @@ pub struct AgentArgs {
     /// A key=value label. Repeatable.
     #[arg(long = "label", env = "SHOAL_LABELS", value_delimiter = ',')]
     pub labels: Vec<String>,
+    /// The drivers this agent runs replicas with, e.g. `docker` to refuse
+    /// `exec` work on this machine [default: exec,docker]. Peers place a
+    /// replica only on an agent that offers its driver.
+    #[arg(long, env = "SHOAL_DRIVERS", value_delimiter = ',')]
+    pub drivers: Vec<String>,
     /// Protocol timing preset [default: lan].
     #[arg(long, env = "SHOAL_PROFILE", value_enum)]
     pub profile: Option<Profile>,
@@ -152,6 +157,7 @@ struct FileSettings {
     cpu: Option<u32>,
     memory: Option<Memory>,
     labels: Option<BTreeMap<String, String>>,
+    drivers: Option<Vec<String>>,
     profile: Option<Profile>,
 }
 
@@ -278,6 +284,15 @@ impl AgentArgs {
             };
             labels.insert(key.trim().to_string(), value.trim().to_string());
         }
+        if let Some(reserved) = labels.keys().find(|key| key.starts_with(RESERVED_LABEL_PREFIX)) {
+            return Err(SettingsError::Invalid {
+                flag: "label",
+                value: reserved.clone(),
+                why: format!("label keys starting `{RESERVED_LABEL_PREFIX}` are Shoal's own (drivers: use --drivers)"),
+            });
+        }
+        let drivers = if self.drivers.is_empty() { file.drivers.unwrap_or_default() } else { self.drivers };
+        labels.insert(DRIVERS_LABEL.to_string(), offered_drivers(&drivers)?);
         let profile = self.profile.or(file.profile).unwrap_or(Profile::Lan);
         Ok(Settings {
             name,
@@ -294,6 +309,31 @@ impl AgentArgs {
             profile,
         })
     }
+}
+
+/// Label keys with this prefix are set by the agent, never by a user.
+const RESERVED_LABEL_PREFIX: &str = "shoal.";
+
+/// The drivers an agent offers, as the `shoal.drivers` label spells them:
+/// every driver when none is named; each named once, in a stable order.
+fn offered_drivers(named: &[String]) -> Result<String, SettingsError> {
+    let mut offered: Vec<&str> = Vec::new();
+    for name in named {
+        let known =
+            Driver::NAMES.iter().find(|known| **known == name.trim()).ok_or_else(|| SettingsError::Invalid {
+                flag: "drivers",
+                value: name.clone(),
+                why: format!("unknown driver; name some of: {}", Driver::NAMES.join(", ")),
+            })?;
+        if !offered.contains(known) {
+            offered.push(known);
+        }
+    }
+    if offered.is_empty() {
+        offered = Driver::NAMES.to_vec();
+    }
+    offered.sort_unstable();
+    Ok(offered.join(","))
 }
 
 /// The API's protection: TLS and tokens, each optional on loopback.
@@ -474,6 +514,28 @@ mod tests {
         assert_eq!(settings.labels.get("zone").map(String::as_str), Some("a"));
         assert!(settings.mdns, "mDNS is on when nothing is joined");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn drivers_become_a_label_and_bad_ones_are_refused_by_name() {
+        let resolve = |drivers: &[&str], labels: &[&str]| {
+            AgentArgs {
+                drivers: drivers.iter().map(|d| (*d).to_string()).collect(),
+                labels: labels.iter().map(|l| (*l).to_string()).collect(),
+                data_dir: Some(std::env::temp_dir().join("shoal-config-drivers")),
+                ..AgentArgs::default()
+            }
+            .resolve()
+        };
+        let offered = |settings: Settings| settings.labels.get(DRIVERS_LABEL).cloned();
+        assert_eq!(resolve(&[], &[]).ok().and_then(offered).as_deref(), Some("docker,exec"), "every driver by default");
+        assert_eq!(resolve(&["docker"], &[]).ok().and_then(offered).as_deref(), Some("docker"));
+        assert_eq!(resolve(&["exec", " docker", "exec"], &[]).ok().and_then(offered).as_deref(), Some("docker,exec"));
+        let refusal = |r: Result<Settings, SettingsError>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        let unknown = refusal(resolve(&["podman"], &[]));
+        assert!(unknown.contains("--drivers \"podman\"") && unknown.contains("exec, docker"), "{unknown}");
+        let reserved = refusal(resolve(&[], &["shoal.drivers=exec"]));
+        assert!(reserved.contains("--label") && reserved.contains("use --drivers"), "{reserved}");
     }
 
     fn temp_dir(name: &str) -> PathBuf {

@@ -197,13 +197,19 @@ impl Known {
 
 fn unplaced_reason(reason: &UnplacedReason) -> String {
     match reason {
-        UnplacedReason::NoNodeMatchesConstraints => "no alive node has every label in `constraints`".to_string(),
+        UnplacedReason::NoNodeOffersDriver { driver } => {
+            format!("no alive node offers the {driver} driver (agents choose theirs with --drivers)")
+        }
+        UnplacedReason::NoNodeMatchesConstraints => {
+            "no alive node that offers the driver has every label in `constraints`".to_string()
+        }
         UnplacedReason::TooFewMatchingNodes { eligible: 1 } => {
-            "only 1 alive node matches `constraints`, and replicas need distinct nodes".to_string()
+            "only 1 alive node matches `constraints` and offers the driver, and replicas need distinct nodes"
+                .to_string()
         }
-        UnplacedReason::TooFewMatchingNodes { eligible } => {
-            format!("only {eligible} alive nodes match `constraints`, and replicas need distinct nodes")
-        }
+        UnplacedReason::TooFewMatchingNodes { eligible } => format!(
+            "only {eligible} alive nodes match `constraints` and offer the driver, and replicas need distinct nodes"
+        ),
         UnplacedReason::InsufficientResources { needed } => {
             format!("no matching node has {}m CPU and {} bytes of memory free", needed.cpu_millis, needed.memory_bytes)
         }

@@ -66,5 +66,7 @@ pub use metadata::{Capacity, Metadata, MetadataCache, MetadataError};
 pub use node::Node;
 pub use status::{ReplicaKey, ReplicaState, ReplicaStatus, StatusEntry};
 pub use time::Instant;
-pub use workload::{Driver, Resources, RestartMode, RestartPolicy, SpecError, WorkloadSpec};
+pub use workload::{
+    DRIVERS_LABEL, Driver, Resources, RestartMode, RestartPolicy, SpecError, WorkloadSpec, offers_driver,
+};
 pub use workloads::{Duty, Plan, WorkloadConfig, WorkloadEvent, Workloads};

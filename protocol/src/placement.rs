@@ -42,7 +42,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use serde::{Deserialize, Serialize};
 
 use crate::hash::mix64;
-use crate::workload::{Resources, WorkloadSpec};
+use crate::workload::{Driver, Resources, WorkloadSpec, offers_driver};
 use crate::{Capacity, NodeId};
 
 /// A live member: where replicas may run.
@@ -77,10 +77,14 @@ impl Default for PlacementConfig {
 /// Why a workload has fewer replicas placed than it asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UnplacedReason {
-    /// No live node carries every label in the constraints.
+    /// No live node offers the workload's driver (see
+    /// [`crate::DRIVERS_LABEL`]).
+    NoNodeOffersDriver { driver: String },
+    /// No live node that offers the driver carries every label in the
+    /// constraints.
     NoNodeMatchesConstraints,
-    /// Only `eligible` nodes match the constraints; replicas must be on
-    /// distinct nodes.
+    /// Only `eligible` nodes match the constraints and offer the driver;
+    /// replicas must be on distinct nodes.
     TooFewMatchingNodes { eligible: u32 },
     /// Matching nodes exist, but none has the resources free.
     InsufficientResources { needed: Resources },
@@ -479,19 +483,31 @@ impl<'a> Placer<'a> {
             place_cap.clone_from(&keep_cap);
         }
 
+        // Which nodes each workload may use: its constraints' labels, and
+        // its driver offered. Workloads alike share one mask; a workload any
+        // node may take has none.
+        let offered_everywhere: BTreeMap<&str, bool> = Driver::NAMES
+            .iter()
+            .map(|driver| (*driver, candidates.iter().all(|c| offers_driver(&c.labels, driver))))
+            .collect();
+        let every_node_offers = |driver: &str| offered_everywhere.get(driver).copied().unwrap_or(false);
         let mut masks: Vec<Vec<bool>> = Vec::new();
-        let mut mask_index: BTreeMap<&BTreeMap<String, String>, usize> = BTreeMap::new();
+        let mut mask_index: BTreeMap<(&BTreeMap<String, String>, &str), usize> = BTreeMap::new();
         let mask_of = workloads
             .iter()
             .map(|w| {
-                if w.constraints.is_empty() {
+                let driver = w.driver.name();
+                if w.constraints.is_empty() && every_node_offers(driver) {
                     return None;
                 }
-                Some(*mask_index.entry(&w.constraints).or_insert_with(|| {
+                Some(*mask_index.entry((&w.constraints, driver)).or_insert_with(|| {
                     masks.push(
                         candidates
                             .iter()
-                            .map(|c| w.constraints.iter().all(|(k, v)| c.labels.get(k) == Some(v)))
+                            .map(|c| {
+                                offers_driver(&c.labels, driver)
+                                    && w.constraints.iter().all(|(k, v)| c.labels.get(k) == Some(v))
+                            })
                             .collect(),
                     );
                     masks.len() - 1
@@ -912,7 +928,11 @@ pub fn place(
         if placed < workload.replicas {
             let matching = u32::try_from((0..candidates.len()).filter(|&node| placer.eligible(w, node)).count())
                 .unwrap_or(u32::MAX);
+            let driver = workload.driver.name();
             let reason = match matching {
+                0 if !candidates.iter().any(|c| offers_driver(&c.labels, driver)) => {
+                    UnplacedReason::NoNodeOffersDriver { driver: driver.to_string() }
+                }
                 0 => UnplacedReason::NoNodeMatchesConstraints,
                 m if m < workload.replicas => UnplacedReason::TooFewMatchingNodes { eligible: m },
                 _ => UnplacedReason::InsufficientResources { needed: workload.resources },
@@ -1190,6 +1210,33 @@ mod tests {
         assert_eq!(placement.unplaced["crowded"].reason, UnplacedReason::TooFewMatchingNodes { eligible: 1 });
         assert_eq!(placement.unplaced["crowded"].placed, 1);
         assert!(matches!(placement.unplaced["huge"].reason, UnplacedReason::InsufficientResources { .. }));
+    }
+
+    #[test]
+    fn a_replica_goes_only_to_a_node_that_offers_its_driver() {
+        let offering = |index, drivers: &str| {
+            let mut c = candidate(index, 2, "a");
+            c.labels.insert(crate::DRIVERS_LABEL.into(), drivers.into());
+            c
+        };
+        let exec_only = [offering(1, "exec"), offering(2, "exec")];
+        let mut boxed = spec("boxed", 1);
+        boxed.driver = Driver::Docker { image: "nginx".into(), args: vec![], env: BTreeMap::new(), ports: vec![] };
+        let placement = place(&exec_only, &[boxed.clone(), spec("plain", 2)], &Running::new(), config());
+        assert_eq!(placement.unplaced["boxed"].reason, UnplacedReason::NoNodeOffersDriver { driver: "docker".into() });
+        assert!(!placement.unplaced.contains_key("plain"), "exec work still goes there");
+
+        // One node offers docker, one says nothing (it offers every driver),
+        // one offers only exec: an exec workload of 3 fits; docker goes to
+        // the first two only, and one of 3 docker replicas cannot be placed.
+        let mixed = [offering(1, "docker"), candidate(2, 2, "a"), offering(3, " exec ,docker")];
+        let mut three = boxed.clone();
+        three.replicas = 3;
+        let plain = spec("plain", 3);
+        let placement = place(&mixed, &[three, plain], &Running::new(), config());
+        assert_eq!(placement.unplaced["plain"].reason, UnplacedReason::TooFewMatchingNodes { eligible: 2 });
+        assert!(placement.replicas().filter(|(w, ..)| *w == "plain").all(|(.., node)| node != id(1)));
+        assert!(!placement.unplaced.contains_key("boxed"), "a spaced list still names docker");
     }
 
     #[test]

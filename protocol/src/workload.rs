@@ -52,6 +52,29 @@ pub enum Driver {
     },
 }
 
+impl Driver {
+    /// Every driver's name, as specs, `--drivers` and [`DRIVERS_LABEL`] spell it.
+    pub const NAMES: [&'static str; 2] = ["exec", "docker"];
+
+    /// This driver's name (one of [`Driver::NAMES`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Driver::Exec { .. } => "exec",
+            Driver::Docker { .. } => "docker",
+        }
+    }
+}
+
+/// The label an agent sets to the drivers it offers, comma-separated
+/// (`shoal.drivers=docker,exec`): placement puts a replica only on a member
+/// that offers its driver. A member without the label offers every driver.
+pub const DRIVERS_LABEL: &str = "shoal.drivers";
+
+/// Whether a member with `labels` offers `driver` (see [`DRIVERS_LABEL`]).
+pub fn offers_driver(labels: &BTreeMap<String, String>, driver: &str) -> bool {
+    labels.get(DRIVERS_LABEL).is_none_or(|offered| offered.split(',').any(|name| name.trim() == driver))
+}
+
 /// When to restart an exited replica.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RestartMode {
