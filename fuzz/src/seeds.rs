@@ -120,6 +120,7 @@ pub fn body_kind(body: &Body) -> &'static str {
     match body {
         Body::Ping { .. } => "ping",
         Body::Ack { .. } => "ack",
+        Body::AckCoordinate { .. } => "ackcoordinate",
         Body::PingReq { .. } => "pingreq",
         Body::Nack { .. } => "nack",
         Body::Gossip => "gossip",
@@ -140,7 +141,7 @@ pub fn update_kind(update: &Update) -> &'static str {
 }
 
 /// Every body kind and every update kind the seeds must cover.
-pub const BODY_KINDS: [&str; 6] = ["ping", "ack", "pingreq", "nack", "gossip", "sync"];
+pub const BODY_KINDS: [&str; 7] = ["ping", "ack", "ackcoordinate", "pingreq", "nack", "gossip", "sync"];
 pub const UPDATE_KINDS: [&str; 6] = ["alive", "suspect", "dead", "left", "workload", "status"];
 
 /// One message the capture cluster sent.

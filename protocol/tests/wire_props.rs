@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use shoal_protocol::PackedCoordinate;
 use shoal_protocol::wire::{self, Body, KeyRange, Message, RangeDigest, Sync, Update};
 use shoal_protocol::{
     Address, Capacity, CatalogEntry, Driver, Metadata, NodeId, ReplicaState, ReplicaStatus, Resources, RestartPolicy,
@@ -102,6 +103,12 @@ fn body() -> impl Strategy<Value = Body> {
     prop_oneof![
         (any::<u32>(), node_id()).prop_map(|(seq, target)| Body::Ping { seq, target }),
         any::<u32>().prop_map(|seq| Body::Ack { seq }),
+        (any::<u32>(), any::<u8>(), any::<u8>(), prop::collection::vec(any::<[u8; 2]>(), 0..=18)).prop_map(
+            |(seq, scale, error, lengths)| Body::AckCoordinate {
+                seq,
+                coordinate: PackedCoordinate { scale, error, lengths }
+            }
+        ),
         (any::<u32>(), node_id(), address(), any::<u32>()).prop_map(|(seq, target, target_addr, nack_after_micros)| {
             Body::PingReq { seq, target, target_addr, nack_after_micros }
         }),

@@ -20,6 +20,11 @@ fn config() -> Config {
 
 /// Nodes 0..n, each already knowing all the others (as if gossip had run),
 /// with their queues drained.
+/// A coordinate at the origin, as a fresh node sends it.
+fn origin_packed() -> crate::PackedCoordinate {
+    crate::PackedCoordinate::pack(&crate::Coordinate::origin(&config().coordinate)).expect("valid")
+}
+
 fn mesh(n: usize) -> Vec<Membership> {
     mesh_of(n, &config())
 }
@@ -98,9 +103,15 @@ fn probe_is_acked_and_no_indirect_probe_follows() {
     nodes[1].handle_message(t + MS, &addr(0), payload);
     let reply = sent(&mut nodes[1]);
     assert_eq!(reply.len(), 1);
-    assert_eq!((reply[0].0, &reply[0].1.body), (0, &Body::Ack { seq: 1 }));
+    // A young node's ack carries its coordinate (still the origin).
+    let coordinate = origin_packed();
+    assert_eq!((reply[0].0, &reply[0].1.body), (0, &Body::AckCoordinate { seq: 1, coordinate }));
 
     nodes[0].handle_message(t + MS * 2, &addr(1), &reply[0].2);
+    assert_eq!(nodes[0].counters().coordinate_samples, 1, "the round trip moved node 0's coordinate");
+    let moved = nodes[0].coordinate().vec.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!(moved > 0.0, "away from the origin, where node 1 is");
+    assert!(nodes[0].member_coordinate(id(1)).is_some());
     nodes[0].handle_timeout(t + timeout);
     assert_eq!(bodies(&mut nodes[0]), vec![], "acked: nothing more to send");
     assert_eq!(nodes[0].poll_timeout(), Some(t + config().probe_interval), "next probe one period later");
@@ -139,9 +150,11 @@ fn indirect_probe_through_a_relay_when_the_direct_path_drops() {
     // ...the target acks the relay, and the relay acks node 0 with node 0's seq.
     nodes[target_index].handle_message(t + timeout + MS * 2, &addr(relay_index), &relayed[0].2);
     let ack = sent(&mut nodes[target_index]);
-    assert_eq!((ack[0].0, &ack[0].1.body), (relay_index, &Body::Ack { seq: relay_seq }));
+    let coordinate = origin_packed();
+    assert_eq!((ack[0].0, &ack[0].1.body), (relay_index, &Body::AckCoordinate { seq: relay_seq, coordinate }));
     nodes[relay_index].handle_message(t + timeout + MS * 3, &addr(target_index), &ack[0].2);
     let forwarded = sent(&mut nodes[relay_index]);
+    // A relay forwards a plain ack: the coordinate was for its round trip.
     assert_eq!((forwarded[0].0, &forwarded[0].1.body), (0, &Body::Ack { seq }));
     nodes[0].handle_message(t + timeout + MS * 4, &addr(relay_index), &forwarded[0].2);
 
