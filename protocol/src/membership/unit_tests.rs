@@ -18,13 +18,13 @@ fn config() -> Config {
     Config { gossip_interval: HOUR, push_pull_interval: HOUR, reconnect_interval: HOUR, ..Config::lan() }
 }
 
-/// Nodes 0..n, each already knowing all the others (as if gossip had run),
-/// with their queues drained.
 /// A coordinate at the origin, as a fresh node sends it.
 fn origin_packed() -> crate::PackedCoordinate {
     crate::PackedCoordinate::pack(&crate::Coordinate::origin(&config().coordinate)).expect("valid")
 }
 
+/// Nodes 0..n, each already knowing all the others (as if gossip had run),
+/// with their queues drained.
 fn mesh(n: usize) -> Vec<Membership> {
     mesh_of(n, &config())
 }
@@ -612,4 +612,38 @@ fn anti_entropy_names_the_suspecter_not_the_sender() {
     nodes[1].handle_message(Instant::ZERO, &addr(0), &back[0].2);
     assert_eq!(nodes[1].suspicions[&id(3)].confirmations(), 0);
     assert_eq!(nodes[1].suspicions[&id(3)].deadline, deadline);
+}
+
+/// After its warm-up, a node puts its coordinate in one ack of
+/// `share_one_in`; before, in every one (here the warm-up is over at once).
+#[test]
+fn a_settled_node_shares_its_coordinate_in_one_ack_of_n() {
+    let coordinate = crate::CoordinateConfig { warmup_samples: 0, share_one_in: 3, ..config().coordinate };
+    let mut nodes = mesh_of(2, &Config { coordinate, ..config() });
+    let mut with_coordinate = Vec::new();
+    for seq in 1..=6 {
+        let ping = Message { from: id(0), body: Body::Ping { seq, target: id(1) }, updates: vec![] };
+        nodes[1].handle_message(Instant::ZERO, &addr(0), &wire::encode(0, &ping));
+        let reply = bodies(&mut nodes[1]);
+        with_coordinate.push(matches!(reply[0].1, Body::AckCoordinate { .. }));
+    }
+    assert_eq!(with_coordinate, vec![false, false, true, false, false, true]);
+    assert_eq!(nodes[1].counters().coordinates_sent, 2);
+}
+
+/// A malformed coordinate (a scale that would allow lengths of 2 hours) is
+/// counted and ignored; the ack still answers the probe.
+#[test]
+fn a_malformed_coordinate_is_counted_and_ignored_but_the_ack_counts() {
+    let mut nodes = mesh(2);
+    let t = run_to_probe(&mut nodes[0]);
+    let out = sent(&mut nodes[0]);
+    let Body::Ping { seq, .. } = out[0].1.body else { panic!("expected a ping") };
+    let coordinate = crate::PackedCoordinate { scale: 2, ..origin_packed() };
+    let ack = Message { from: id(1), body: Body::AckCoordinate { seq, coordinate }, updates: vec![] };
+    nodes[0].handle_message(t + MS, &addr(1), &wire::encode(0, &ack));
+    let counters = nodes[0].counters();
+    assert_eq!((counters.probes_acked, counters.coordinates_rejected, counters.coordinate_samples), (1, 1, 0));
+    assert_eq!(nodes[0].coordinate(), &crate::Coordinate::origin(&config().coordinate));
+    assert_eq!(nodes[0].member_coordinate(id(1)), None);
 }

@@ -208,6 +208,14 @@ impl SimNode for Membership {
             late_timers: c.late_timers,
         }
     }
+
+    fn coordinate(&self) -> Option<shoal_protocol::Coordinate> {
+        Some(Membership::coordinate(self).clone())
+    }
+
+    fn member_coordinate(&self, id: NodeId) -> Option<shoal_protocol::Coordinate> {
+        Membership::member_coordinate(self, id)
+    }
 }
 
 /// A Shoal node whose (simulated) driver runs what its plan says.
@@ -261,6 +269,14 @@ impl SimNode for ShoalNode {
 
     fn replicas(&self) -> Option<&Replicas> {
         Some(self.driver.replicas())
+    }
+
+    fn coordinate(&self) -> Option<shoal_protocol::Coordinate> {
+        Some(self.membership.coordinate().clone())
+    }
+
+    fn member_coordinate(&self, id: NodeId) -> Option<shoal_protocol::Coordinate> {
+        self.membership.member_coordinate(id)
     }
 
     fn catalog_len(&self) -> usize {
