@@ -409,6 +409,9 @@ impl Agent {
                 let peers = self.membership.members().filter(|m| m.state.is_live() && m.id != me);
                 let _ = reply.send(peers.map(PeerView::of).collect());
             }
+            ApiRequest::Coordinates(reply) => {
+                let _ = reply.send(crate::api::CoordinatesView::of(&self.membership));
+            }
             ApiRequest::Mesh(crate::ui::MeshQuery { since: last, reply }) => {
                 let _ = reply.send(crate::ui::mesh::snapshot_if_changed(&self.membership, self.clock.now(), last));
             }

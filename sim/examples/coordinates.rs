@@ -7,6 +7,9 @@
 //! cargo run --release -p shoal-sim --example coordinates -- [NODES] [SEED] [OUT.svg] [SECONDS]
 //! ```
 
+// An example's output is its point.
+#![allow(clippy::print_stdout)]
+
 use anyhow::{Context, Result};
 use shoal_sim::impls::shoal::ShoalImpl;
 use shoal_sim::protocol::CoordinateConfig;
@@ -34,17 +37,16 @@ fn main() -> Result<()> {
             let mut c = CoordinateConfig::serf();
             for kv in label.split(',') {
                 let (k, v) = kv.split_once('=').context("key=value")?;
-                let f: f64 = v.parse()?;
                 match k {
-                    "cc" => c.cc = f,
-                    "ce" => c.ce = f,
-                    "dims" => c.dimensionality = f as usize,
-                    "adj" => c.adjustment_window = f as usize,
-                    "filter" => c.latency_filter = f as usize,
-                    "rho" => c.gravity_rho = f,
-                    "err" => c.error_max = f,
-                    "warmup" => c.warmup_samples = f as u32,
-                    "share" => c.share_one_in = f as u32,
+                    "cc" => c.cc = v.parse()?,
+                    "ce" => c.ce = v.parse()?,
+                    "dims" => c.dimensionality = v.parse()?,
+                    "adj" => c.adjustment_window = v.parse()?,
+                    "filter" => c.latency_filter = v.parse()?,
+                    "rho" => c.gravity_rho = v.parse()?,
+                    "err" => c.error_max = v.parse()?,
+                    "warmup" => c.warmup_samples = v.parse()?,
+                    "share" => c.share_one_in = v.parse()?,
                     _ => anyhow::bail!("unknown key {k}"),
                 }
             }
