@@ -244,7 +244,7 @@ fn capture() -> Vec<Sent> {
 
 /// Messages built by hand, for what the capture may not produce: every
 /// update kind in one message, all six anti-entropy lists at every depth,
-/// every replica state, a Docker spec and a tombstone.
+/// every replica state, a Docker spec and a tombstone, and a plain ack.
 fn built() -> Vec<(String, Message)> {
     let node = NodeId::from_index;
     let mut meta = identity(7).meta;
@@ -291,6 +291,10 @@ fn built() -> Vec<(String, Message)> {
         ("built-gossip-every-update".into(), Message { from: node(2), body: Body::Gossip, updates }),
         ("built-sync-every-list".into(), Message { from: node(2), body: Body::Sync(sync), updates: vec![] }),
         ("built-pingreq".into(), Message { from: node(2), body: ping_req, updates: vec![] }),
+        // A young node's direct acks carry its coordinate, and the capture
+        // is young throughout: a plain ack (as relays forward, and settled
+        // nodes send four times in five) is built here.
+        ("built-ack".into(), Message { from: node(2), body: Body::Ack { seq: 7 }, updates: vec![] }),
     ]
 }
 
