@@ -180,3 +180,27 @@ fn a_huge_claimed_length_is_refused_without_allocating_it() {
     bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
     assert!(wire::decode(&bytes, 0).is_err());
 }
+
+/// A coordinate claiming more dimensions than any mesh may use is refused
+/// with the message; one with a bad scale decodes (the receiver ignores the
+/// coordinate and keeps the ack, `PackedCoordinate::unpack`).
+#[test]
+fn a_coordinate_with_too_many_dimensions_is_refused() {
+    let ack = |lengths: usize, scale: u8| Message {
+        from: NodeId::from_index(1),
+        body: Body::AckCoordinate {
+            seq: 3,
+            coordinate: PackedCoordinate { scale, error: 10, lengths: vec![[1, 0]; lengths] },
+        },
+        updates: vec![],
+    };
+    let too_many = wire::encode(0, &ack(shoal_protocol::coordinate::MAX_DIMENSIONS + 3, 20));
+    assert!(matches!(wire::decode(&too_many, 0), Err(wire::DecodeError::OutOfBounds("coordinate dimensions"))));
+    let bad_scale = wire::encode(0, &ack(10, 200));
+    let decoded = wire::decode(&bad_scale, 0).expect("the ack itself is well formed");
+    let Body::AckCoordinate { coordinate, .. } = decoded.body else { panic!("an ack with a coordinate") };
+    assert_eq!(coordinate.unpack(), None);
+    let good = wire::encode(0, &ack(10, 20));
+    let Body::AckCoordinate { coordinate, .. } = wire::decode(&good, 0).expect("decodes").body else { panic!() };
+    assert_eq!(coordinate.unpack().map(|c| c.vec.len()), Some(8));
+}
