@@ -120,6 +120,7 @@ pub fn body_kind(body: &Body) -> &'static str {
     match body {
         Body::Ping { .. } => "ping",
         Body::Ack { .. } => "ack",
+        Body::AckCoordinate { .. } => "ackcoordinate",
         Body::PingReq { .. } => "pingreq",
         Body::Nack { .. } => "nack",
         Body::Gossip => "gossip",
@@ -140,7 +141,7 @@ pub fn update_kind(update: &Update) -> &'static str {
 }
 
 /// Every body kind and every update kind the seeds must cover.
-pub const BODY_KINDS: [&str; 6] = ["ping", "ack", "pingreq", "nack", "gossip", "sync"];
+pub const BODY_KINDS: [&str; 7] = ["ping", "ack", "ackcoordinate", "pingreq", "nack", "gossip", "sync"];
 pub const UPDATE_KINDS: [&str; 6] = ["alive", "suspect", "dead", "left", "workload", "status"];
 
 /// One message the capture cluster sent.
@@ -243,7 +244,7 @@ fn capture() -> Vec<Sent> {
 
 /// Messages built by hand, for what the capture may not produce: every
 /// update kind in one message, all six anti-entropy lists at every depth,
-/// every replica state, a Docker spec and a tombstone.
+/// every replica state, a Docker spec and a tombstone, and a plain ack.
 fn built() -> Vec<(String, Message)> {
     let node = NodeId::from_index;
     let mut meta = identity(7).meta;
@@ -290,6 +291,10 @@ fn built() -> Vec<(String, Message)> {
         ("built-gossip-every-update".into(), Message { from: node(2), body: Body::Gossip, updates }),
         ("built-sync-every-list".into(), Message { from: node(2), body: Body::Sync(sync), updates: vec![] }),
         ("built-pingreq".into(), Message { from: node(2), body: ping_req, updates: vec![] }),
+        // A young node's direct acks carry its coordinate, and the capture
+        // is young throughout: a plain ack (as relays forward, and settled
+        // nodes send four times in five) is built here.
+        ("built-ack".into(), Message { from: node(2), body: Body::Ack { seq: 7 }, updates: vec![] }),
     ]
 }
 

@@ -411,6 +411,9 @@ impl Agent {
                 let peers = self.protocol.membership().members().filter(|m| m.state.is_live() && m.id != me);
                 let _ = reply.send(peers.map(PeerView::of).collect());
             }
+            ApiRequest::Coordinates(reply) => {
+                let _ = reply.send(crate::api::CoordinatesView::of(self.protocol.membership()));
+            }
             ApiRequest::Mesh(crate::ui::MeshQuery { since: last, reply }) => {
                 let _ = reply.send(crate::ui::mesh::snapshot_if_changed(&self.protocol, self.clock.now(), last));
             }

@@ -33,8 +33,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
-use serde::Deserialize;
-use shoal_protocol::{SpecError, WorkloadSpec};
+use serde::{Deserialize, Serialize};
+use shoal_protocol::{Coordinate, Membership, SpecError, WorkloadSpec};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -45,7 +45,7 @@ use crate::keys::{KeyOp, KeyReply, KeyStore, KeysView, parse_key_id};
 use crate::tls::{PeerAddr, TlsListener};
 use crate::transport::KeyRequester;
 use crate::ui::{MeshQuery, Watcher};
-use crate::view::{HealthView, MemberView, PeerView, Reply, SelfView};
+use crate::view::{HealthView, MemberView, PeerView, Reply, SelfView, node_id_hex};
 use crate::workloads::{ErrorView, WorkloadDetail, WorkloadView};
 
 /// A question for the agent's task.
@@ -67,6 +67,82 @@ pub enum ApiRequest {
     /// Everything the web view shows, unless its fingerprint is still the
     /// one given (`ui::mesh::snapshot_if_changed`).
     Mesh(MeshQuery),
+    /// This agent's network coordinate and those it holds for members.
+    Coordinates(Reply<CoordinatesView>),
+}
+
+/// A network coordinate as JSON (lengths in seconds, as in Serf and
+/// `shoal_protocol::Coordinate`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoordinateView {
+    pub vec: Vec<f64>,
+    /// The node's estimate of its own relative error (dimensionless).
+    pub error: f64,
+    pub adjustment: f64,
+    pub height: f64,
+}
+
+impl CoordinateView {
+    pub fn of(coordinate: &Coordinate) -> CoordinateView {
+        CoordinateView {
+            vec: coordinate.vec.clone(),
+            error: coordinate.error,
+            adjustment: coordinate.adjustment,
+            height: coordinate.height,
+        }
+    }
+
+    pub fn to_coordinate(&self) -> Coordinate {
+        Coordinate { vec: self.vec.clone(), error: self.error, adjustment: self.adjustment, height: self.height }
+    }
+}
+
+/// One member's coordinate as this agent holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberCoordinateView {
+    /// The node id, 32 hex digits.
+    pub id: String,
+    pub name: String,
+    /// The last coordinate the member sent this agent (in an ack to one of
+    /// its probes); `None` until it has.
+    pub coordinate: Option<CoordinateView>,
+    /// The round trip from this agent that the two coordinates predict, in
+    /// milliseconds.
+    pub rtt_ms: Option<f64>,
+}
+
+/// `GET /v1/coordinates`: this agent's network coordinate and, for every
+/// live member (this agent included), the one it holds and the round trip
+/// they predict (ALGORITHM.md section 15).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoordinatesView {
+    /// This agent's id.
+    pub id: String,
+    pub coordinate: CoordinateView,
+    pub members: Vec<MemberCoordinateView>,
+}
+
+impl CoordinatesView {
+    pub fn of(membership: &Membership) -> CoordinatesView {
+        let members = membership
+            .members()
+            .filter(|m| m.state.is_live())
+            .map(|m| {
+                let coordinate = membership.member_coordinate(m.id);
+                MemberCoordinateView {
+                    id: node_id_hex(m.id),
+                    name: m.meta.name.clone(),
+                    rtt_ms: membership.estimate_rtt_to(m.id).map(|rtt| rtt.as_secs_f64() * 1e3),
+                    coordinate: coordinate.as_ref().map(CoordinateView::of),
+                }
+            })
+            .collect();
+        CoordinatesView {
+            id: node_id_hex(membership.id()),
+            coordinate: CoordinateView::of(membership.coordinate()),
+            members,
+        }
+    }
 }
 
 impl From<MeshQuery> for ApiRequest {
@@ -133,6 +209,7 @@ pub async fn serve(listener: tokio::net::TcpListener, agent: Agent, keys: KeySer
         .route("/v1/keys", get(list_keys))
         .route("/v1/keys/{op}", post(change_keys))
         .route("/v1/mesh", get(mesh))
+        .route("/v1/coordinates", get(coordinates))
         .route("/", get(crate::ui::root))
         .route("/ui", get(crate::ui::serve_file))
         .route("/ui/", get(crate::ui::serve_file))
@@ -306,6 +383,10 @@ async fn ask<T>(agent: &Agent, request: impl FnOnce(Reply<T>) -> ApiRequest) -> 
 
 async fn members(State(agent): State<Agent>) -> Result<Json<Vec<MemberView>>, Response> {
     ask(&agent, ApiRequest::Members).await.map(Json)
+}
+
+async fn coordinates(State(agent): State<Agent>) -> Result<Json<CoordinatesView>, Response> {
+    ask(&agent, ApiRequest::Coordinates).await.map(Json)
 }
 
 async fn self_info(State(agent): State<Agent>) -> Result<Json<SelfView>, Response> {

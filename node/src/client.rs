@@ -119,6 +119,11 @@ impl Client {
         self.get_json("/v1/members")
     }
 
+    /// This agent's network coordinate and those it holds for members.
+    pub fn coordinates(&self) -> Result<crate::api::CoordinatesView, ClientError> {
+        self.get_json("/v1/coordinates")
+    }
+
     pub fn self_info(&self) -> Result<SelfView, ClientError> {
         self.get_json("/v1/self")
     }

@@ -50,6 +50,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Estimate the round trip between two members from their network
+    /// coordinates (between A and this agent if B is left out). Names or
+    /// ids; nothing is measured.
+    Rtt {
+        /// A member's name or id (or a unique prefix of its id).
+        a: String,
+        /// Another; default: the agent asked.
+        b: Option<String>,
+        #[command(flatten)]
+        api: ApiArg,
+    },
     /// Show an agent's own state.
     Status {
         #[command(flatten)]
@@ -189,8 +200,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Members { api, json } => {
-            let members = api.client()?.members()?;
-            if json { output::json(&members) } else { output::members_table(&members) }
+            let client = api.client()?;
+            let members = client.members()?;
+            if json {
+                return output::json(&members);
+            }
+            // Best effort: an agent without coordinates still lists its members.
+            let rtts = client.coordinates().map(|c| output::rtts_by_id(&c)).unwrap_or_default();
+            output::members_table(&members, &rtts)
+        }
+        Command::Rtt { a, b, api } => {
+            let view = api.client()?.coordinates()?;
+            let (a, a_coordinate) = output::find_coordinate(&view, &a)?;
+            let (b, b_coordinate) = match b {
+                Some(b) => output::find_coordinate(&view, &b)?,
+                None => output::find_coordinate(&view, &view.id)?,
+            };
+            let rtt = shoal_protocol::estimate_rtt(&a_coordinate, &b_coordinate)
+                .context("the two coordinates cannot be compared (different dimensions, or not valid)")?;
+            output::line(&format!("estimated rtt from {a} to {b}: {:.3} ms", rtt.as_secs_f64() * 1e3));
+            Ok(())
         }
         Command::Status { api, json } => {
             let me = api.client()?.self_info()?;

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::coordinate::{CoordinateConfig, CoordinateConfigError};
+
 /// Tuning for one protocol instance. Build one from a preset ([`Config::lan`],
 /// [`Config::wan`], [`Config::local`]), adjust fields, then [`Config::validate`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +73,9 @@ pub struct Config {
     /// An anti-entropy exchange stops after this many messages, resuming at
     /// the next push-pull.
     pub sync_max_rounds: u8,
+    /// Network coordinates: Serf's Vivaldi parameters and how often a
+    /// coordinate rides in an ack (ALGORITHM.md section 15).
+    pub coordinate: CoordinateConfig,
 }
 
 /// A field of [`Config`] is out of range. Nothing was changed.
@@ -85,6 +90,9 @@ pub enum ConfigError {
     /// A budget is outside what the wire format supports.
     #[error("config field `{field}` is {value} bytes; it must be between {min} and {max}")]
     Budget { field: &'static str, value: usize, min: usize, max: usize },
+    /// A coordinate parameter is out of range.
+    #[error(transparent)]
+    Coordinate(#[from] CoordinateConfigError),
 }
 
 impl Config {
@@ -116,6 +124,7 @@ impl Config {
             datagram_budget: 1_400,
             sync_budget: 32 * 1_024,
             sync_max_rounds: 16,
+            coordinate: CoordinateConfig::shoal(),
         }
     }
 
@@ -239,6 +248,7 @@ impl Config {
                 });
             }
         }
+        self.coordinate.validate()?;
         Ok(self)
     }
 }

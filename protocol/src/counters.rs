@@ -20,7 +20,7 @@ impl ByKind {
     pub(crate) fn add(&mut self, body: &Body, amount: u64) {
         let slot = match body {
             Body::Ping { .. } => &mut self.ping,
-            Body::Ack { .. } => &mut self.ack,
+            Body::Ack { .. } | Body::AckCoordinate { .. } => &mut self.ack,
             Body::PingReq { .. } => &mut self.ping_req,
             Body::Nack { .. } => &mut self.nack,
             Body::Gossip => &mut self.gossip,
@@ -136,4 +136,13 @@ pub struct Counters {
     pub probes_unreachable: u64,
     /// Round-trip times of successful direct probes.
     pub probe_rtt: RttHistogram,
+    /// Acks this node sent with its network coordinate in them.
+    pub coordinates_sent: u64,
+    /// Round trips that moved this node's coordinate.
+    pub coordinate_samples: u64,
+    /// Coordinates received that were malformed (scale or values out of
+    /// range) or of another dimensionality: ignored, the ack still counted.
+    pub coordinates_rejected: u64,
+    /// Times this node's coordinate went invalid and restarted at the origin.
+    pub coordinate_resets: u64,
 }

@@ -34,6 +34,7 @@ mod broadcast;
 mod catalog;
 mod codec;
 mod config;
+pub mod coordinate;
 mod counters;
 mod hash;
 mod health;
@@ -57,6 +58,7 @@ mod harness;
 
 pub use catalog::{CatalogEntry, Stamp};
 pub use config::{Config, ConfigError};
+pub use coordinate::{Coordinate, CoordinateConfig, PackedCoordinate, estimate_rtt};
 pub use counters::{ByKind, Counters, RttHistogram};
 pub use hash::stable_hash64;
 pub use id::{Address, NodeId};

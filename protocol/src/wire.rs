@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::wire_config;
 pub(crate) use crate::codec::{encode_append, encode_value, encoded_len};
+use crate::coordinate::{MAX_DIMENSIONS, PackedCoordinate};
 use crate::member::{Member, State, Version};
 pub use crate::table::{KeyRange, RangeDigest};
 use crate::{Address, CatalogEntry, Config, Metadata, NodeId, StatusEntry};
@@ -61,6 +62,11 @@ pub enum Body {
     Gossip,
     /// One step of a push-pull anti-entropy exchange.
     Sync(Sync),
+    /// An [`Body::Ack`] that also carries the sender's network coordinate
+    /// (ALGORITHM.md section 15). A separate variant rather than an optional
+    /// field, so a plain ack costs not one byte more. Only a target answering
+    /// a probe sends it; a relay forwards a plain `Ack`.
+    AckCoordinate { seq: u32, coordinate: PackedCoordinate },
 }
 
 /// One membership fact. Facts about a member are totally ordered by
@@ -258,8 +264,15 @@ impl Sync {
     }
 }
 
-/// The bounds serde cannot express.
+/// The bounds serde cannot express. (A coordinate's scale and values are
+/// checked where it is used, so that a bad one costs the coordinate, not the
+/// ack: `PackedCoordinate::unpack`.)
 fn check_bounds(body: &Body) -> Result<(), DecodeError> {
+    if let Body::AckCoordinate { coordinate, .. } = body {
+        if coordinate.lengths.len() > MAX_DIMENSIONS + 2 {
+            return Err(DecodeError::OutOfBounds("coordinate dimensions"));
+        }
+    }
     if let Body::Sync(sync) = body {
         for (ranges, want) in (0..Sync::TABLES).map(|table| sync.table(table)) {
             if ranges.len() > MAX_SYNC_RANGES || want.len() > MAX_SYNC_RANGES {

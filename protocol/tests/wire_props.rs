@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use shoal_protocol::PackedCoordinate;
 use shoal_protocol::wire::{self, Body, KeyRange, Message, RangeDigest, Sync, Update};
 use shoal_protocol::{
     Address, Capacity, CatalogEntry, Driver, Metadata, NodeId, ReplicaState, ReplicaStatus, Resources, RestartPolicy,
@@ -102,6 +103,12 @@ fn body() -> impl Strategy<Value = Body> {
     prop_oneof![
         (any::<u32>(), node_id()).prop_map(|(seq, target)| Body::Ping { seq, target }),
         any::<u32>().prop_map(|seq| Body::Ack { seq }),
+        (any::<u32>(), any::<u8>(), any::<u8>(), prop::collection::vec(any::<[u8; 2]>(), 0..=18)).prop_map(
+            |(seq, scale, error, lengths)| Body::AckCoordinate {
+                seq,
+                coordinate: PackedCoordinate { scale, error, lengths }
+            }
+        ),
         (any::<u32>(), node_id(), address(), any::<u32>()).prop_map(|(seq, target, target_addr, nack_after_micros)| {
             Body::PingReq { seq, target, target_addr, nack_after_micros }
         }),
@@ -172,4 +179,28 @@ fn a_huge_claimed_length_is_refused_without_allocating_it() {
     bytes.push(253); // u64 varint follows
     bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
     assert!(wire::decode(&bytes, 0).is_err());
+}
+
+/// A coordinate claiming more dimensions than any mesh may use is refused
+/// with the message; one with a bad scale decodes (the receiver ignores the
+/// coordinate and keeps the ack, `PackedCoordinate::unpack`).
+#[test]
+fn a_coordinate_with_too_many_dimensions_is_refused() {
+    let ack = |lengths: usize, scale: u8| Message {
+        from: NodeId::from_index(1),
+        body: Body::AckCoordinate {
+            seq: 3,
+            coordinate: PackedCoordinate { scale, error: 10, lengths: vec![[1, 0]; lengths] },
+        },
+        updates: vec![],
+    };
+    let too_many = wire::encode(0, &ack(shoal_protocol::coordinate::MAX_DIMENSIONS + 3, 20));
+    assert!(matches!(wire::decode(&too_many, 0), Err(wire::DecodeError::OutOfBounds("coordinate dimensions"))));
+    let bad_scale = wire::encode(0, &ack(10, 200));
+    let decoded = wire::decode(&bad_scale, 0).expect("the ack itself is well formed");
+    let Body::AckCoordinate { coordinate, .. } = decoded.body else { panic!("an ack with a coordinate") };
+    assert_eq!(coordinate.unpack(), None);
+    let good = wire::encode(0, &ack(10, 20));
+    let Body::AckCoordinate { coordinate, .. } = wire::decode(&good, 0).expect("decodes").body else { panic!() };
+    assert_eq!(coordinate.unpack().map(|c| c.vec.len()), Some(8));
 }

@@ -35,4 +35,7 @@ pub enum SimError {
         /// How many nodes.
         nodes: usize,
     },
+    /// The scenario's `[network.sites]` table is malformed.
+    #[error("scenario: {0}")]
+    Sites(#[from] crate::net::SitesError),
 }

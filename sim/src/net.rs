@@ -60,6 +60,21 @@ impl Default for Latency {
 pub const MAX_LATENCY_MICROS: u64 = 10_000_000;
 
 impl Latency {
+    /// The mean of a draw, in microseconds (before the cap at
+    /// [`MAX_LATENCY_MICROS`]; a Pareto tail with shape at most 1 has no
+    /// mean, and counts as the cap).
+    pub fn mean_micros(&self) -> f64 {
+        match self {
+            Latency::Constant { value } => value.micros() as f64,
+            Latency::Uniform { min, max } => (min.micros() as f64 + max.micros().max(min.micros()) as f64) / 2.0,
+            Latency::Exponential { base, mean } => base.micros() as f64 + mean.micros() as f64,
+            Latency::Pareto { base, scale, shape } => {
+                let tail = if *shape > 1.0 { scale.micros() as f64 * shape / (shape - 1.0) } else { f64::INFINITY };
+                base.micros() as f64 + tail.min(MAX_LATENCY_MICROS as f64)
+            }
+        }
+    }
+
     /// One draw, in microseconds.
     pub fn sample(&self, rng: &mut ChaCha8Rng) -> u64 {
         let micros = match self {
@@ -125,6 +140,87 @@ pub struct NetworkSpec {
     /// rides a stream) are dropped and fail the `mtu` check.
     #[serde(default = "default_mtu")]
     pub mtu: usize,
+    /// Nodes in sites, with a latency matrix between them: when set, a
+    /// message's latency is its sites' one-way latency plus the sites'
+    /// jitter, and `latency` is not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sites: Option<Sites>,
+}
+
+/// Nodes living in sites (regions, zones), `[network.sites]` in a scenario:
+///
+/// ```toml
+/// [network.sites]
+/// names = ["eu-west", "eu-central", "us-east"]
+/// # one-way latency between sites, row by row (symmetric; the diagonal is
+/// # the latency within a site)
+/// latency = [["1ms", "5ms", "40ms"], ["5ms", "1ms", "45ms"], ["40ms", "45ms", "1ms"]]
+/// jitter = { kind = "exponential", base = "0ms", mean = "500us" }
+/// ```
+///
+/// Node `i` lives in site `i mod sites` (deterministic, and every site gets
+/// its share whatever N).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sites {
+    /// Site names, in matrix order.
+    pub names: Vec<String>,
+    /// One-way latency from site `i` to site `j` (`latency[i][j]`); a square
+    /// matrix of `names.len()` rows.
+    pub latency: Vec<Vec<Dur>>,
+    /// Added to every message's latency, drawn anew each time.
+    #[serde(default = "default_jitter")]
+    pub jitter: Latency,
+}
+
+fn default_jitter() -> Latency {
+    Latency::Exponential { base: Dur::from_micros(0), mean: Dur::from_micros(500) }
+}
+
+/// A `[network.sites]` table that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SitesError {
+    /// No site, or more than 256.
+    #[error("network.sites needs 1 to 256 sites, got {0}")]
+    Count(usize),
+    /// The matrix is not `names.len()` square.
+    #[error("network.sites.latency must be a {0}x{0} matrix")]
+    Shape(usize),
+}
+
+impl Sites {
+    /// Checks the matrix against the names.
+    pub fn validate(&self) -> Result<(), SitesError> {
+        let n = self.names.len();
+        if n == 0 || n > 256 {
+            return Err(SitesError::Count(n));
+        }
+        if self.latency.len() != n || self.latency.iter().any(|row| row.len() != n) {
+            return Err(SitesError::Shape(n));
+        }
+        Ok(())
+    }
+
+    /// The site node `index` lives in.
+    pub fn site_of(&self, index: usize) -> usize {
+        index % self.names.len().max(1)
+    }
+
+    /// One draw of the one-way latency from node `from` to node `to`, in
+    /// microseconds.
+    pub fn sample(&self, from: usize, to: usize, rng: &mut ChaCha8Rng) -> u64 {
+        let base = self.latency[self.site_of(from)][self.site_of(to)].micros();
+        (base + self.jitter.sample(rng)).min(MAX_LATENCY_MICROS)
+    }
+
+    /// The mean round trip between nodes `a` and `b` that the model gives
+    /// (both ways' base latency plus twice the mean jitter), in seconds: the
+    /// truth network coordinates are judged against.
+    pub fn mean_rtt_secs(&self, a: usize, b: usize) -> f64 {
+        let (sa, sb) = (self.site_of(a), self.site_of(b));
+        let base = self.latency[sa][sb].micros() + self.latency[sb][sa].micros();
+        (base as f64 + 2.0 * self.jitter.mean_micros()) / 1e6
+    }
 }
 
 impl Default for NetworkSpec {
@@ -138,6 +234,7 @@ impl Default for NetworkSpec {
             bandwidth: None,
             queue_limit: default_queue_limit(),
             mtu: default_mtu(),
+            sites: None,
         }
     }
 }

@@ -83,3 +83,61 @@ pub fn write_svg(report: &Report, path: &std::path::Path) -> Result<(), PlotErro
     root.present().map_err(err)?;
     Ok(())
 }
+
+/// One run's coordinate accuracy over time: (label, seconds, median, p95).
+pub type AccuracySeries<'a> = (&'a str, Vec<f64>, Vec<f64>, Vec<f64>);
+
+/// Draws the relative error of estimated round trips over time (median solid,
+/// p95 dashed), one colour per run, to an SVG file at `path`.
+pub fn write_coordinates_svg(
+    runs: &[AccuracySeries<'_>],
+    path: &std::path::Path,
+    title: &str,
+) -> Result<(), PlotError> {
+    let root = SVGBackend::new(path, (1000, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let t_max = runs.iter().flat_map(|r| r.1.iter().copied()).fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("network coordinates: relative RTT error, {title}"), ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..t_max, (0.01f64..10.0f64).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds after the last node started")
+        .y_desc("|estimate - truth| / truth")
+        .draw()
+        .map_err(err)?;
+    let colors = [BLUE, RED, GREEN, MAGENTA];
+    let clamp = |y: f64| y.clamp(0.01, 10.0);
+    for (index, (label, t, median, p95)) in runs.iter().enumerate() {
+        let color = colors[index % colors.len()];
+        chart
+            .draw_series(LineSeries::new(t.iter().zip(median).map(|(x, y)| (*x, clamp(*y))), color.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{label}: median"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart
+            .draw_series(DashedLineSeries::new(
+                t.iter().zip(p95).map(|(x, y)| (*x, clamp(*y))),
+                6,
+                4,
+                color.stroke_width(1),
+            ))
+            .map_err(err)?
+            .label(format!("{label}: p95"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    for (bound, label) in [(0.15, "median bound 0.15"), (0.5, "p95 bound 0.5")] {
+        chart
+            .draw_series(DashedLineSeries::new([(0.0, bound), (t_max, bound)], 2, 4, BLACK.stroke_width(1)))
+            .map_err(err)?
+            .label(label)
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}

@@ -175,6 +175,30 @@ pub struct CheckSpec {
     /// replicas the crashed and restarted nodes held (the net change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_move_ratio: Option<f64>,
+    /// With `[network.sites]`: how accurate network coordinates must be
+    /// (`checks::coordinates`); without bounds that check only reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinates: Option<CoordinateBounds>,
+}
+
+/// Bounds on the relative error of estimated round trips, at a time after
+/// the last node started:
+///
+/// ```toml
+/// [checks.coordinates]
+/// median = 0.15
+/// p95 = 0.5
+/// within = "2m"
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinateBounds {
+    /// Largest median relative error.
+    pub median: f64,
+    /// Largest 95th percentile.
+    pub p95: f64,
+    /// When they must hold, from when the last node started.
+    pub within: Dur,
 }
 
 fn default_converge_c() -> f64 {
@@ -183,7 +207,13 @@ fn default_converge_c() -> f64 {
 
 impl Default for CheckSpec {
     fn default() -> CheckSpec {
-        CheckSpec { max_false_dead: 0, converge_c: default_converge_c(), detect_within: None, max_move_ratio: None }
+        CheckSpec {
+            max_false_dead: 0,
+            converge_c: default_converge_c(),
+            detect_within: None,
+            max_move_ratio: None,
+            coordinates: None,
+        }
     }
 }
 

@@ -181,6 +181,9 @@ impl Simulation {
         for spec in &scenario.faults {
             faults::check_nodes(&spec.kind, n)?;
         }
+        if let Some(sites) = &scenario.network.sites {
+            sites.validate()?;
+        }
         if scenario.bootstrap == Bootstrap::Formed && !imp.starts_formed() {
             return Err(SimError::FormedUnavailable(imp.name()));
         }

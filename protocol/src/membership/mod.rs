@@ -10,6 +10,7 @@
 //! which joins the two layers; the inputs and commands here take the layer
 //! above as an argument.
 
+mod coordinates;
 mod merge;
 mod probe;
 mod sync;
@@ -214,6 +215,8 @@ pub struct Membership {
     stale_accusations: Vec<NodeId>,
     /// Corrections sent in the current gossip interval, and when it began.
     corrections: (u32, Instant),
+    /// Network coordinates: ours, and those members sent (`coordinates.rs`).
+    coordinates: coordinates::Coordinates,
 }
 
 impl Membership {
@@ -233,6 +236,7 @@ impl Membership {
         timers.set(phase(config.reconnect_interval), Timer::ReconnectTick);
         let mut membership = Membership {
             health: LocalHealth::new(config.max_local_health),
+            coordinates: coordinates::Coordinates::new(&config.coordinate, identity.id),
             config,
             id: identity.id,
             generation: identity.generation,
@@ -470,6 +474,7 @@ impl Membership {
         match message.body {
             Body::Ping { seq, target } => self.on_ping(message.from, from, seq, target),
             Body::Ack { seq } => self.on_ack(now, message.from, seq),
+            Body::AckCoordinate { seq, coordinate } => self.on_ack_with_coordinate(now, message.from, seq, coordinate),
             Body::PingReq { seq, target, target_addr, nack_after_micros } => {
                 let nack_after = Duration::from_micros(u64::from(nack_after_micros));
                 let request = probe::RelayRequest { seq, target, target_addr, nack_after };

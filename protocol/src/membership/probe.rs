@@ -258,7 +258,8 @@ impl Membership {
             self.counters.misdirected += 1;
             return;
         }
-        self.send_with_gossip(Some(from), from_addr.clone(), &Body::Ack { seq }, Some(from));
+        let ack = self.ack_body(seq);
+        self.send_with_gossip(Some(from), from_addr.clone(), &ack, Some(from));
     }
 
     pub(super) fn on_ack(&mut self, now: Instant, from: NodeId, seq: u32) {

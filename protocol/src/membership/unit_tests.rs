@@ -18,6 +18,11 @@ fn config() -> Config {
     Config { gossip_interval: HOUR, push_pull_interval: HOUR, reconnect_interval: HOUR, ..Config::lan() }
 }
 
+/// A coordinate at the origin, as a fresh node sends it.
+fn origin_packed() -> crate::PackedCoordinate {
+    crate::PackedCoordinate::pack(&crate::Coordinate::origin(&config().coordinate)).expect("valid")
+}
+
 /// Nodes 0..n, each already knowing all the others (as if gossip had run),
 /// with their queues drained.
 fn mesh(n: usize) -> Vec<Membership> {
@@ -98,9 +103,15 @@ fn probe_is_acked_and_no_indirect_probe_follows() {
     nodes[1].handle_message(t + MS, &addr(0), payload, &mut NoWorkloads::default());
     let reply = sent(&mut nodes[1]);
     assert_eq!(reply.len(), 1);
-    assert_eq!((reply[0].0, &reply[0].1.body), (0, &Body::Ack { seq: 1 }));
+    // A young node's ack carries its coordinate (still the origin).
+    let coordinate = origin_packed();
+    assert_eq!((reply[0].0, &reply[0].1.body), (0, &Body::AckCoordinate { seq: 1, coordinate }));
 
     nodes[0].handle_message(t + MS * 2, &addr(1), &reply[0].2, &mut NoWorkloads::default());
+    assert_eq!(nodes[0].counters().coordinate_samples, 1, "the round trip moved node 0's coordinate");
+    let moved = nodes[0].coordinate().vec.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!(moved > 0.0, "away from the origin, where node 1 is");
+    assert!(nodes[0].member_coordinate(id(1)).is_some());
     nodes[0].handle_timeout(t + timeout, &NoWorkloads::default());
     assert_eq!(bodies(&mut nodes[0]), vec![], "acked: nothing more to send");
     assert_eq!(nodes[0].poll_timeout(), Some(t + config().probe_interval), "next probe one period later");
@@ -144,7 +155,8 @@ fn indirect_probe_through_a_relay_when_the_direct_path_drops() {
         &mut NoWorkloads::default(),
     );
     let ack = sent(&mut nodes[target_index]);
-    assert_eq!((ack[0].0, &ack[0].1.body), (relay_index, &Body::Ack { seq: relay_seq }));
+    let coordinate = origin_packed();
+    assert_eq!((ack[0].0, &ack[0].1.body), (relay_index, &Body::AckCoordinate { seq: relay_seq, coordinate }));
     nodes[relay_index].handle_message(
         t + timeout + MS * 3,
         &addr(target_index),
@@ -152,6 +164,7 @@ fn indirect_probe_through_a_relay_when_the_direct_path_drops() {
         &mut NoWorkloads::default(),
     );
     let forwarded = sent(&mut nodes[relay_index]);
+    // A relay forwards a plain ack: the coordinate was for its round trip.
     assert_eq!((forwarded[0].0, &forwarded[0].1.body), (0, &Body::Ack { seq }));
     nodes[0].handle_message(t + timeout + MS * 4, &addr(relay_index), &forwarded[0].2, &mut NoWorkloads::default());
 
@@ -609,4 +622,38 @@ fn anti_entropy_names_the_suspecter_not_the_sender() {
     nodes[1].handle_message(Instant::ZERO, &addr(0), &back[0].2, &mut NoWorkloads::default());
     assert_eq!(nodes[1].suspicions[&id(3)].confirmations(), 0);
     assert_eq!(nodes[1].suspicions[&id(3)].deadline, deadline);
+}
+
+/// After its warm-up, a node puts its coordinate in one ack of
+/// `share_one_in`; before, in every one (here the warm-up is over at once).
+#[test]
+fn a_settled_node_shares_its_coordinate_in_one_ack_of_n() {
+    let coordinate = crate::CoordinateConfig { warmup_samples: 0, share_one_in: 3, ..config().coordinate };
+    let mut nodes = mesh_of(2, &Config { coordinate, ..config() });
+    let mut with_coordinate = Vec::new();
+    for seq in 1..=6 {
+        let ping = Message { from: id(0), body: Body::Ping { seq, target: id(1) }, updates: vec![] };
+        nodes[1].handle_message(Instant::ZERO, &addr(0), &wire::encode(0, &ping), &mut NoWorkloads::default());
+        let reply = bodies(&mut nodes[1]);
+        with_coordinate.push(matches!(reply[0].1, Body::AckCoordinate { .. }));
+    }
+    assert_eq!(with_coordinate, vec![false, false, true, false, false, true]);
+    assert_eq!(nodes[1].counters().coordinates_sent, 2);
+}
+
+/// A malformed coordinate (a scale that would allow lengths of 2 hours) is
+/// counted and ignored; the ack still answers the probe.
+#[test]
+fn a_malformed_coordinate_is_counted_and_ignored_but_the_ack_counts() {
+    let mut nodes = mesh(2);
+    let t = run_to_probe(&mut nodes[0]);
+    let out = sent(&mut nodes[0]);
+    let Body::Ping { seq, .. } = out[0].1.body else { panic!("expected a ping") };
+    let coordinate = crate::PackedCoordinate { scale: 2, ..origin_packed() };
+    let ack = Message { from: id(1), body: Body::AckCoordinate { seq, coordinate }, updates: vec![] };
+    nodes[0].handle_message(t + MS, &addr(1), &wire::encode(0, &ack), &mut NoWorkloads::default());
+    let counters = nodes[0].counters();
+    assert_eq!((counters.probes_acked, counters.coordinates_rejected, counters.coordinate_samples), (1, 1, 0));
+    assert_eq!(nodes[0].coordinate(), &crate::Coordinate::origin(&config().coordinate));
+    assert_eq!(nodes[0].member_coordinate(id(1)), None);
 }

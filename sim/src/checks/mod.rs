@@ -14,11 +14,13 @@
 //! | [`workloads`]     | liveness | with workloads: once quiet, every replica runs exactly once; moves bounded; no catalog entry lost |
 //! | [`workloads`] (sides) | service | every node sees every replica Running on a member it believes live (each side of a split runs everything) |
 //! | [`fixed_point`]   | stability | with workloads: once every node's view (members, settled, catalog) has agreed for a bound, no replica starts on a new node |
+//! | [`coordinates`]   | accuracy | with sites: estimated round trips within the scenario's bounds on relative error (else reported only) |
 
 // Durations computed in f64 microseconds are small and non-negative.
 #![allow(clippy::cast_possible_truncation)]
 
 pub mod convergence;
+pub mod coordinates;
 pub mod detection;
 pub mod fixed_point;
 pub mod mtu;
@@ -59,6 +61,9 @@ pub fn standard(scenario: &Scenario, world: &World) -> Vec<Box<dyn Check>> {
         checks.push(Box::new(workloads::Replicas::new(scenario, world, load)));
         checks.push(Box::new(workloads::Sides::new(world, load)));
         checks.push(Box::new(fixed_point::FixedPoint::new(load)));
+    }
+    if let Some(accuracy) = coordinates::CoordinateAccuracy::new(scenario) {
+        checks.push(Box::new(accuracy));
     }
     checks
 }

@@ -109,6 +109,14 @@ pub trait SimNode: fmt::Debug {
     fn placement_view(&self) -> Option<u64> {
         None
     }
+    /// Its own network coordinate, if the implementation keeps one.
+    fn coordinate(&self) -> Option<shoal_protocol::Coordinate> {
+        None
+    }
+    /// The coordinate it holds for member `id` (as that member last sent it).
+    fn member_coordinate(&self, _id: NodeId) -> Option<shoal_protocol::Coordinate> {
+        None
+    }
 }
 
 /// A membership implementation: makes nodes, reads its own wire format.

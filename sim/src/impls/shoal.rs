@@ -211,6 +211,14 @@ impl SimNode for Node {
             late_timers: c.late_timers,
         }
     }
+
+    fn coordinate(&self) -> Option<shoal_protocol::Coordinate> {
+        Some(self.membership().coordinate().clone())
+    }
+
+    fn member_coordinate(&self, id: NodeId) -> Option<shoal_protocol::Coordinate> {
+        self.membership().member_coordinate(id)
+    }
 }
 
 /// A Shoal node whose (simulated) driver runs what its plan says.
@@ -264,6 +272,14 @@ impl SimNode for ShoalNode {
 
     fn replicas(&self) -> Option<&Replicas> {
         Some(self.driver.replicas())
+    }
+
+    fn coordinate(&self) -> Option<shoal_protocol::Coordinate> {
+        Some(self.node.membership().coordinate().clone())
+    }
+
+    fn member_coordinate(&self, id: NodeId) -> Option<shoal_protocol::Coordinate> {
+        self.node.membership().member_coordinate(id)
     }
 
     fn catalog_len(&self) -> usize {

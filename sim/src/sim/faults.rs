@@ -208,7 +208,7 @@ impl Simulation {
                 // Release: everything held goes out now, in the order it was held.
                 for (from, to, payload) in self.held.remove(&index).unwrap_or_default() {
                     self.net.released += 1;
-                    let at = now + self.latency(false);
+                    let at = now + self.latency(from as usize, to as usize, false);
                     self.push(at, Action::Deliver { from, to, payload });
                 }
             }

@@ -73,16 +73,19 @@ impl Simulation {
         let duplicate = !reliable && spec.duplicate > 0.0 && self.rng.random::<f64>() < spec.duplicate;
         if duplicate {
             self.net.duplicated += 1;
-            let at = depart + self.latency(reliable);
+            let at = depart + self.latency(from, to, reliable);
             self.push(at, Action::Deliver { from: from as u32, to: to as u32, payload: payload.clone() });
         }
-        let at = depart + self.latency(reliable);
+        let at = depart + self.latency(from, to, reliable);
         self.push(at, Action::Deliver { from: from as u32, to: to as u32, payload });
     }
 
-    pub(super) fn latency(&mut self, reliable: bool) -> u64 {
+    pub(super) fn latency(&mut self, from: usize, to: usize, reliable: bool) -> u64 {
         let spec = &self.scenario.network;
-        let mut latency = spec.latency.sample(&mut self.rng);
+        let mut latency = match &spec.sites {
+            Some(sites) => sites.sample(from, to, &mut self.rng),
+            None => spec.latency.sample(&mut self.rng),
+        };
         if !reliable && spec.reorder > 0.0 && self.rng.random::<f64>() < spec.reorder {
             self.net.reordered += 1;
             latency += self.rng.random_range(0..=spec.reorder_delay.micros());
