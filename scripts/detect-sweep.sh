@@ -18,8 +18,13 @@ scenarios=("$@")
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cargo build --release -p shoal-sim --locked >&2
-cp "${CARGO_TARGET_DIR:-target}/release/shoal-sim" "$work/shoal-sim"
+# SHOAL_SIM=path: measure that binary (e.g. a copy of the build before a change).
+if [ -n "${SHOAL_SIM:-}" ]; then
+    cp "$SHOAL_SIM" "$work/shoal-sim"
+else
+    cargo build --release -p shoal-sim --locked >&2
+    cp "${CARGO_TARGET_DIR:-target}/release/shoal-sim" "$work/shoal-sim"
+fi
 
 for scenario in "${scenarios[@]}"; do
     for seed in $(seq "$first" $((end - 1))); do

@@ -17,8 +17,13 @@ jobs=${JOBS:-1}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cargo build --release -p shoal-sim --locked >&2
-cp "${CARGO_TARGET_DIR:-target}/release/shoal-sim" "$work/shoal-sim"
+# SHOAL_SIM=path: measure that binary (e.g. a copy of the build before a change).
+if [ -n "${SHOAL_SIM:-}" ]; then
+    cp "$SHOAL_SIM" "$work/shoal-sim"
+else
+    cargo build --release -p shoal-sim --locked >&2
+    cp "${CARGO_TARGET_DIR:-target}/release/shoal-sim" "$work/shoal-sim"
+fi
 
 seq "$first" $((end - 1)) | xargs -P "$jobs" -I{} sh -c \
     '"$1" run "$2" --seed {} --json "${@:3}" > "$0/{}.json" || true' "$work" "$work/shoal-sim" "$scenario" "$@"
