@@ -25,8 +25,8 @@ else
     cp "${CARGO_TARGET_DIR:-target}/release/shoal-sim" "$work/shoal-sim"
 fi
 
-seq "$first" $((end - 1)) | xargs -P "$jobs" -I{} sh -c \
-    '"$1" run "$2" --seed {} --json "${@:3}" > "$0/{}.json" || true' "$work" "$work/shoal-sim" "$scenario" "$@"
+seq "$first" $((end - 1)) | xargs -P "$jobs" -I{} bash -c \
+    '"$1" run "$2" --seed "$3" --json "${@:4}" > "$0/$3.json" || true' "$work" "$work/shoal-sim" "$scenario" {} "$@"
 
 python3 - "$work" "$first" "$end" <<'PY'
 import json, sys
