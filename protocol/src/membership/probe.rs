@@ -36,6 +36,9 @@ impl Membership {
         if self.leaving {
             return;
         }
+        if !late {
+            self.ask_suspects(now);
+        }
         let Some((target, addr)) = self.next_probe_target() else {
             return;
         };
@@ -53,6 +56,36 @@ impl Membership {
         });
         let timeout = self.health.scale(self.config.probe_timeout);
         self.timers.set(now + timeout, Timer::ProbeTimeout { seq });
+    }
+
+    /// Pings each member this node has held Suspect for a period or more,
+    /// telling it of the suspicion (Lifeguard's buddy fact), a few times at
+    /// most per suspicion. A live suspect answers with its refutation: a
+    /// correction if it already refuted (`apply_about_self`), else its new
+    /// Alive fact, least sent, in the ack. Why: a refutation reaches most
+    /// views within a second, but a view that missed every gossiped copy
+    /// held the suspicion until a push-pull reached it. At 20% loss, with
+    /// two direct pings per probe, suspicions became too rare to keep
+    /// push-pull hurried, and such views lasted up to 7 s at N = 60, past
+    /// the shortest suspicion timeout (issue 16). The ping's seq is fresh
+    /// and matches no probe, so its ack changes nothing else; asking a
+    /// crashed member costs at most `MAX_ASKS` datagrams per viewer.
+    fn ask_suspects(&mut self, now: Instant) {
+        let after = self.config.probe_interval;
+        let due: Vec<NodeId> = self
+            .suspicions
+            .iter_mut()
+            .filter_map(|(id, suspicion)| suspicion.ask_due(now, after).then_some(*id))
+            .collect();
+        for id in due {
+            if let Some(addr) =
+                self.addr_of(id).filter(|_| self.members.get(id).is_some_and(|m| m.state == State::Suspect))
+            {
+                let seq = self.next_seq();
+                self.send_ping(seq, id, addr);
+                self.counters.suspects_asked += 1;
+            }
+        }
     }
 
     /// Sends this node's `Ping{seq}` to `target`, with updates about it first.
