@@ -15,15 +15,22 @@ use shoal_sim::units::Dur;
 use shoal_sim::{Scenario, Simulation, Verdict};
 
 /// Seed 9 of `loss-20.toml` held the longest suspicion of seeds 1..21
-/// before the fix (1.85 s at N = 200).
-const SEED: u64 = 9;
+/// before the fix (1.85 s at N = 200); seed 5 at N = 60 is the one that kept
+/// a Suspect for 7.1 s with the second ping and no asking.
+const SEEDS: [u64; 2] = [9, 5];
 
 #[test]
 fn twenty_percent_loss_converges_on_live_sets_with_no_false_dead() {
+    for seed in SEEDS {
+        judge(seed);
+    }
+}
+
+fn judge(seed: u64) {
     let path = format!("{}/scenarios/loss-20.toml", env!("CARGO_MANIFEST_DIR"));
     let scenario =
         Scenario::load(&path).expect("the scenario file parses").with_nodes(60).with_duration(Dur::secs(120));
-    let report = Simulation::new(scenario, SEED).expect("valid").run();
+    let report = Simulation::new(scenario, seed).expect("valid").run();
     let context = format!("{}\n  replay: {}", report.one_line(), report.replay);
     assert!(report.passed(), "{context}");
     assert_eq!(report.count("false_dead"), Some(0), "{context}");
@@ -33,13 +40,13 @@ fn twenty_percent_loss_converges_on_live_sets_with_no_false_dead() {
     assert!(convergence.detail.contains("live sets judged"), "judged as section 11 defines it: {}", convergence.detail);
     assert_eq!(report.count("suspicions_overlong"), Some(0), "{context}");
     // Loss does raise false suspicions (each one refuted): the check had
-    // something to judge. With one direct ping per probe this run raised
+    // something to judge. With one direct ping per probe these runs raised
     // about twice as many.
     let per_node_s = report.protocol.suspicions_raised as f64 / (60.0 * 120.0);
     assert!(report.protocol.suspicions_raised > 0, "{context}");
     assert!(per_node_s < SUSPICIONS_PER_NODE_S, "{per_node_s:.4} false suspicions per node per second; {context}");
 }
 
-/// The bound on false suspicions per node per second in that run: one direct
-/// ping per probe raised 287 (0.040), two raise 119 (0.017).
+/// The bound on false suspicions per node per second in these runs: in seed
+/// 9, one direct ping per probe raised 287 (0.040), two raise 119 (0.017).
 const SUSPICIONS_PER_NODE_S: f64 = 0.03;
