@@ -2,8 +2,8 @@
 //! may be declared Dead and the views must converge as ALGORITHM.md section
 //! 11 ("Convergence under sustained loss") defines it: every live set exact,
 //! and every suspicion of a running member refuted at each viewer within
-//! the shortest suspicion timeout. Before the second direct ping (section
-//! 1) a probe of a live member failed 7.4% of the time at 20% loss; now
+//! the shortest suspicion timeout. Before the second direct ping (ALGORITHM.md
+//! section 1), a probe of a live member failed 7.4% of the time at 20% loss; now
 //! both direct round trips must fail as well as every relay's path. With
 //! suspicions that rare, push-pull rests, and a view that missed every copy
 //! of a refutation kept its Suspect past the shortest suspicion timeout
