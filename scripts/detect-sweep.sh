@@ -16,15 +16,8 @@ shift $(( $# < 3 ? $# : 3 ))
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(crash-one crash-10pct sim/scenarios/fast-crash.toml)
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-# SHOAL_SIM=path: measure that binary (e.g. a copy of the build before a change).
-if [ -n "${SHOAL_SIM:-}" ]; then
-    cp "$SHOAL_SIM" "$work/shoal-sim"
-else
-    cargo build --release -p shoal-sim --locked >&2
-    cp "${CARGO_TARGET_DIR:-target}/release/shoal-sim" "$work/shoal-sim"
-fi
+# SHOAL_SIM=path: measure that binary instead of the current release build.
+source scripts/sim-binary.sh
 
 for scenario in "${scenarios[@]}"; do
     for seed in $(seq "$first" $((end - 1))); do

@@ -15,15 +15,8 @@ end=${3:-21}
 shift $(( $# < 3 ? $# : 3 ))
 jobs=${JOBS:-1}
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-# SHOAL_SIM=path: measure that binary (e.g. a copy of the build before a change).
-if [ -n "${SHOAL_SIM:-}" ]; then
-    cp "$SHOAL_SIM" "$work/shoal-sim"
-else
-    cargo build --release -p shoal-sim --locked >&2
-    cp "${CARGO_TARGET_DIR:-target}/release/shoal-sim" "$work/shoal-sim"
-fi
+# SHOAL_SIM=path: measure that binary instead of the current release build.
+source scripts/sim-binary.sh
 
 seq "$first" $((end - 1)) | xargs -P "$jobs" -I{} bash -c \
     '"$1" run "$2" --seed "$3" --json "${@:4}" > "$0/$3.json" || true' "$work" "$work/shoal-sim" "$scenario" {} "$@"
