@@ -18,10 +18,14 @@ jobs=${JOBS:-1}
 # SHOAL_SIM=path: measure that binary instead of the current release build.
 source scripts/sim-binary.sh
 
+# OUT=dir keeps each seed's JSON report there (a long sweep's results
+# survive an interruption); by default they go with the work folder.
+out=${OUT:-$work}
+mkdir -p "$out"
 seq "$first" $((end - 1)) | xargs -P "$jobs" -I{} bash -c \
-    '"$1" run "$2" --seed "$3" --json "${@:4}" > "$0/$3.json" || true' "$work" "$work/shoal-sim" "$scenario" {} "$@"
+    '"$1" run "$2" --seed "$3" --json "${@:4}" > "$0/$3.json" || true' "$out" "$work/shoal-sim" "$scenario" {} "$@"
 
-python3 - "$work" "$first" "$end" <<'PY'
+python3 - "$out" "$first" "$end" <<'PY'
 import json, sys
 work, first, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 fails = 0
