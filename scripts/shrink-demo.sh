@@ -32,7 +32,7 @@ bin="$out/shoal-sim"
 cp "${CARGO_TARGET_DIR:-target}/release/shoal-sim" "$bin"
 
 cases=(
-    "ignore-refutations|flaky-5pct-loss --nodes 60 --duration 120s --seed 11 --bug ignore-refutations"
+    "ignore-refutations|sim/scenarios/loss-20.toml --nodes 60 --duration 120s --seed 11 --bug ignore-refutations"
     "no-anti-entropy|long-partition-heal --nodes 40 --seed 5 --bug no-anti-entropy"
     "chaos-5|chaos --nodes 100 --seed 5"
     "chaos-196|chaos --nodes 100 --seed 196"

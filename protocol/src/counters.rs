@@ -91,6 +91,10 @@ pub struct Counters {
     /// asked: inconclusive (this node is likely the one cut off), so no
     /// suspicion was raised.
     pub probes_unanswered: u64,
+    /// Pings to a member held Suspect for a period or more, telling it of the
+    /// suspicion so that it answers with its refutation.
+    #[serde(default)]
+    pub suspects_asked: u64,
     /// Suspicions (raised by anyone) that ended with the member refuting.
     pub suspicions_refuted: u64,
     /// Times this node was suspected or declared dead and refuted it.

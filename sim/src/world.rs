@@ -190,6 +190,44 @@ impl World {
         self.nodes.iter().map(|slot| if slot.running() { slot.generation } else { 0 }).collect()
     }
 
+    /// Whether every node's live set (Alive or Suspect) is exactly the
+    /// running nodes at their current generations: convergence as
+    /// ALGORITHM.md section 11 defines it under sustained loss, where a
+    /// refuted suspicion is always in flight somewhere. O(N · members).
+    pub fn live_sets_are_exact(&self) -> bool {
+        let truth = self.running_generations();
+        (0..self.nodes.len()).all(|viewer| self.live_set_matches(viewer, &truth))
+    }
+
+    fn live_set_matches(&self, viewer: usize, truth: &[u64]) -> bool {
+        let Some(node) = self.nodes[viewer].node.as_ref() else { return true };
+        node.live_members() == self.running
+            && node
+                .members()
+                .filter(|m| m.state.is_live())
+                .all(|m| self.index_of(m.id).is_some_and(|i| truth[i] != 0 && m.generation == truth[i]))
+    }
+
+    /// The first way `viewer`'s live set is not the running nodes, in words.
+    pub fn live_set_gap(&self, viewer: usize) -> Option<String> {
+        let node = self.nodes[viewer].node.as_ref()?;
+        let truth = self.running_generations();
+        for member in node.members().filter(|m| m.state.is_live()) {
+            match self.index_of(member.id) {
+                None => return Some(format!("node {viewer} holds an unknown id live")),
+                Some(i) if truth[i] == 0 => {
+                    return Some(format!("node {viewer} sees stopped node {i} as {:?}", member.state));
+                }
+                Some(i) if truth[i] != member.generation => {
+                    return Some(format!("node {viewer} sees an old generation of node {i} as {:?}", member.state));
+                }
+                Some(_) => {}
+            }
+        }
+        let live = node.live_members();
+        (live != self.running).then(|| format!("node {viewer} holds {live} members live of {} running", self.running))
+    }
+
     fn view_matches(&self, viewer: usize, truth: &[u64]) -> bool {
         let Some(node) = self.nodes[viewer].node.as_ref() else { return true };
         if node.live_members() != self.running {

@@ -82,6 +82,16 @@ fn drain_events(node: &mut Membership) -> Vec<Event> {
     std::iter::from_fn(|| node.poll_event()).collect()
 }
 
+/// What a node sends at its ack timeout: a second direct ping to the target
+/// first (same seq), then the relay requests, which are returned.
+fn after_second_ping(out: Vec<(usize, Message, Vec<u8>)>, target_index: usize) -> Vec<(usize, Message, Vec<u8>)> {
+    let mut out = out.into_iter();
+    let (to, second, _) = out.next().expect("a second ping at the ack timeout");
+    assert_eq!(to, target_index, "the second ping goes to the target");
+    assert!(matches!(second.body, Body::Ping { .. }), "{:?}", second.body);
+    out.collect()
+}
+
 /// Fires `node`'s timers up to its next probe, returning when it probed.
 fn run_to_probe(node: &mut Membership) -> Instant {
     let at = node.poll_timeout().expect("a probe tick is always pending");
@@ -131,8 +141,10 @@ fn indirect_probe_through_a_relay_when_the_direct_path_drops() {
     // The direct ping is lost. At the ack timeout, node 0 asks the relay.
     let timeout = config().probe_timeout;
     nodes[0].handle_timeout(t + timeout, &NoWorkloads::default());
-    let asks = sent(&mut nodes[0]);
-    assert_eq!(asks.len(), 1);
+    let out = sent(&mut nodes[0]);
+    assert_eq!(out.len(), 2, "a second direct ping, and the one relay asked");
+    assert_eq!((out[0].0, &out[0].1.body), (target_index, &Body::Ping { seq, target }));
+    let asks = after_second_ping(out, target_index);
     assert_eq!(
         (asks[0].0, &asks[0].1.body),
         (relay_index, &Body::PingReq { seq, target, target_addr: addr(target_index), nack_after_micros: 400_000 })
@@ -176,13 +188,38 @@ fn indirect_probe_through_a_relay_when_the_direct_path_drops() {
     assert_eq!(nodes[relay_index].counters().relayed_probes, 1);
 }
 
+#[test]
+fn a_second_direct_ping_at_the_ack_timeout_saves_the_probe() {
+    let mut nodes = mesh(3);
+    let t = run_to_probe(&mut nodes[0]);
+    let first = sent(&mut nodes[0]);
+    let target_index = first[0].0;
+    // The first ping is lost. At the ack timeout node 0 pings again, with
+    // the same seq, alongside the relay request.
+    let timeout = config().probe_timeout;
+    nodes[0].handle_timeout(t + timeout, &NoWorkloads::default());
+    let out = sent(&mut nodes[0]);
+    let (_, _, second) = &out[0];
+    nodes[target_index].handle_message(t + timeout + MS, &addr(0), second, &mut NoWorkloads::default());
+    let ack = sent(&mut nodes[target_index]);
+    assert_eq!(ack.len(), 1);
+    nodes[0].handle_message(t + timeout + MS * 2, &addr(target_index), &ack[0].2, &mut NoWorkloads::default());
+    nodes[0].handle_timeout(t + config().probe_interval, &NoWorkloads::default());
+    assert_eq!(nodes[0].member(id(target_index)).map(|m| m.state), Some(State::Alive));
+    assert_eq!(drain_events(&mut nodes[0]), vec![]);
+    let counters = nodes[0].counters();
+    assert_eq!((counters.probes_acked, counters.suspicions_raised), (1, 0));
+    // Karn's rule: the ack may answer either ping, so no round trip is taken.
+    assert_eq!(counters.probe_rtt.buckets.iter().sum::<u64>(), 0);
+}
+
 /// Node 0 probes its first target, which is unreachable; the relay nacks.
 /// Returns (target index, time the suspicion started).
 fn fail_one_probe(nodes: &mut [Membership]) -> (usize, Instant) {
     let t = run_to_probe(&mut nodes[0]);
     let target_index = sent(&mut nodes[0])[0].0;
     nodes[0].handle_timeout(t + config().probe_timeout, &NoWorkloads::default());
-    for (relay, message, payload) in sent(&mut nodes[0]) {
+    for (relay, message, payload) in after_second_ping(sent(&mut nodes[0]), target_index) {
         assert!(matches!(message.body, Body::PingReq { .. }));
         nodes[relay].handle_message(t + config().probe_timeout, &addr(0), &payload, &mut NoWorkloads::default());
         let _ping_to_dead_target = sent(&mut nodes[relay]);
@@ -447,7 +484,7 @@ fn local_health_stretches_probe_interval_and_timeout() {
     sent(&mut nodes[0]);
     let base = config();
     nodes[0].handle_timeout(t + base.probe_timeout, &NoWorkloads::default());
-    assert_eq!(sent(&mut nodes[0]).len(), 1, "one relay asked");
+    assert_eq!(sent(&mut nodes[0]).len(), 2, "a second ping and one relay asked");
     let end = t + base.probe_interval;
     nodes[0].handle_timeout(end, &NoWorkloads::default());
     assert_eq!(nodes[0].local_health(), 1);
@@ -528,7 +565,7 @@ fn probe_into_silence(nodes: &mut [Membership]) -> (usize, Vec<usize>, Instant) 
     let t = run_to_probe(&mut nodes[0]);
     let target_index = sent(&mut nodes[0])[0].0;
     nodes[0].handle_timeout(t + config().probe_timeout, &NoWorkloads::default());
-    let relays: Vec<usize> = sent(&mut nodes[0])
+    let relays: Vec<usize> = after_second_ping(sent(&mut nodes[0]), target_index)
         .into_iter()
         .map(|(relay, message, _)| {
             assert!(matches!(message.body, Body::PingReq { .. }), "{:?}", message.body);
@@ -564,7 +601,7 @@ fn one_nack_is_enough_to_suspect() {
     let t = run_to_probe(&mut nodes[0]);
     let target_index = sent(&mut nodes[0])[0].0;
     nodes[0].handle_timeout(t + config().probe_timeout, &NoWorkloads::default());
-    let asks = sent(&mut nodes[0]);
+    let asks = after_second_ping(sent(&mut nodes[0]), target_index);
     assert_eq!(asks.len(), 2);
     // The first relay gets the request and nacks; the second never does.
     let (relay, _, request) = &asks[0];
