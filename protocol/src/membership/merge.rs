@@ -244,7 +244,8 @@ impl Membership {
                 }
             }
             State::Suspect => {
-                if !before.state.is_live() {
+                // A restart first heard of as a suspicion is still a new run.
+                if !before.state.is_live() || generation > before.generation {
                     self.emit(Event::MemberUp { id });
                 }
                 let Update::Suspect { by, .. } = *update else {

@@ -51,8 +51,9 @@ pub struct Identity {
 /// details.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A member became Alive: first seen, back from Dead or Left, or
-    /// restarted with a new generation.
+    /// A member became live: first seen, back from Dead or Left, or
+    /// restarted with a new generation (even when the new run is first
+    /// heard of as a suspicion, which then follows as `MemberSuspect`).
     MemberUp { id: NodeId },
     /// A member is suspected.
     MemberSuspect { id: NodeId },
@@ -375,6 +376,11 @@ impl Membership {
     pub(crate) fn set_metadata(&mut self, now: Instant, meta: Metadata) -> Result<(), MetadataError> {
         meta.validate()?;
         self.meta = Arc::new(meta);
+        if self.leaving {
+            // Kept for a later join, which publishes it; publishing now
+            // would make this node Alive again mid-leave.
+            return Ok(());
+        }
         self.incarnation += 1;
         self.publish_self(now);
         Ok(())

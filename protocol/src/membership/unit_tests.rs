@@ -694,3 +694,30 @@ fn a_malformed_coordinate_is_counted_and_ignored_but_the_ack_counts() {
     assert_eq!(nodes[0].coordinate(), &crate::Coordinate::origin(&config().coordinate));
     assert_eq!(nodes[0].member_coordinate(id(1)), None);
 }
+
+/// A restart first heard of as a suspicion of the new run is a new run: the
+/// layer above hears `MemberUp` (and forgets the old run's replicas) before
+/// `MemberSuspect`.
+#[test]
+fn a_restart_first_heard_of_as_a_suspicion_is_announced_as_up() {
+    let mut nodes = mesh(3);
+    let suspect = Update::Suspect { id: id(1), generation: 2, incarnation: 0, by: id(2) };
+    deliver_updates(&mut nodes[0], 2, vec![suspect]);
+    assert_eq!(drain_events(&mut nodes[0]), [Event::MemberUp { id: id(1) }, Event::MemberSuspect { id: id(1) }]);
+    assert_eq!(nodes[0].member(id(1)).map(|m| (m.generation, m.state)), Some((2, State::Suspect)));
+}
+
+/// New metadata given while leaving waits for the next join: publishing it
+/// would make the node Alive again mid-leave.
+#[test]
+fn metadata_set_while_leaving_does_not_undo_the_leave() {
+    let mut nodes = mesh(2);
+    nodes[0].leave(Instant::ZERO);
+    let mut meta = (*nodes[0].meta).clone();
+    meta.labels.insert("zone".into(), "b".into());
+    nodes[0].set_metadata(Instant::ZERO, meta).expect("valid");
+    assert_eq!(nodes[0].member(id(0)).map(|m| m.state), Some(State::Left));
+    nodes[0].join(Instant::ZERO, [addr(1)], &NoWorkloads::default());
+    let me = nodes[0].member(id(0)).expect("self");
+    assert_eq!((me.state, me.meta.labels.get("zone").map(String::as_str)), (State::Alive, Some("b")));
+}

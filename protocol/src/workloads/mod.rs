@@ -335,17 +335,13 @@ impl Workloads {
         self.refresh(now, members);
     }
 
-    /// Acts on the deadline, if due: tombstones past their retention are
-    /// forgotten, and the plan is recomputed. Calling it early is harmless.
+    /// Acts on the deadline, if due: the plan is recomputed (and tombstones
+    /// past their retention forgotten). Calling it early is harmless.
     pub(crate) fn handle_timeout(&mut self, now: Instant, members: &MemberTable) {
         if self.deadline.is_none_or(|at| at > now) {
             return;
         }
         self.deadline = None;
-        self.catalog.reap(now, self.config.tombstone_retention);
-        self.statuses.reap(now, self.config.status_retention);
-        let window = self.config.flap_window;
-        self.downs.retain(|_, downs| downs.back().is_some_and(|at| now.saturating_since(*at) < window));
         self.dirty = true;
         self.refresh(now, members);
     }
@@ -409,12 +405,20 @@ impl Workloads {
 
     /// A member went Dead or Left: what it reported no longer holds (unless
     /// it is already back, in a newer run, later in the same input), and
-    /// the down counts against its next settle time.
+    /// the down counts against its next settle time (once per down).
     fn note_member_down(&mut self, id: NodeId, now: Instant, members: &MemberTable) {
-        let back_in = members.get(id).filter(|m| m.state.is_live()).map_or(u64::MAX, |m| m.generation);
+        let member = members.get(id);
+        let back_in = member.filter(|m| m.state.is_live()).map_or(u64::MAX, |m| m.generation);
         self.statuses.forget_node(id, back_in);
+        // When it went from live to gone: a gone member's later facts (Dead
+        // at a higher incarnation, Left after Dead) are the same down, and
+        // count once.
+        let went = member.filter(|m| !m.state.is_live()).map_or(now, |m| m.state_since);
         let downs = self.downs.entry(id).or_default();
-        downs.push_back(now);
+        if downs.back() == Some(&went) {
+            return;
+        }
+        downs.push_back(went);
         while downs.len() > MAX_DOWNS {
             downs.pop_front();
         }
@@ -466,6 +470,23 @@ impl Workloads {
         applied
     }
 
+    /// Forgets what is past its retention: tombstones of the catalog and the
+    /// statuses, and downs older than the flap window. Done on every
+    /// refresh (each input that changed something), and the next one is
+    /// part of the deadline, so it never waits for an input that may not
+    /// come.
+    fn reap(&mut self, now: Instant) {
+        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        if due(self.catalog.table().next_reap(self.config.tombstone_retention)) {
+            self.catalog.reap(now, self.config.tombstone_retention);
+        }
+        if due(self.statuses.table().next_reap(self.config.status_retention)) {
+            self.statuses.reap(now, self.config.status_retention);
+        }
+        let window = self.config.flap_window;
+        self.downs.retain(|_, downs| downs.back().is_some_and(|at| now.saturating_since(*at) < window));
+    }
+
     /// Recomputes the plan if anything it depends on changed, announces
     /// what changed, and sets the deadline for the next moment the plan may
     /// change by itself. Called after every input and command.
@@ -474,10 +495,12 @@ impl Workloads {
             return;
         }
         self.dirty = false;
+        self.reap(now);
         let idle = self.catalog.table().iter().next().is_none()
             && self.plan == Plan::default()
             && !self.statuses.live().any(|e| e.node == self.id);
         if idle {
+            self.deadline = self.next_reap();
             return;
         }
         let losing_before: BTreeSet<ReplicaKey> = self.losing.keys().cloned().collect();

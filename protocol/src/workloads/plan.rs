@@ -17,7 +17,7 @@ impl Workloads {
     /// The earliest moment the plan may change with no input: a live
     /// member (this node included) that has not settled settles, a down
     /// leaves the flap window (shortening a settle time), or a handover
-    /// grace runs out; or a tombstone is due to be forgotten.
+    /// grace runs out; or something is due to be forgotten.
     pub(super) fn next_deadline(&self, now: Instant, members: &MemberTable) -> Option<Instant> {
         let unsettled = members.iter().filter(|m| m.state.is_live() && !self.settled(m, now, members));
         let settles = unsettled.flat_map(|m| {
@@ -26,11 +26,24 @@ impl Workloads {
             std::iter::once(m.state_since + settle).chain(downs.map(|at| *at + self.config.flap_window))
         });
         let graces = self.losing.values().map(|since| *since + self.config.handover_grace);
-        let reaps = [
+        let plan = settles.chain(graces).filter(|at| *at > now).min();
+        // Reaps are never in the past here: `refresh` has just reaped.
+        [plan, self.next_reap()].into_iter().flatten().min()
+    }
+
+    /// When something is next due to be forgotten: a tombstone, or the
+    /// last down of a member leaving the flap window.
+    pub(super) fn next_reap(&self) -> Option<Instant> {
+        let window = self.config.flap_window;
+        let downs = self.downs.values().filter_map(|downs| downs.back()).map(|at| *at + window).min();
+        [
             self.catalog.table().next_reap(self.config.tombstone_retention),
             self.statuses.table().next_reap(self.config.status_retention),
-        ];
-        settles.chain(graces).chain(reaps.into_iter().flatten()).filter(|at| *at > now).min()
+            downs,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The members placement reads: live (Alive or Suspect: suspicion

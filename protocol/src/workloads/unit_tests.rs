@@ -332,3 +332,48 @@ fn a_node_declared_gone_and_back_tells_its_statuses_again() {
     layer.handle_member_events(at(13), &[Event::SelfRefuted { incarnation: 2, declared_gone: true }], &table);
     assert_eq!(updates(&mut layer), mine, "whoever believed it dead forgot what it runs");
 }
+
+#[test]
+fn a_down_counts_once_however_many_facts_say_so() {
+    let mut table = members(&[1]);
+    let mut layer = fresh();
+    let base = WorkloadConfig::lan().settle_time;
+    table.upsert(Member { state: State::Dead, state_since: at(30), ..alive(1, 1, Instant::ZERO) });
+    layer.handle_member_events(at(30), &[Event::MemberDown { id: id(1) }], &table);
+    // Dead again at a higher incarnation, then Left: the same down.
+    layer.handle_member_events(at(31), &[Event::MemberDown { id: id(1) }], &table);
+    table.upsert(Member { state: State::Left, state_since: at(30), ..alive(1, 1, Instant::ZERO) });
+    layer.handle_member_events(at(32), &[Event::MemberLeft { id: id(1) }], &table);
+    assert_eq!(layer.settle_time_of(id(1), at(32)), base * 2, "one down, not three");
+    // Back, and down again: a second down.
+    table.upsert(alive(1, 1, at(40)));
+    layer.handle_member_events(at(40), &[Event::MemberUp { id: id(1) }], &table);
+    table.upsert(Member { state: State::Dead, state_since: at(50), ..alive(1, 1, Instant::ZERO) });
+    layer.handle_member_events(at(50), &[Event::MemberDown { id: id(1) }], &table);
+    assert_eq!(layer.settle_time_of(id(1), at(50)), base * 4);
+    // The downs are forgotten an hour after the last, with no input needed.
+    let forgotten = at(50) + WorkloadConfig::lan().flap_window;
+    assert_eq!(layer.poll_timeout(), Some(forgotten));
+    layer.handle_timeout(forgotten, &table);
+    assert_eq!(layer.settle_time_of(id(1), forgotten), base);
+    assert_eq!(layer.poll_timeout(), None, "nothing left to wait for");
+}
+
+#[test]
+fn a_due_tombstone_is_forgotten_by_whatever_input_comes_first() {
+    let config = WorkloadConfig { tombstone_retention: Duration::from_secs(60), ..WorkloadConfig::lan() };
+    let table = members(&[1]);
+    let mut layer = Workloads::new(config, id(0), 1).expect("valid");
+    layer.submit(at(1), web(1), &table).expect("valid");
+    layer.delete(at(2), "web", &table).expect("live");
+    assert_eq!(layer.catalog_entries().count(), 1, "a tombstone");
+    assert_eq!(layer.poll_timeout(), Some(at(10)), "first, this node settles");
+    layer.handle_timeout(at(10), &table);
+    assert_eq!(layer.poll_timeout(), Some(at(62)), "then the tombstone's retention is the deadline");
+    // A peer's status arrives after that moment, before the timer is served.
+    let status = status_from(1, 1, 1, 0, ReplicaState::Running);
+    layer.handle_update(at(63), &Update::Status(status), false, &table);
+    layer.handle_member_events(at(63), &[], &table);
+    assert_eq!(layer.catalog_entries().count(), 0, "forgotten on that input");
+    assert!(layer.poll_timeout().is_none_or(|t| t > at(63)), "no deadline left in the past");
+}
