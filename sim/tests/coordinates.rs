@@ -16,13 +16,14 @@ fn sites_scenario() -> Scenario {
 }
 
 /// Regression: 80 nodes in 4 sites, all joining through one seed within
-/// 5 s; 90 s after the last one started, estimated round trips are within
-/// the acceptance bounds (median relative error 0.15, p95 0.5).
+/// 5 s; 2 minutes after the last one started (the acceptance's time),
+/// estimated round trips are within the acceptance bounds (median relative
+/// error 0.15, p95 0.5).
 #[test]
 fn coordinates_converge_on_four_sites() {
-    let mut scenario = sites_scenario().with_nodes(80).with_duration(Dur::secs(95));
+    let mut scenario = sites_scenario().with_nodes(80).with_duration(Dur::secs(125));
     scenario.bootstrap = Bootstrap::OneSeed { over: Dur::secs(5) };
-    scenario.checks.coordinates = Some(CoordinateBounds { median: 0.15, p95: 0.5, within: Dur::secs(90) });
+    scenario.checks.coordinates = Some(CoordinateBounds { median: 0.15, p95: 0.5, within: Dur::secs(120) });
     let report = Simulation::new(scenario, 7).expect("valid").run();
     let check = report.checks.iter().find(|c| c.name == "coordinates").expect("sites turn the check on");
     assert_eq!(check.verdict, Verdict::Pass, "{}", check.detail);

@@ -77,14 +77,10 @@ impl Membership {
 
     /// An ack that carries its sender's coordinate: the ack counts as any
     /// other; the coordinate is kept if well formed, and if the ack answers
-    /// this node's own direct probe of the sender, the round trip moves this
-    /// node's coordinate. A malformed coordinate is counted and ignored.
+    /// this node's own first direct ping of the sender (`direct_rtt`), the
+    /// round trip moves this node's coordinate. A malformed coordinate is counted and ignored.
     pub(super) fn on_ack_with_coordinate(&mut self, now: Instant, from: NodeId, seq: u32, packed: PackedCoordinate) {
-        let rtt = self
-            .probe
-            .as_ref()
-            .filter(|p| p.seq == seq && !p.acked && p.target == from)
-            .map(|p| now.saturating_since(p.sent_at));
+        let rtt = self.direct_rtt(now, from, seq);
         self.on_ack(now, from, seq);
         let dimensionality = self.config.coordinate.dimensionality;
         let Some(coordinate) = packed.unpack().filter(|c| c.vec.len() == dimensionality) else {

@@ -307,15 +307,22 @@ impl Membership {
         self.send_with_gossip(Some(from), from_addr.clone(), &ack, Some(from));
     }
 
+    /// The round trip an ack from `from` for `seq` measures, if it answers
+    /// this period's first direct ping. Karn's rule: once the second ping
+    /// is out (at the ack timeout), an ack may answer either, so its round
+    /// trip is not measured; nor is an ack relayed by another member.
+    pub(super) fn direct_rtt(&self, now: Instant, from: NodeId, seq: u32) -> Option<Duration> {
+        let probe = self.probe.as_ref().filter(|p| p.seq == seq && !p.acked && p.target == from)?;
+        let rtt = now.saturating_since(probe.sent_at);
+        (rtt < self.health.scale(self.config.probe_timeout)).then_some(rtt)
+    }
+
     pub(super) fn on_ack(&mut self, now: Instant, from: NodeId, seq: u32) {
+        if let Some(rtt) = self.direct_rtt(now, from, seq) {
+            self.counters.probe_rtt.record(u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX));
+        }
         if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq && !p.acked) {
             probe.acked = true;
-            let rtt = now.saturating_since(probe.sent_at);
-            // Karn's rule: once the second ping is out (at the ack timeout),
-            // an ack may answer either, so its round trip is not measured.
-            if from == probe.target && rtt < self.health.scale(self.config.probe_timeout) {
-                self.counters.probe_rtt.record(u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX));
-            }
             self.counters.probes_acked += 1;
             self.health.improve();
             return;
